@@ -1,0 +1,126 @@
+//! The logical dataflow: named nodes and their inputs.
+
+use std::sync::Arc;
+
+use crate::error::EngineError;
+use crate::node::{OperatorFactory, SinkFactory, SourceFactory};
+
+/// Index of a node in its [`Dataflow`].
+pub type NodeId = usize;
+
+/// What a node does.
+#[derive(Clone)]
+pub enum NodeKind {
+    /// Produces records.
+    Source(Arc<dyn SourceFactory>),
+    /// Transforms records.
+    Operator(Arc<dyn OperatorFactory>),
+    /// Consumes records.
+    Sink(Arc<dyn SinkFactory>),
+}
+
+/// One node of a dataflow.
+#[derive(Clone)]
+pub struct NodeSpec {
+    /// Unique name (from the job file).
+    pub name: String,
+    /// Role and factory.
+    pub kind: NodeKind,
+    /// Number of parallel subtasks, at least 1.
+    pub parallelism: usize,
+    /// The nodes this one reads from; empty for sources. Several inputs are a
+    /// union.
+    pub inputs: Vec<NodeId>,
+    /// Whether this node may be fused into its input's task (Flink's
+    /// chaining); `false` starts a new task, for example to put a slow
+    /// operator on its own thread.
+    pub chain: bool,
+}
+
+impl NodeSpec {
+    /// The node's role.
+    pub fn role(&self) -> crate::NodeRole {
+        match self.kind {
+            NodeKind::Source(_) => crate::NodeRole::Source,
+            NodeKind::Operator(_) => crate::NodeRole::Operator,
+            NodeKind::Sink(_) => crate::NodeRole::Sink,
+        }
+    }
+}
+
+/// A job's logical graph, nodes in an order where every input comes before
+/// the nodes reading it.
+#[derive(Clone)]
+pub struct Dataflow {
+    /// Job name.
+    pub name: String,
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// Capacity of each channel between tasks, in batches: how much a fast
+    /// producer may run ahead before it is held back.
+    pub channel_capacity: usize,
+}
+
+impl Dataflow {
+    /// An empty dataflow.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            nodes: Vec::new(),
+            channel_capacity: 16,
+        }
+    }
+
+    /// Adds a node and returns its id.
+    pub fn add(&mut self, node: NodeSpec) -> NodeId {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// The ids of the nodes that read from `id`.
+    pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
+        (0..self.nodes.len())
+            .filter(|&n| self.nodes[n].inputs.contains(&id))
+            .collect()
+    }
+
+    /// Checks the structure: names unique, inputs earlier in the list,
+    /// sources without inputs, others with, sinks without consumers, every
+    /// parallelism at least 1.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidDataflow`] describing the first problem.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |m: String| Err(EngineError::InvalidDataflow(m));
+        if self.nodes.is_empty() {
+            return bad("no nodes".into());
+        }
+        for (id, n) in self.nodes.iter().enumerate() {
+            if self.nodes[..id].iter().any(|m| m.name == n.name) {
+                return bad(format!("two nodes are called `{}`", n.name));
+            }
+            if n.parallelism == 0 {
+                return bad(format!("`{}` has parallelism 0", n.name));
+            }
+            if let Some(&i) = n.inputs.iter().find(|&&i| i >= id) {
+                return bad(format!(
+                    "`{}` reads from node {i}, which does not come before it",
+                    n.name
+                ));
+            }
+            match n.kind {
+                NodeKind::Source(_) if !n.inputs.is_empty() => {
+                    return bad(format!("source `{}` has inputs", n.name));
+                }
+                NodeKind::Operator(_) | NodeKind::Sink(_) if n.inputs.is_empty() => {
+                    return bad(format!("`{}` has no input", n.name));
+                }
+                NodeKind::Sink(_) if !self.consumers(id).is_empty() => {
+                    return bad(format!("sink `{}` cannot be read from", n.name));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

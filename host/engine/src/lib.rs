@@ -1,0 +1,40 @@
+//! The weir dataflow engine.
+//!
+//! A job is a [`Dataflow`] of named nodes — sources, operators, sinks — joined
+//! by their inputs. The engine turns it into tasks and runs them:
+//!
+//! 1. [`plan`] fuses chains of nodes with the same parallelism and a single
+//!    forward connection into one task (Flink's operator chaining): records
+//!    pass between fused operators as a moved [`weir_record::RecordBatch`],
+//!    with no channel, no copy and no thread hop.
+//! 2. [`runtime`] starts one thread per task subtask (`parallelism = N`), links
+//!    tasks with bounded [`channel`]s — a full channel blocks the sender, which
+//!    is the backpressure — and reports [`metrics`] while it runs.
+//! 3. Every node is built on its own thread by a factory: a [`Source`]
+//!    reads its split, an [`Operator`] transforms batches, a [`Sink`] writes.
+//!    [`operators`] holds the built-in operator kinds, the Wasm UDF operator
+//!    among them.
+//!
+//! Messages on channels are [`Message`]s: data, or a signal such as the end of
+//! the input. Later signals (watermarks, checkpoint barriers) travel the same
+//! way, in order with the data.
+
+pub mod channel;
+pub mod graph;
+pub mod metrics;
+pub mod operators;
+pub mod plan;
+pub mod runtime;
+
+mod error;
+mod message;
+mod node;
+
+pub use error::{BoxError, EngineError};
+pub use graph::{Dataflow, NodeId, NodeKind, NodeSpec};
+pub use message::{Message, Signal};
+pub use metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
+pub use node::{
+    Collector, Operator, OperatorFactory, Sink, SinkFactory, Source, SourceFactory, SubtaskInfo,
+};
+pub use runtime::{JobHandle, JobOutcome, run};

@@ -1,0 +1,20 @@
+//! What flows on the channels between tasks.
+
+use weir_record::RecordBatch;
+
+/// One element of a stream between tasks.
+#[derive(Debug)]
+pub enum Message {
+    /// A batch of records.
+    Data(RecordBatch),
+    /// A control signal, in order with the data.
+    Signal(Signal),
+}
+
+/// Control signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The sender has no more data: a bounded source ended, or the job was
+    /// cancelled and sources stopped. A task ends once every sender said so.
+    EndOfData,
+}

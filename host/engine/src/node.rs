@@ -1,0 +1,112 @@
+//! The three roles a node plays, and the factories that build them.
+//!
+//! Factories are shared by all subtasks of a node and are called on the
+//! subtask's own thread, so a Wasm instance is created where it will run.
+
+use weir_record::RecordBatch;
+
+use crate::BoxError;
+use crate::error::EngineError;
+
+/// Where a node instance runs.
+#[derive(Clone, Debug)]
+pub struct SubtaskInfo {
+    /// Job name.
+    pub job: String,
+    /// Node name.
+    pub node: String,
+    /// This subtask's index, `0..parallelism`.
+    pub subtask: usize,
+    /// Number of subtasks of the node.
+    pub parallelism: usize,
+}
+
+/// Receives the output batches of an operator.
+pub trait Collector {
+    /// Passes one batch downstream.
+    ///
+    /// # Errors
+    /// A downstream failure; the operator must return it unchanged.
+    fn collect(&mut self, batch: RecordBatch) -> Result<(), EngineError>;
+}
+
+/// A stream operator: one instance per subtask, driven by one thread.
+///
+/// Ordering guarantees: `process_batch` is called once per input batch, in the
+/// order the batches arrive from each input; `end_of_input` is called once,
+/// after the last batch of every input, and never after an error.
+pub trait Operator: Send {
+    /// Processes one batch, handing results to `out`.
+    ///
+    /// # Errors
+    /// The operator's own failure (made with [`EngineError::Node`] naming it),
+    /// or a downstream error returned by `out`, passed on unchanged.
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError>;
+
+    /// Called when all inputs have ended; may emit final results. The default
+    /// does nothing.
+    ///
+    /// # Errors
+    /// As [`Operator::process_batch`].
+    fn end_of_input(&mut self, out: &mut dyn Collector) -> Result<(), EngineError> {
+        let _ = out;
+        Ok(())
+    }
+}
+
+/// Builds the operator instance of each subtask.
+pub trait OperatorFactory: Send + Sync {
+    /// Creates the instance for `info.subtask`.
+    ///
+    /// # Errors
+    /// Why the instance cannot be created (for a Wasm UDF: instantiation or
+    /// `init` failed).
+    fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError>;
+}
+
+/// A source of records; each subtask reads its own split.
+pub trait Source: Send {
+    /// The next batch, or `None` when the (bounded) input is exhausted.
+    ///
+    /// # Errors
+    /// A failure to read, with enough context to find the bad input (file and
+    /// line, for instance).
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, BoxError>;
+}
+
+/// Builds the source split of each subtask.
+pub trait SourceFactory: Send + Sync {
+    /// Creates the reader of split `info.subtask` of `info.parallelism`.
+    ///
+    /// # Errors
+    /// Why the source cannot be opened.
+    fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Source>, BoxError>;
+}
+
+/// A sink of records.
+pub trait Sink: Send {
+    /// Writes one batch.
+    ///
+    /// # Errors
+    /// A failure to write.
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), BoxError>;
+
+    /// Flushes everything; called once at the end of the input.
+    ///
+    /// # Errors
+    /// A failure to flush.
+    fn finish(&mut self) -> Result<(), BoxError>;
+}
+
+/// Builds the sink of each subtask.
+pub trait SinkFactory: Send + Sync {
+    /// Creates the writer of subtask `info.subtask`.
+    ///
+    /// # Errors
+    /// Why the sink cannot be opened.
+    fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Sink>, BoxError>;
+}

@@ -1,0 +1,463 @@
+//! Running a job: one thread per task subtask, channels between them.
+//!
+//! A subtask thread builds its fused nodes (so Wasm instances are created on
+//! the thread that calls them), then loops: read a batch from its source or
+//! input channel, push it through the chain, route the result to its sink or
+//! output channels. When every input has ended it calls `end_of_input` down
+//! the chain, finishes its sink or passes the end on, and exits.
+//!
+//! The first failure cancels the job: sources stop, the channels of failed
+//! tasks close, and the others wind down. The failure reported is the root
+//! cause, not the disconnections it caused downstream.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use weir_record::RecordBatch;
+
+use crate::channel::{Disconnected, EdgeSender, TaskInput, TaskOutput};
+use crate::error::EngineError;
+use crate::graph::{Dataflow, NodeKind, NodeSpec};
+use crate::message::{Message, Signal};
+use crate::metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
+use crate::node::{Collector, Operator, Sink, Source, SubtaskInfo};
+use crate::plan::{TaskPlan, plan};
+
+/// A running job.
+pub struct JobHandle {
+    metrics: Arc<JobMetrics>,
+    control: Arc<JobControl>,
+    threads: Vec<(String, JoinHandle<()>)>,
+    plan: TaskPlan,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// `Ok` if every source ended (or the job was cancelled) and every sink
+    /// finished; the root-cause error otherwise.
+    pub result: Result<(), EngineError>,
+    /// Final counters.
+    pub metrics: Vec<NodeSnapshot>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+struct JobControl {
+    cancel: AtomicBool,
+    /// First primary error, first secondary (disconnection) error.
+    errors: Mutex<(Option<EngineError>, Option<EngineError>)>,
+}
+
+impl JobControl {
+    fn fail(&self, e: EngineError, secondary: bool) {
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = if secondary {
+            &mut errors.1
+        } else {
+            &mut errors.0
+        };
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+impl JobHandle {
+    /// Live counters.
+    pub fn metrics(&self) -> &Arc<JobMetrics> {
+        &self.metrics
+    }
+
+    /// The tasks the job was fused into.
+    pub fn plan(&self) -> &TaskPlan {
+        &self.plan
+    }
+
+    /// Asks the sources to stop; the job then drains and ends normally.
+    pub fn cancel(&self) {
+        self.control.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|(_, t)| t.is_finished())
+    }
+
+    /// Waits for every task and reports the outcome.
+    pub fn join(self) -> JobOutcome {
+        for (name, t) in self.threads {
+            if let Err(panic) = t.join() {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                self.control.fail(
+                    EngineError::Task {
+                        task: name,
+                        message: format!("internal error (panic): {message}"),
+                    },
+                    false,
+                );
+            }
+        }
+        let mut errors = self
+            .control
+            .errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let result = match (errors.0.take(), errors.1.take()) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        };
+        JobOutcome {
+            result,
+            metrics: self.metrics.snapshot(),
+            elapsed: self.metrics.elapsed(),
+        }
+    }
+}
+
+/// Plans and starts `flow`; returns at once with a handle.
+///
+/// # Errors
+/// [`EngineError::InvalidDataflow`] for a malformed graph,
+/// [`EngineError::Task`] if a thread cannot be started.
+pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
+    flow.validate()?;
+    let plan = plan(&flow);
+    let metrics = Arc::new(JobMetrics::new(
+        flow.name.clone(),
+        flow.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.role(), n.parallelism))
+            .collect(),
+    ));
+    let control = Arc::new(JobControl::default());
+
+    // One input channel per consumer subtask.
+    let mut inputs: Vec<Vec<Option<(Sender<Message>, Receiver<Message>)>>> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            (0..t.parallelism)
+                .map(|_| Some(bounded(flow.channel_capacity)))
+                .collect()
+        })
+        .collect();
+    let senders: Vec<Vec<Sender<Message>>> = inputs
+        .iter()
+        .map(|subs| subs.iter().flatten().map(|(s, _)| s.clone()).collect())
+        .collect();
+
+    let flow = Arc::new(flow);
+    let mut threads = Vec::new();
+    for (t, task) in plan.tasks.iter().enumerate() {
+        let producers_per_subtask: usize = plan
+            .inputs_of(t)
+            .map(|e| match e.partitioning {
+                crate::plan::Partitioning::Forward => 1,
+                crate::plan::Partitioning::Rebalance => plan.tasks[e.from].parallelism,
+            })
+            .sum();
+        for subtask in 0..task.parallelism {
+            let (_, receiver) = inputs[t][subtask].take().ok_or_else(|| EngineError::Task {
+                task: task.name.clone(),
+                message: "input channel taken twice".into(),
+            })?;
+            let input = (producers_per_subtask > 0).then(|| TaskInput {
+                receiver,
+                producers: producers_per_subtask,
+            });
+            let edges: Vec<EdgeSender> = plan
+                .outputs_of(t)
+                .map(|e| EdgeSender::new(senders[e.to].clone(), e.partitioning, subtask))
+                .collect();
+            let ctx = SubtaskContext {
+                flow: flow.clone(),
+                nodes: task.nodes.clone(),
+                subtask,
+                parallelism: task.parallelism,
+                metrics: metrics.clone(),
+                control: control.clone(),
+            };
+            let name = format!("{}#{subtask}", task.name);
+            let handle = std::thread::Builder::new()
+                .name(format!(
+                    "weir-{}",
+                    task.name.chars().take(10).collect::<String>()
+                ))
+                .spawn(move || ctx.run(input, edges))
+                .map_err(|e| EngineError::Task {
+                    task: name.clone(),
+                    message: format!("cannot start thread: {e}"),
+                })?;
+            threads.push((name, handle));
+        }
+    }
+    drop(senders);
+    Ok(JobHandle {
+        metrics,
+        control,
+        threads,
+        plan,
+    })
+}
+
+struct SubtaskContext {
+    flow: Arc<Dataflow>,
+    nodes: Vec<usize>,
+    subtask: usize,
+    parallelism: usize,
+    metrics: Arc<JobMetrics>,
+    control: Arc<JobControl>,
+}
+
+/// A fused operator and its counters.
+struct Chained {
+    op: Box<dyn Operator>,
+    metrics: Arc<NodeMetrics>,
+}
+
+/// Where the last node of a chain sends its output.
+enum Tail {
+    Sink {
+        sink: Box<dyn Sink>,
+        metrics: Arc<NodeMetrics>,
+        node: String,
+        subtask: usize,
+    },
+    Output(TaskOutput),
+}
+
+/// A secondary failure: this task stopped because another one failed.
+fn interrupted(task: &str) -> EngineError {
+    EngineError::Task {
+        task: task.to_string(),
+        message: "stopped because a downstream task ended unexpectedly".into(),
+    }
+}
+
+impl Tail {
+    fn emit(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
+        match self {
+            Tail::Sink {
+                sink,
+                metrics,
+                node,
+                subtask,
+            } => {
+                metrics.add_in(batch.len());
+                sink.write_batch(&batch)
+                    .map_err(|source| EngineError::Node {
+                        role: NodeRole::Sink,
+                        node: node.clone(),
+                        subtask: *subtask,
+                        source,
+                    })
+            }
+            Tail::Output(out) => out
+                .send(batch)
+                .map_err(|Disconnected| interrupted("output")),
+        }
+    }
+}
+
+struct ChainCollector<'a> {
+    rest: &'a mut [Chained],
+    tail: &'a mut Tail,
+    metrics: &'a NodeMetrics,
+}
+
+impl Collector for ChainCollector<'_> {
+    fn collect(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.metrics.add_out(batch.len());
+        push(self.rest, self.tail, batch)
+    }
+}
+
+/// Pushes a batch through fused operators into the tail.
+fn push(ops: &mut [Chained], tail: &mut Tail, batch: RecordBatch) -> Result<(), EngineError> {
+    match ops.split_first_mut() {
+        None => tail.emit(batch),
+        Some((first, rest)) => {
+            first.metrics.add_in(batch.len());
+            let start = Instant::now();
+            let mut out = ChainCollector {
+                rest,
+                tail,
+                metrics: &first.metrics,
+            };
+            let r = first.op.process_batch(batch, &mut out);
+            first.metrics.add_busy(start.elapsed());
+            r
+        }
+    }
+}
+
+/// Calls `end_of_input` down the chain, in order.
+fn end_chain(ops: &mut [Chained], tail: &mut Tail) -> Result<(), EngineError> {
+    for i in 0..ops.len() {
+        let (head, rest) = ops[i..]
+            .split_first_mut()
+            .ok_or_else(|| interrupted("chain"))?;
+        let mut out = ChainCollector {
+            rest,
+            tail,
+            metrics: &head.metrics,
+        };
+        head.op.end_of_input(&mut out)?;
+    }
+    Ok(())
+}
+
+impl SubtaskContext {
+    fn info(&self, node: &NodeSpec) -> SubtaskInfo {
+        SubtaskInfo {
+            job: self.flow.name.clone(),
+            node: node.name.clone(),
+            subtask: self.subtask,
+            parallelism: self.parallelism,
+        }
+    }
+
+    fn node_error(&self, node: &NodeSpec, source: crate::BoxError) -> EngineError {
+        EngineError::Node {
+            role: node.role(),
+            node: node.name.clone(),
+            subtask: self.subtask,
+            source,
+        }
+    }
+
+    /// Thread body: runs the subtask and records its failure before its
+    /// channels close, so the root cause is recorded before the
+    /// disconnections it causes.
+    fn run(self, input: Option<TaskInput>, edges: Vec<EdgeSender>) {
+        let mut source = None;
+        let result = self.run_inner(input.as_ref(), edges, &mut source);
+        if let Err((e, secondary)) = result {
+            // A disconnection seen after the job was cancelled is a
+            // consequence, not a cause.
+            self.control.fail(e, secondary);
+        }
+        drop(source);
+        drop(input);
+    }
+
+    fn run_inner(
+        &self,
+        input: Option<&TaskInput>,
+        edges: Vec<EdgeSender>,
+        source_slot: &mut Option<Box<dyn Source>>,
+    ) -> Result<(), (EngineError, bool)> {
+        let primary = |e| (e, false);
+        let flow = &*self.flow;
+        let head = &flow.nodes[self.nodes[0]];
+        let tail_id = *self
+            .nodes
+            .last()
+            .ok_or_else(|| primary(interrupted("empty chain")))?;
+        let tail_node = &flow.nodes[tail_id];
+
+        // Build the nodes of the chain, on this thread.
+        let mut ops = Vec::new();
+        for &id in &self.nodes {
+            let node = &flow.nodes[id];
+            match &node.kind {
+                NodeKind::Source(f) => {
+                    let s = f
+                        .create(&self.info(node))
+                        .map_err(|e| primary(self.node_error(node, e)))?;
+                    *source_slot = Some(s);
+                }
+                NodeKind::Operator(f) => {
+                    let op = f
+                        .create(&self.info(node))
+                        .map_err(|e| primary(self.node_error(node, e)))?;
+                    ops.push(Chained {
+                        op,
+                        metrics: self.metrics.node(id),
+                    });
+                }
+                NodeKind::Sink(_) => {}
+            }
+        }
+        let mut tail = match &tail_node.kind {
+            NodeKind::Sink(f) => Tail::Sink {
+                sink: f
+                    .create(&self.info(tail_node))
+                    .map_err(|e| primary(self.node_error(tail_node, e)))?,
+                metrics: self.metrics.node(tail_id),
+                node: tail_node.name.clone(),
+                subtask: self.subtask,
+            },
+            _ => Tail::Output(TaskOutput::new(edges, self.metrics.node(tail_id))),
+        };
+        let classify = |e: EngineError| {
+            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
+            (e, secondary)
+        };
+
+        // Main loop.
+        if let Some(source) = source_slot.as_mut() {
+            let source_metrics = self.metrics.node(self.nodes[0]);
+            while !self.control.cancelled() {
+                let batch = match source.next_batch() {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => return Err(primary(self.node_error(head, e))),
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                source_metrics.add_out(batch.len());
+                push(&mut ops, &mut tail, batch).map_err(classify)?;
+            }
+        } else if let Some(input) = input {
+            let mut ended = 0;
+            while ended < input.producers {
+                match input.receiver.recv() {
+                    Ok(Message::Data(batch)) => {
+                        push(&mut ops, &mut tail, batch).map_err(classify)?
+                    }
+                    Ok(Message::Signal(Signal::EndOfData)) => ended += 1,
+                    Err(_) => {
+                        return Err((
+                            EngineError::Task {
+                                task: head.name.clone(),
+                                message: "an upstream task ended unexpectedly".into(),
+                            },
+                            true,
+                        ));
+                    }
+                }
+            }
+        }
+
+        // End of input: drain the chain, then finish the sink or tell the
+        // consumers.
+        end_chain(&mut ops, &mut tail).map_err(classify)?;
+        match &mut tail {
+            Tail::Sink { sink, .. } => sink
+                .finish()
+                .map_err(|e| primary(self.node_error(tail_node, e))),
+            Tail::Output(out) => out
+                .signal(Signal::EndOfData)
+                .map_err(|Disconnected| (interrupted(&tail_node.name), true)),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What can go wrong when loading or running a guest.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An error of the sandbox. Every variant names the module it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The sandbox itself could not be set up (a configuration error of the
+    /// host, not of a guest).
+    #[error("cannot configure the Wasm sandbox: {0}")]
+    Setup(String),
+
+    /// The module file could not be read.
+    #[error("cannot read module `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The bytes are not WebAssembly at all.
+    #[error("module `{module}` is not a WebAssembly file (it starts with {prefix:?})")]
+    NotWasm {
+        /// Module name.
+        module: String,
+        /// The first bytes, for diagnosis.
+        prefix: String,
+    },
+
+    /// A core module where a component was expected.
+    #[error(
+        "module `{module}` is a core WebAssembly module, not a component; build it for \
+         `wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule {
+        /// Module name.
+        module: String,
+    },
+
+    /// The component does not compile or validate.
+    #[error("module `{module}` is not a valid component: {message}")]
+    Invalid {
+        /// Module name.
+        module: String,
+        /// wasmtime's message.
+        message: String,
+    },
+
+    /// The component implements no operator world of the supported package.
+    #[error("module `{module}` is for another world: {message}")]
+    WrongWorld {
+        /// Module name.
+        module: String,
+        /// What it exports instead, and what would be expected.
+        message: String,
+    },
+
+    /// The component imports something the sandbox does not grant.
+    #[error("module `{module}` needs an import the weir sandbox does not grant: {message}")]
+    ForbiddenImport {
+        /// Module name.
+        module: String,
+        /// wasmtime's message, naming the import.
+        message: String,
+    },
+
+    /// A call into the guest failed.
+    #[error("module `{module}` failed in `{call}`: {failure}")]
+    Guest {
+        /// Module name.
+        module: String,
+        /// The guest function that was called (`init`, `filter`, …).
+        call: &'static str,
+        /// What happened.
+        failure: GuestFailure,
+    },
+
+    /// The on-disk compilation cache could not be used.
+    #[error("module cache at `{}`: {message}", dir.display())]
+    Cache {
+        /// Cache directory.
+        dir: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// How a call into a guest failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFailure {
+    /// The guest trapped (a panic, an `unreachable`, an out-of-bounds access…).
+    #[error("guest trapped: {message}{}", console_suffix(.console))]
+    Trap {
+        /// The trap and, when available, the guest's backtrace.
+        message: String,
+        /// The last lines the guest wrote to stdout/stderr (a panic message,
+        /// a Python traceback), if any.
+        console: String,
+    },
+    /// The call ran past its CPU deadline and was interrupted.
+    #[error("guest exceeded its CPU deadline of {deadline:?} per call and was stopped")]
+    DeadlineExceeded {
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// The guest tried to grow its memory beyond the cap.
+    #[error(
+        "guest tried to grow its memory to {requested} bytes, over its cap of {cap} bytes, \
+         and was stopped"
+    )]
+    MemoryCapExceeded {
+        /// Bytes requested.
+        requested: usize,
+        /// The cap.
+        cap: usize,
+    },
+    /// The guest returned an error value.
+    #[error("guest returned an error: {0}")]
+    Returned(String),
+    /// The guest returned a batch that breaks the contract of its world.
+    #[error("guest returned an invalid result: {0}")]
+    InvalidOutput(String),
+    /// The instance trapped earlier and cannot be called again.
+    #[error("the instance failed earlier and cannot be used again")]
+    Poisoned,
+}
+
+fn console_suffix(console: &str) -> String {
+    if console.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n--- guest output ---\n{}", console.trim_end())
+    }
+}

@@ -1,0 +1,40 @@
+//! The weir sandbox: runs untrusted operator components, fast and contained.
+//!
+//! This crate is the only place in weir that configures wasmtime. A tour, in
+//! the order a module is used:
+//!
+//! 1. [`Sandbox`] ([`runtime`]) owns the wasmtime `Engine` — component model,
+//!    Cranelift, the pooling allocator, epoch interruption — the `Linker` that
+//!    decides what a guest may import (WASI with no files, network or
+//!    environment, plus `weir:udf/log`), and the thread that advances epochs.
+//! 2. [`ModuleCache`] ([`cache`]) compiles a component once and keeps the
+//!    native artifact on disk by content hash, so later runs only map it in.
+//! 3. [`OperatorModule`] ([`module`]) is a compiled, validated component: which
+//!    operator world it implements, checked against the WIT package, with its
+//!    imports resolved once (`InstancePre`).
+//! 4. [`OperatorInstance`] ([`instance`]) is one warm instance for one operator
+//!    subtask: its own store, memory cap and CPU deadline. Batches go in and
+//!    come out as [`weir_record::RecordBatch`]es; the columns move into the
+//!    generated bindings without copies.
+//!
+//! Everything a guest can do wrong — not being Wasm, targeting another world,
+//! trapping, looping, eating memory, returning malformed batches — comes back
+//! as a [`SandboxError`] that names the module, never as a host panic.
+
+pub mod cache;
+pub mod instance;
+pub mod module;
+pub mod runtime;
+
+mod bindings;
+mod error;
+mod guest;
+
+pub use cache::{CacheStats, ModuleCache};
+pub use error::{GuestFailure, SandboxError};
+pub use instance::{InstanceLabel, InstanceLimits, OperatorInstance};
+pub use module::{ModuleDigest, OperatorKind, OperatorModule};
+pub use runtime::{Sandbox, SandboxConfig};
+
+/// The WIT package version this host implements.
+pub const WIT_PACKAGE: &str = "weir:udf@0.1.0";
