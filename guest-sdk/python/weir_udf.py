@@ -224,7 +224,9 @@ def filter_operator(cls):
 
     class _Export:
         def init(self, config):
-            self.op = _init(cls, config)
+            # componentize-py makes a new export object for every call: the
+            # operator lives on the class, once per instance of the component.
+            type(self).op = _init(cls, config)
 
         def filter(self, input):
             try:
@@ -241,7 +243,9 @@ def map_operator(cls):
 
     class _Export:
         def init(self, config):
-            self.op = _init(cls, config)
+            # componentize-py makes a new export object for every call: the
+            # operator lives on the class, once per instance of the component.
+            type(self).op = _init(cls, config)
 
         def map_batch(self, input):
             try:
@@ -261,7 +265,9 @@ def flat_map_operator(cls):
 
     class _Export:
         def init(self, config):
-            self.op = _init(cls, config)
+            # componentize-py makes a new export object for every call: the
+            # operator lives on the class, once per instance of the component.
+            type(self).op = _init(cls, config)
 
         def flat_map_batch(self, input):
             try:

@@ -53,7 +53,7 @@ impl Config {
         parse(key, v)
     }
 
-    /// All pairs, in the order of the job file.
+    /// All pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }

@@ -1,1 +1,43 @@
-//! weir-job
+//! weir job files.
+//!
+//! A job file is TOML with one section for the job and one table per node:
+//!
+//! ```toml
+//! [job]
+//! name = "bids-demo"
+//! parallelism = 2                  # default for every node
+//!
+//! [source.bids]
+//! kind = "nexmark"                 # nexmark | generator | file
+//! events = 200_000
+//! event_type = "bid"
+//!
+//! [operator.expensive]
+//! input = "bids"                   # one name, or a list (a union)
+//! module = "bid-filter"            # a name in the module path, or a path to a .wasm
+//! kind = "filter"                  # optional: checked against the module's world
+//! config = { min_price = 1_000_000 }
+//! limits = { memory_mb = 64, cpu_deadline_ms = 500 }
+//!
+//! [sink.console]
+//! input = "expensive"
+//! kind = "stdout"                  # stdout | file
+//! ```
+//!
+//! The tour: [`spec`] reads the file into typed node specs, refusing unknown
+//! fields and bad values with the file, line and field; [`modules`] finds the
+//! component a `module` names; [`prepare`] checks the references between
+//! nodes, loads every module into the sandbox (compiling it once) and builds
+//! the engine's [`weir_engine::Dataflow`].
+
+pub mod modules;
+pub mod prepare;
+pub mod spec;
+
+mod error;
+mod locate;
+
+pub use error::JobError;
+pub use modules::ModulePath;
+pub use prepare::{PreparedJob, prepare};
+pub use spec::{JobSpec, parse_job, read_job};

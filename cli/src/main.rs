@@ -1,0 +1,53 @@
+//! `weir`: the command line of the weir stream processor.
+//!
+//! Thin by design: parse arguments, call the library crates, print. The
+//! subcommands live one per module.
+
+mod progress;
+mod run;
+mod udf;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// weir: stream processing with sandboxed WebAssembly operators.
+#[derive(Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    /// Log filter (e.g. `info`, `weir=debug`); also `RUST_LOG`.
+    #[arg(long, global = true, env = "WEIR_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job file in this process until its sources end.
+    Run(run::RunArgs),
+    /// Build and inspect user operators (UDF components).
+    #[command(subcommand)]
+    Udf(udf::UdfCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Udf(cmd) => udf::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Job file errors: every one says where.
+
+use std::path::PathBuf;
+
+/// A job file that cannot be run, and where it is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The file cannot be read.
+    #[error("cannot read job file `{}`: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something in the file is wrong.
+    #[error("{}:{line}: {message}", file.display())]
+    At {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong, naming the node and field.
+        message: String,
+    },
+    /// The engine refused the job once it was built.
+    #[error("job `{job}`: {source}")]
+    Engine {
+        /// Job name.
+        job: String,
+        /// The engine's error.
+        #[source]
+        source: weir_engine::EngineError,
+    },
+}
