@@ -1,1 +1,68 @@
 //! Shared helpers of the integration tests.
+//!
+//! The tests run real components built from `udfs/` by
+//! `weir udf build udfs/rust/* udfs/python/*` (the README's test command does
+//! it first); a missing component fails the test with that instruction.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use weir_record::RecordBatch;
+use weir_sandbox::{Sandbox, SandboxConfig};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where `weir udf build` puts components.
+pub fn udf_dir() -> PathBuf {
+    std::env::var_os("WEIR_TEST_UDF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/udfs"))
+}
+
+/// The built component `name`; panics with the build command if missing.
+pub fn udf(name: &str) -> PathBuf {
+    let p = udf_dir().join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "component `{}` is missing: run `weir udf build udfs/rust/* udfs/python/*` from the repository root first",
+        p.display()
+    );
+    p
+}
+
+/// One sandbox for the whole test binary (its instance pool reserves address
+/// space, so tests share it), with a compilation cache under `target/`.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(root().join("target/test-module-cache")),
+            ..SandboxConfig::default()
+        })
+        .expect("the sandbox starts")
+    })
+}
+
+/// A batch of `(key, value, timestamp)` rows.
+pub fn batch(rows: &[(&str, &str, i64)]) -> RecordBatch {
+    let mut b = weir_record::BatchBuilder::default();
+    for (k, v, t) in rows {
+        b.push(k.as_bytes(), v.as_bytes(), *t);
+    }
+    b.finish()
+}
+
+/// The lines of a JSON Lines file, parsed.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}

@@ -70,6 +70,16 @@ pub struct OperatorInstance {
     poisoned: bool,
 }
 
+impl std::fmt::Debug for OperatorInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorInstance")
+            .field("module", &self.module)
+            .field("limits", &self.limits)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
 impl OperatorInstance {
     pub(crate) fn new(
         module: Arc<OperatorModule>,

@@ -1,0 +1,198 @@
+//! Every kind of bad input gets a clear error naming the module (and, in
+//! jobs, the operator and the line); none panics the host.
+
+use std::io::Write;
+use std::time::Duration;
+
+use weir_sandbox::{GuestFailure, InstanceLabel, InstanceLimits, OperatorInstance, SandboxError};
+use weir_tests::{batch, sandbox, udf};
+
+fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+    (dir, path)
+}
+
+fn misbehave(mode: &str, limits: InstanceLimits) -> OperatorInstance {
+    let m = sandbox().load_file(&udf("misbehave")).unwrap();
+    let config = vec![("mode".to_string(), mode.to_string())];
+    let label = InstanceLabel {
+        job: "test".into(),
+        operator: format!("misbehave-{mode}"),
+        subtask: 0,
+    };
+    m.instantiate(label, limits, &config).unwrap()
+}
+
+fn failure(e: SandboxError) -> GuestFailure {
+    match e {
+        SandboxError::Guest {
+            module, failure, ..
+        } => {
+            assert_eq!(module, "misbehave.wasm");
+            failure
+        }
+        other => panic!("expected a guest failure, got {other}"),
+    }
+}
+
+#[test]
+fn a_file_that_is_not_wasm() {
+    let (_d, path) = write_temp("notes.wasm", b"hello, I am text");
+    let e = sandbox().load_file(&path).unwrap_err();
+    assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("`notes.wasm` is not a WebAssembly file"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_core_module_instead_of_a_component() {
+    let (_d, path) = write_temp("core.wasm", b"\0asm\x01\0\0\0");
+    let e = sandbox().load_file(&path).unwrap_err();
+    assert!(matches!(e, SandboxError::CoreModule { .. }), "{e}");
+    assert!(e.to_string().contains("wasm32-wasip2"), "{e}");
+}
+
+#[test]
+fn a_component_for_another_world() {
+    let e = sandbox()
+        .load_bytes("empty.wasm", b"(component)")
+        .unwrap_err();
+    // WAT text is not Wasm bytes: the header check catches it first.
+    assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");
+
+    // A real component that exports something else entirely.
+    let other = wat_component(r#"(export "acme:thing/run" (instance $inst))"#);
+    let e = sandbox().load_bytes("other.wasm", &other).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SandboxError::WrongWorld { .. }), "{msg}");
+    assert!(msg.contains("`other.wasm` is for another world"), "{msg}");
+    assert!(msg.contains("acme:thing/run"), "{msg}");
+
+    // The right interface name at a version this host does not implement.
+    let future = wat_component(r#"(export "weir:udf/filter@9.0.0" (instance $inst))"#);
+    let msg = sandbox()
+        .load_bytes("future.wasm", &future)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("weir:udf/filter@9.0.0"), "{msg}");
+    assert!(msg.contains("weir:udf@0.1.0"), "{msg}");
+
+    // The right name with the wrong types.
+    let wrong = wat_component(r#"(export "weir:udf/filter@0.1.0" (instance $inst))"#);
+    let msg = sandbox()
+        .load_bytes("wrong-types.wasm", &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("for another world"), "{msg}");
+    assert!(msg.contains("not with the types"), "{msg}");
+}
+
+/// A minimal component exporting one instance with a function `f`.
+fn wat_component(export: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $inst (export "f" (func $f)))
+            {export})"#
+    );
+    // The sandbox takes binaries, as uploads are.
+    wat::parse_str(&text).expect("valid WAT")
+}
+
+#[test]
+fn a_guest_that_traps_shows_its_panic_message() {
+    let mut inst = misbehave("trap", InstanceLimits::default());
+    let out = inst.process(batch(&[("a", "fine", 1)])).unwrap();
+    assert_eq!(out.len(), 1);
+    let e = inst
+        .process(batch(&[("a", "fine", 1), ("b", "boom", 2)]))
+        .unwrap_err();
+    let msg = e.to_string();
+    match failure(e) {
+        GuestFailure::Trap { console, .. } => {
+            assert!(
+                console.contains("misbehave: refusing record 1 on purpose"),
+                "{console}"
+            );
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+    assert!(msg.contains("failed in `map-batch`"), "{msg}");
+    // The instance is now poisoned, and says so instead of misbehaving.
+    let again = inst.process(batch(&[("a", "fine", 1)])).unwrap_err();
+    assert!(matches!(failure(again), GuestFailure::Poisoned));
+}
+
+#[test]
+fn a_guest_in_an_endless_loop_is_stopped_at_its_deadline() {
+    let limits = InstanceLimits {
+        call_deadline: Duration::from_millis(200),
+        ..InstanceLimits::default()
+    };
+    let mut inst = misbehave("spin", limits);
+    let start = std::time::Instant::now();
+    let e = inst.process(batch(&[("x", "boom", 1)])).unwrap_err();
+    let took = start.elapsed();
+    match failure(e) {
+        GuestFailure::DeadlineExceeded { deadline } => {
+            assert_eq!(deadline, Duration::from_millis(200))
+        }
+        other => panic!("expected a deadline, got {other}"),
+    }
+    // Stopped, not left running: far less than "forever" even on a loaded machine.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[test]
+fn a_guest_growing_memory_past_its_cap_is_stopped() {
+    let limits = InstanceLimits {
+        memory_bytes: 32 << 20,
+        ..InstanceLimits::default()
+    };
+    let mut inst = misbehave("hog", limits);
+    let e = inst.process(batch(&[("x", "boom", 1)])).unwrap_err();
+    match failure(e) {
+        GuestFailure::MemoryCapExceeded { requested, cap } => {
+            assert_eq!(cap, 32 << 20);
+            assert!(requested > cap);
+        }
+        other => panic!("expected the memory cap, got {other}"),
+    }
+}
+
+#[test]
+fn a_guest_returning_an_error_keeps_its_message() {
+    let mut inst = misbehave("error", InstanceLimits::default());
+    let e = inst.process(batch(&[("x", "boom", 1)])).unwrap_err();
+    match failure(e) {
+        GuestFailure::Returned(m) => assert!(m.contains("record 0 is unacceptable"), "{m}"),
+        other => panic!("expected a returned error, got {other}"),
+    }
+}
+
+#[test]
+fn a_guest_rejecting_its_config_names_the_key() {
+    let m = sandbox().load_file(&udf("bid-filter")).unwrap();
+    let config = vec![("min_price".to_string(), "lots".to_string())];
+    let label = InstanceLabel {
+        job: "test".into(),
+        operator: "f".into(),
+        subtask: 0,
+    };
+    let e = m
+        .instantiate(label, InstanceLimits::default(), &config)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("failed in `init`"), "{e}");
+    assert!(e.contains("`min_price`"), "{e}");
+}
