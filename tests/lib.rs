@@ -4,6 +4,8 @@
 //! `weir udf build udfs/rust/* udfs/python/*` (the README's test command does
 //! it first); a missing component fails the test with that instruction.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

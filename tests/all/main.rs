@@ -1,5 +1,7 @@
 //! weir's workspace integration tests, one binary, one module per area.
 
+#![allow(clippy::unwrap_used)]
+
 mod bad_input;
 mod cache;
 mod engine;

@@ -10,6 +10,8 @@
 //! Run: `cargo bench -p weir-tests --bench pipeline` (after `bash .ci/setup`,
 //! which builds the components). Figures go to docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use udf_bid_filter::BidFilter;
 use udf_bid_projection::BidProjection;

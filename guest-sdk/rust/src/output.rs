@@ -7,6 +7,8 @@
 use crate::Batch;
 
 type Column = (Vec<u8>, Vec<u32>);
+/// The headers of one row.
+type RowHeaders = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The output rows of one batch, being built.
 pub struct Output<'a> {
@@ -20,7 +22,7 @@ pub struct Output<'a> {
     /// All timestamps, once any row sets one.
     timestamps: Option<Vec<i64>>,
     /// All headers per row, once any row adds one.
-    headers: Option<Vec<Vec<(Vec<u8>, Vec<u8>)>>>,
+    headers: Option<Vec<RowHeaders>>,
     open: bool,
 }
 
@@ -151,7 +153,7 @@ impl<'a> Output<'a> {
     }
 }
 
-fn parent_headers(input: &Batch<'_>, parent: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn parent_headers(input: &Batch<'_>, parent: usize) -> RowHeaders {
     input
         .record(parent)
         .headers()

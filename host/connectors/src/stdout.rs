@@ -64,7 +64,7 @@ impl Sink for StdoutSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), BoxError> {
         self.buf.clear();
         for r in batch.records() {
-            if self.seen % self.every == 0 {
+            if self.seen.is_multiple_of(self.every) {
                 encode_line(&r, self.format, &mut self.buf);
             }
             self.seen += 1;

@@ -3,6 +3,9 @@
 use weir_record::RecordBatch;
 
 /// One element of a stream between tasks.
+// Data is the common case and signals are rare: boxing the batch would cost
+// an allocation per batch to save bytes on the rare signal.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Message {
     /// A batch of records.

@@ -146,7 +146,8 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
     let control = Arc::new(JobControl::default());
 
     // One input channel per consumer subtask.
-    let mut inputs: Vec<Vec<Option<(Sender<Message>, Receiver<Message>)>>> = plan
+    type Channel = (Sender<Message>, Receiver<Message>);
+    let mut inputs: Vec<Vec<Option<Channel>>> = plan
         .tasks
         .iter()
         .map(|t| {
@@ -170,8 +171,8 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                 crate::plan::Partitioning::Rebalance => plan.tasks[e.from].parallelism,
             })
             .sum();
-        for subtask in 0..task.parallelism {
-            let (_, receiver) = inputs[t][subtask].take().ok_or_else(|| EngineError::Task {
+        for (subtask, slot) in inputs[t].iter_mut().enumerate() {
+            let (_, receiver) = slot.take().ok_or_else(|| EngineError::Task {
                 task: task.name.clone(),
                 message: "input channel taken twice".into(),
             })?;

@@ -125,8 +125,8 @@ pub fn prepare(
         let o = pending.remove(at);
         let c = ctx("operator", &o.name, &o.header);
         let module = load_module(&c, &job.file, &o.spec.module, sandbox, modules)?;
-        if let Some(kind) = o.spec.kind {
-            if kind != module.kind() {
+        if let Some(kind) = o.spec.kind
+            && kind != module.kind() {
                 return Err(c.error(
                     "kind",
                     format!(
@@ -137,7 +137,6 @@ pub fn prepare(
                     ),
                 ));
             }
-        }
         let factory = WasmUdfFactory::new(module.clone(), o.spec.config.clone(), o.spec.limits);
         let id = flow.add(NodeSpec {
             name: o.name.clone(),

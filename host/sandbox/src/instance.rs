@@ -178,11 +178,11 @@ impl OperatorInstance {
             Bound::Map(b) => b
                 .weir_udf_mapper()
                 .call_map_batch(&mut *store, &input)
-                .map(|r| r.map(Returned::Output)),
+                .map(|r| r.map(|o| Returned::Output(Box::new(o)))),
             Bound::FlatMap(b) => b
                 .weir_udf_flat_mapper()
                 .call_flat_map_batch(&mut *store, &input)
-                .map(|r| r.map(Returned::Output)),
+                .map(|r| r.map(|o| Returned::Output(Box::new(o)))),
         };
         let returned = match result {
             Ok(Ok(r)) => r,
@@ -203,7 +203,7 @@ impl OperatorInstance {
         let output = match returned {
             Returned::Selection(rows) => select(input, &rows),
             Returned::Output(out) => {
-                bindings::assemble_output(input, out, self.kind() == OperatorKind::Map)
+                bindings::assemble_output(input, *out, self.kind() == OperatorKind::Map)
             }
         };
         output.map_err(|m| self.fail(call, GuestFailure::InvalidOutput(m)))
@@ -216,7 +216,7 @@ impl OperatorInstance {
 
 enum Returned {
     Selection(Vec<u32>),
-    Output(wit::Output),
+    Output(Box<wit::Output>),
 }
 
 /// Applies a filter's selection, which must be strictly increasing indices.
@@ -227,14 +227,13 @@ fn select(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String> {
             w[0], w[1]
         ));
     }
-    if let Some(&last) = rows.last() {
-        if last as usize >= input.len() {
+    if let Some(&last) = rows.last()
+        && last as usize >= input.len() {
             return Err(format!(
                 "selected row {last} is out of range for {} rows",
                 input.len()
             ));
         }
-    }
     Ok(input.take(rows))
 }
 
