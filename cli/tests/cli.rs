@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn weir(args: &[&str]) -> Output {
@@ -30,10 +33,16 @@ fn the_demo_job_runs_to_completion_with_visible_output() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     // Every 2,000th of the 100K-odd expensive bids is printed, as envelopes.
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(lines.len() >= 40, "{} lines", lines.len());
     for l in &lines {
-        assert!(["low", "mid", "high"].contains(&l["value"]["band"].as_str().unwrap()), "{l}");
+        assert!(
+            ["low", "mid", "high"].contains(&l["value"]["band"].as_str().unwrap()),
+            "{l}"
+        );
         assert_eq!(l["headers"]["nexmark.type"], "bid");
     }
     assert!(stderr.contains("job `bids-demo` finished"), "{stderr}");
@@ -48,7 +57,10 @@ fn a_bad_job_file_exits_2_with_file_line_and_field() {
     let out = weir(&["run", job.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("bad.toml:4: source `s`: unknown field `frobnicate`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:4: source `s`: unknown field `frobnicate`"),
+        "{stderr}"
+    );
 }
 
 #[test]

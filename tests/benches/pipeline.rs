@@ -36,7 +36,12 @@ fn nexmark_batches() -> Vec<RecordBatch> {
         batch_size: ROWS,
         parallelism: None,
     });
-    let info = SubtaskInfo { job: "bench".into(), node: "bids".into(), subtask: 0, parallelism: 1 };
+    let info = SubtaskInfo {
+        job: "bench".into(),
+        node: "bids".into(),
+        subtask: 0,
+        parallelism: 1,
+    };
     let mut s = f.create(&info).expect("nexmark source");
     let mut out = Vec::new();
     while let Some(b) = s.next_batch().expect("batch") {
@@ -77,7 +82,9 @@ fn view(b: &RecordBatch) -> Batch<'_> {
 /// Host-side assembly of a map's output, as the sandbox does it.
 fn assemble(input: RecordBatch, out: OutputColumns) -> RecordBatch {
     let (data, offsets) = out.values;
-    let keys = out.keys.map_or(input.keys, |(data, offsets)| BytesColumn { data, offsets });
+    let keys = out
+        .keys
+        .map_or(input.keys, |(data, offsets)| BytesColumn { data, offsets });
     RecordBatch {
         keys,
         values: BytesColumn { data, offsets },
@@ -114,16 +121,28 @@ struct WasmPipeline {
 impl WasmPipeline {
     fn new() -> Self {
         let sandbox = weir_tests::sandbox();
-        let label = |op: &str| InstanceLabel { job: "bench".into(), operator: op.into(), subtask: 0 };
+        let label = |op: &str| InstanceLabel {
+            job: "bench".into(),
+            operator: op.into(),
+            subtask: 0,
+        };
         let filter = sandbox
             .load_file(&weir_tests::udf("bid-filter"))
             .expect("bid-filter component")
-            .instantiate(label("filter"), InstanceLimits::default(), &[("min_price".into(), MIN_PRICE.into())])
+            .instantiate(
+                label("filter"),
+                InstanceLimits::default(),
+                &[("min_price".into(), MIN_PRICE.into())],
+            )
             .expect("filter instance");
         let map = sandbox
             .load_file(&weir_tests::udf("bid-projection"))
             .expect("bid-projection component")
-            .instantiate(label("map"), InstanceLimits::default(), &[("rate".into(), "0.908".into())])
+            .instantiate(
+                label("map"),
+                InstanceLimits::default(),
+                &[("rate".into(), "0.908".into())],
+            )
             .expect("map instance");
         Self { filter, map }
     }
@@ -140,24 +159,41 @@ fn bench(c: &mut Criterion) {
     // Both pipelines must agree before they are timed.
     let (mut native, mut wasm) = (NativePipeline::new(), WasmPipeline::new());
     for b in full.iter().take(4) {
-        assert_eq!(native.run(b.clone()), wasm.run(b.clone()), "native and Wasm disagree");
+        assert_eq!(
+            native.run(b.clone()),
+            wasm.run(b.clone()),
+            "native and Wasm disagree"
+        );
     }
 
-    for (name, data) in [("small records (~90 B)", &small), ("nexmark bids (~200 B)", &full)] {
+    for (name, data) in [
+        ("small records (~90 B)", &small),
+        ("nexmark bids (~200 B)", &full),
+    ] {
         let mut g = c.benchmark_group(format!("filter+projection, 1024-row batches, {name}"));
         g.throughput(Throughput::Elements((ROWS * BATCHES) as u64));
         g.sample_size(30);
         g.bench_function("native", |bench| {
             bench.iter_batched(
                 || data.clone(),
-                |batches| batches.into_iter().map(|b| native.run(b).len()).sum::<usize>(),
+                |batches| {
+                    batches
+                        .into_iter()
+                        .map(|b| native.run(b).len())
+                        .sum::<usize>()
+                },
                 BatchSize::LargeInput,
             )
         });
         g.bench_function("wasm", |bench| {
             bench.iter_batched(
                 || data.clone(),
-                |batches| batches.into_iter().map(|b| wasm.run(b).len()).sum::<usize>(),
+                |batches| {
+                    batches
+                        .into_iter()
+                        .map(|b| wasm.run(b).len())
+                        .sum::<usize>()
+                },
                 BatchSize::LargeInput,
             )
         });

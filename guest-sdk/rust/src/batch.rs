@@ -71,6 +71,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Record `row`.
+    #[inline]
     pub fn record(&self, row: usize) -> Record<'a> {
         Record { batch: *self, row }
     }
@@ -91,6 +92,7 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// Position of the record in its batch.
+    #[inline]
     pub fn index(&self) -> usize {
         self.row
     }
@@ -145,6 +147,7 @@ impl<'a> Record<'a> {
     /// # Errors
     /// [`crate::Error::InvalidRecord`] naming the record's position.
     #[cfg(feature = "json")]
+    #[inline]
     pub fn json<T: serde::Deserialize<'a>>(&self) -> Result<T, crate::Error> {
         serde_json::from_slice(self.value()).map_err(|e| {
             crate::Error::InvalidRecord(format!(

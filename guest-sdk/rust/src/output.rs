@@ -63,6 +63,7 @@ impl<'a> Output<'a> {
 
     /// Starts a new output row derived from input row `parent`. Rows must be
     /// emitted in non-decreasing parent order (the input order is kept).
+    #[inline]
     pub fn emit(&mut self, parent: usize) -> RowWriter<'_, 'a> {
         self.close_row();
         let p = parent as u32;
@@ -90,6 +91,7 @@ impl<'a> Output<'a> {
         self.parents.is_empty()
     }
 
+    #[inline]
     fn close_row(&mut self) {
         if self.open {
             self.value_offsets.push(self.values.len() as u32);
@@ -97,6 +99,7 @@ impl<'a> Output<'a> {
         }
     }
 
+    #[inline]
     fn row_start(&self) -> usize {
         *self.value_offsets.last().unwrap_or(&0) as usize
     }
@@ -169,6 +172,7 @@ pub struct RowWriter<'o, 'a> {
 
 impl RowWriter<'_, '_> {
     /// Sets the value, replacing what was written so far.
+    #[inline]
     pub fn value(&mut self, bytes: &[u8]) -> &mut Self {
         let start = self.out.row_start();
         self.out.values.truncate(start);
@@ -193,6 +197,7 @@ impl RowWriter<'_, '_> {
     }
 
     /// Sets the key (otherwise the parent's).
+    #[inline]
     pub fn key(&mut self, key: &[u8]) -> &mut Self {
         let rows = self.out.parents.len();
         let overrides = self
@@ -240,9 +245,16 @@ impl RowWriter<'_, '_> {
 }
 
 impl std::io::Write for RowWriter<'_, '_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.out.values.extend_from_slice(buf);
         Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out.values.extend_from_slice(buf);
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -126,17 +126,18 @@ pub fn prepare(
         let c = ctx("operator", &o.name, &o.header);
         let module = load_module(&c, &job.file, &o.spec.module, sandbox, modules)?;
         if let Some(kind) = o.spec.kind
-            && kind != module.kind() {
-                return Err(c.error(
-                    "kind",
-                    format!(
-                        "kind is `{kind}` but module `{}` implements `{}` (world {})",
-                        module.name(),
-                        module.kind(),
-                        module.kind().world()
-                    ),
-                ));
-            }
+            && kind != module.kind()
+        {
+            return Err(c.error(
+                "kind",
+                format!(
+                    "kind is `{kind}` but module `{}` implements `{}` (world {})",
+                    module.name(),
+                    module.kind(),
+                    module.kind().world()
+                ),
+            ));
+        }
         let factory = WasmUdfFactory::new(module.clone(), o.spec.config.clone(), o.spec.limits);
         let id = flow.add(NodeSpec {
             name: o.name.clone(),

@@ -124,9 +124,10 @@ pub fn decode_line(
 fn raw_to_bytes(raw: &RawValue) -> Vec<u8> {
     let text = raw.get();
     if text.starts_with('"')
-        && let Ok(s) = serde_json::from_str::<String>(text) {
-            return s.into_bytes();
-        }
+        && let Ok(s) = serde_json::from_str::<String>(text)
+    {
+        return s.into_bytes();
+    }
     if text == "null" {
         return Vec::new();
     }

@@ -228,12 +228,13 @@ fn select(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String> {
         ));
     }
     if let Some(&last) = rows.last()
-        && last as usize >= input.len() {
-            return Err(format!(
-                "selected row {last} is out of range for {} rows",
-                input.len()
-            ));
-        }
+        && last as usize >= input.len()
+    {
+        return Err(format!(
+            "selected row {last} is out of range for {} rows",
+            input.len()
+        ));
+    }
     Ok(input.take(rows))
 }
 

@@ -11,15 +11,25 @@
 //! config = { min_price = 1000000, channel = "Apple" }
 //! ```
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use weir_udf::{Config, Error, Filter, Record};
 
-/// The fields of a bid this filter reads; the rest of the JSON is skipped.
+/// The fields of a bid this filter reads; the rest of the JSON is skipped
+/// (without UTF-8 validation) by the parser.
 #[derive(Deserialize)]
 struct Bid<'a> {
     price: u64,
+    /// Borrowed unless the JSON string has escapes.
     #[serde(borrow)]
-    channel: &'a str,
+    channel: Cow<'a, str>,
+}
+
+/// Only the price, when no channel is asked for.
+#[derive(Deserialize)]
+struct Price {
+    price: u64,
 }
 
 /// Keeps bids at or above a minimum price.
