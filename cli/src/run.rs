@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -65,6 +67,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("task [{}] x{}", t.name, t.parallelism);
         }
     }
+    // First Ctrl-C (or SIGTERM): stop the sources and let the job drain, so
+    // sinks flush and the summary is printed. Second: leave at once.
+    let cancel = handle.canceller();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstopping: sources end, in-flight records drain (press Ctrl-C again to quit now)"
+        );
+        cancel.cancel();
+    });
+    if let Err(e) = installed {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
     progress::follow(&handle, args.quiet);
     let outcome = handle.join();
     eprint!(
@@ -72,6 +91,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         progress::summary(&name, &outcome.metrics, outcome.elapsed)
     );
     match outcome.result {
+        Ok(()) if stopped.load(Ordering::SeqCst) => {
+            eprintln!("job `{name}` was stopped before its sources ended");
+            Ok(ExitCode::from(130))
+        }
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: job `{name}` failed: {e}");

@@ -87,3 +87,44 @@ fn udf_inspect_reports_the_world() {
     assert_eq!(v["kind"], "flat-map");
     assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
 }
+
+#[test]
+fn sigint_stops_the_sources_drains_and_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("long.toml");
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(
+        &job,
+        format!(
+            "[source.s]\nkind = \"generator\"\ncount = 100000000\nrate = 50000\n\n[sink.o]\ninput = \"s\"\nkind = \"file\"\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let root = root();
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet", job.to_str().unwrap()])
+        .env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("was stopped before its sources ended"),
+        "{stderr}"
+    );
+    // The sink was finished (flushed), not killed mid-write; the exact
+    // read-equals-written check is in the engine's cancellation test.
+    let lines = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert!(lines > 0, "{stderr}");
+    assert!(stderr.contains("finished in"), "{stderr}");
+}

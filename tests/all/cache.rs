@@ -6,11 +6,7 @@ use weir_tests::udf;
 #[test]
 fn compiled_once_then_loaded_from_disk_by_a_new_process_sandbox() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SandboxConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        max_instances: 8,
-        ..SandboxConfig::default()
-    };
+    let config = cached_in(dir.path());
     let path = udf("bid-filter");
 
     let first = Sandbox::new(config.clone()).unwrap();
@@ -41,11 +37,7 @@ fn compiled_once_then_loaded_from_disk_by_a_new_process_sandbox() {
 #[test]
 fn a_corrupt_artifact_is_recompiled_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SandboxConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        max_instances: 8,
-        ..SandboxConfig::default()
-    };
+    let config = cached_in(dir.path());
     let path = udf("bid-filter");
     let digest = Sandbox::new(config.clone())
         .unwrap()
@@ -60,6 +52,14 @@ fn a_corrupt_artifact_is_recompiled_not_trusted() {
     let again = Sandbox::new(config).unwrap();
     again.load_file(&path).unwrap();
     assert_eq!(again.cache().stats().compiled, 1);
+}
+
+fn cached_in(dir: &std::path::Path) -> SandboxConfig {
+    SandboxConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        max_instances: 8,
+        ..SandboxConfig::default()
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

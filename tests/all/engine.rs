@@ -195,3 +195,43 @@ fn the_root_cause_is_reported_not_the_disconnections_it_causes() {
         other => panic!("expected the operator's error, got {other:?}"),
     }
 }
+
+#[test]
+fn cancelling_drains_what_was_read_and_ends_cleanly() {
+    let sink = Collect::default();
+    let mut f = Dataflow::new("cancel");
+    let paced = NodeKind::Source(Arc::new(GeneratorSourceFactory::new(GeneratorOptions {
+        count: 10_000_000,
+        keys: 7,
+        start_time: 0,
+        interval_ms: 1,
+        rate: Some(20_000.0),
+        batch_size: 100,
+        parallelism: None,
+    })));
+    let s = f.add(node("gen", paced, 2, vec![]));
+    let o = f.add(node("op", identity(), 1, vec![s]));
+    f.add(node(
+        "sink",
+        NodeKind::Sink(Arc::new(sink.clone())),
+        1,
+        vec![o],
+    ));
+    let handle = weir_engine::run(f).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    handle.canceller().cancel();
+    let outcome = handle.join();
+    outcome.result.unwrap();
+    let read = outcome
+        .metrics
+        .iter()
+        .find(|m| m.name == "gen")
+        .unwrap()
+        .records_out;
+    let written = sink.values.lock().unwrap().len() as u64;
+    assert!(read > 0 && read < 10_000_000, "read {read}");
+    assert_eq!(
+        written, read,
+        "every record read before the stop reaches the sink"
+    );
+}

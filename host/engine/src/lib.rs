@@ -37,4 +37,4 @@ pub use metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
 pub use node::{
     Collector, Operator, OperatorFactory, Sink, SinkFactory, Source, SourceFactory, SubtaskInfo,
 };
-pub use runtime::{JobHandle, JobOutcome, run};
+pub use runtime::{Canceller, JobHandle, JobOutcome, run};

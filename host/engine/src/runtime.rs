@@ -34,6 +34,17 @@ pub struct JobHandle {
     plan: TaskPlan,
 }
 
+/// Cancels a running job; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Canceller(Arc<JobControl>);
+
+impl Canceller {
+    /// Asks the sources to stop; the job then drains and ends normally.
+    pub fn cancel(&self) {
+        self.0.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
 /// How a job ended.
 #[derive(Debug)]
 pub struct JobOutcome {
@@ -86,6 +97,12 @@ impl JobHandle {
     /// Asks the sources to stop; the job then drains and ends normally.
     pub fn cancel(&self) {
         self.control.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// A handle that can cancel the job from another thread (a signal
+    /// handler, a control-plane call) without owning the job.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.control.clone())
     }
 
     /// Whether every task has ended.

@@ -67,6 +67,8 @@ pub struct OperatorInstance {
     store: Store<GuestState>,
     bound: Bound,
     limits: InstanceLimits,
+    /// The memory cap in force: the instance's, at most the sandbox's.
+    memory_cap: usize,
     poisoned: bool,
 }
 
@@ -127,6 +129,7 @@ impl OperatorInstance {
             store,
             bound,
             limits,
+            memory_cap: cap,
             poisoned: false,
         })
     }
@@ -191,11 +194,7 @@ impl OperatorInstance {
             }
             Err(e) => {
                 self.poisoned = true;
-                let cap = self
-                    .limits
-                    .memory_bytes
-                    .min(self.module.sandbox.config().max_memory_bytes);
-                let failure = classify(&self.store, e, self.limits.call_deadline, cap);
+                let failure = classify(&self.store, e, self.limits.call_deadline, self.memory_cap);
                 return Err(self.fail(call, failure));
             }
         };

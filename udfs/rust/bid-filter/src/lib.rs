@@ -47,8 +47,13 @@ impl Filter for BidFilter {
     }
 
     fn keep(&mut self, record: &Record<'_>) -> Result<bool, Error> {
-        let bid: Bid<'_> = record.json()?;
-        Ok(bid.price >= self.min_price && self.channel.as_deref().is_none_or(|c| c == bid.channel))
+        match self.channel.as_deref() {
+            None => Ok(record.json::<Price>()?.price >= self.min_price),
+            Some(channel) => {
+                let bid: Bid<'_> = record.json()?;
+                Ok(bid.price >= self.min_price && bid.channel == channel)
+            }
+        }
     }
 }
 
