@@ -19,6 +19,20 @@ pub fn count(n: f64) -> String {
     }
 }
 
+/// A watermark for people: a UTC time, "end" when the input has ended, "-"
+/// before the first one.
+pub fn watermark(wm: Option<i64>) -> String {
+    match wm {
+        None => "-".into(),
+        Some(i64::MAX) => "end".into(),
+        Some(ms) if ms >= 0 => {
+            let t = std::time::UNIX_EPOCH + Duration::from_millis(ms as u64);
+            humantime::format_rfc3339_millis(t).to_string()
+        }
+        Some(ms) => format!("{ms} ms"),
+    }
+}
+
 fn line(m: &JobMetrics, last: &mut (Instant, u64)) -> String {
     let read = m.records_read();
     let written = m.records_written();
@@ -27,11 +41,12 @@ fn line(m: &JobMetrics, last: &mut (Instant, u64)) -> String {
     let rate = (read.saturating_sub(last.1)) as f64 / dt;
     *last = (now, read);
     format!(
-        "{}: in {}  out {}  {} rec/s  {:.1}s",
+        "{}: in {}  out {}  {} rec/s  watermark {}  {:.1}s",
         m.job,
         count(read as f64),
         count(written as f64),
         count(rate),
+        watermark(m.watermark()),
         m.elapsed().as_secs_f64()
     )
 }
@@ -76,8 +91,8 @@ pub fn summary(job: &str, nodes: &[NodeSnapshot], elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-6);
     let mut s = format!("job `{job}` finished in {secs:.2}s\n");
     s.push_str(&format!(
-        "  {:<20} {:<8} {:>3} {:>10} {:>10} {:>11} {:>9}\n",
-        "node", "role", "par", "in", "out", "out rec/s", "backpr."
+        "  {:<20} {:<8} {:>3} {:>10} {:>10} {:>11} {:>9}  {}\n",
+        "node", "role", "par", "in", "out", "out rec/s", "backpr.", "watermark"
     ));
     for n in nodes {
         let (i, o) = match n.role {
@@ -92,14 +107,15 @@ pub fn summary(job: &str, nodes: &[NodeSnapshot], elapsed: Duration) -> String {
             / secs;
         let bp = 100.0 * n.backpressured.as_secs_f64() / (secs * n.parallelism as f64);
         s.push_str(&format!(
-            "  {:<20} {:<8} {:>3} {:>10} {:>10} {:>11} {:>8.1}%\n",
+            "  {:<20} {:<8} {:>3} {:>10} {:>10} {:>11} {:>8.1}%  {}\n",
             n.name,
             n.role.to_string(),
             n.parallelism,
             i,
             o,
             count(rate),
-            bp
+            bp,
+            watermark(n.watermark)
         ));
     }
     s

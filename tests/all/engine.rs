@@ -51,13 +51,7 @@ fn generator(count: u64, batch_size: usize) -> NodeKind {
 }
 
 fn node(name: &str, kind: NodeKind, parallelism: usize, inputs: Vec<usize>) -> NodeSpec {
-    NodeSpec {
-        name: name.into(),
-        kind,
-        parallelism,
-        inputs,
-        chain: true,
-    }
+    NodeSpec::new(name, kind, parallelism, inputs)
 }
 
 fn identity() -> NodeKind {

@@ -5,5 +5,6 @@
 mod bad_input;
 mod cache;
 mod engine;
+mod event_time;
 mod jobs;
 mod sandbox;

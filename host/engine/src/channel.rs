@@ -1,9 +1,12 @@
 //! Bounded channels between tasks, and the routing of batches over them.
 //!
 //! Each consumer subtask has one bounded input channel that all its producers
-//! share (a union of its inputs). A producer blocks when the channel is full;
-//! that is the backpressure, and the time spent blocked is counted per node so
-//! an operator can see which stage holds the job back.
+//! share (a union of its inputs). Every message carries the producer's *slot*
+//! at that consumer, so the consumer can keep per-producer state: the
+//! watermark each producer has reached, whether it is idle, whether it has
+//! ended. A producer blocks when the channel is full; that is the
+//! backpressure, and the time spent blocked is counted per node so an
+//! operator can see which stage holds the job back.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,9 +14,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use weir_record::RecordBatch;
 
+use crate::key_group::{key_group, subtask_for_group};
 use crate::message::{Message, Signal};
 use crate::metrics::NodeMetrics;
 use crate::plan::Partitioning;
+
+/// A message and the sender's slot at the receiving subtask.
+pub type Envelope = (u32, Message);
 
 /// The consumer went away (it failed, or the job is being torn down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,42 +28,89 @@ pub struct Disconnected;
 
 /// One outgoing edge of a producer subtask.
 pub struct EdgeSender {
-    senders: Vec<Sender<Message>>,
+    senders: Vec<Sender<Envelope>>,
     partitioning: Partitioning,
     own_subtask: usize,
+    /// This producer's slot at every consumer subtask of the edge.
+    slot: u32,
     next: usize,
 }
 
 impl EdgeSender {
-    /// An edge to the consumer subtasks' input channels.
+    /// An edge to the consumer subtasks' input channels; `slot` is this
+    /// producer's index among each consumer's producers.
     pub fn new(
-        senders: Vec<Sender<Message>>,
+        senders: Vec<Sender<Envelope>>,
         partitioning: Partitioning,
         own_subtask: usize,
+        slot: u32,
     ) -> Self {
         Self {
             senders,
             partitioning,
             own_subtask,
+            slot,
             next: own_subtask,
         }
     }
 
-    fn target(&mut self) -> usize {
+    fn all_targets(&self) -> Vec<usize> {
         match self.partitioning {
-            Partitioning::Forward => self.own_subtask,
-            Partitioning::Rebalance => {
-                let t = self.next % self.senders.len();
-                self.next = self.next.wrapping_add(1);
-                t
+            Partitioning::Forward => vec![self.own_subtask],
+            Partitioning::Rebalance | Partitioning::Hash { .. } => {
+                (0..self.senders.len()).collect()
             }
         }
     }
 
-    fn targets_for_signal(&self) -> Vec<usize> {
+    fn send_batch(
+        &mut self,
+        batch: RecordBatch,
+        metrics: &NodeMetrics,
+    ) -> Result<(), Disconnected> {
         match self.partitioning {
-            Partitioning::Forward => vec![self.own_subtask],
-            Partitioning::Rebalance => (0..self.senders.len()).collect(),
+            Partitioning::Forward => self.send_to(self.own_subtask, Message::Data(batch), metrics),
+            Partitioning::Rebalance => {
+                let t = self.next % self.senders.len();
+                self.next = self.next.wrapping_add(1);
+                self.send_to(t, Message::Data(batch), metrics)
+            }
+            Partitioning::Hash { max_parallelism } => {
+                let n = self.senders.len();
+                let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
+                for (i, key) in batch.keys.iter().enumerate() {
+                    let t = subtask_for_group(key_group(key, max_parallelism), max_parallelism, n);
+                    rows[t].push(i as u32);
+                }
+                // All rows to one subtask (common with few keys per batch):
+                // send the batch as is.
+                if let Some(only) = rows.iter().position(|r| r.len() == batch.len()) {
+                    return self.send_to(only, Message::Data(batch), metrics);
+                }
+                for (t, r) in rows.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+                    self.send_to(t, Message::Data(batch.select(r)), metrics)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send_to(
+        &self,
+        target: usize,
+        msg: Message,
+        metrics: &NodeMetrics,
+    ) -> Result<(), Disconnected> {
+        let tx = &self.senders[target];
+        match tx.try_send((self.slot, msg)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+            Err(TrySendError::Full(env)) => {
+                let start = Instant::now();
+                let r = tx.send(env).map_err(|_| Disconnected);
+                metrics.add_backpressure(start.elapsed());
+                r
+            }
         }
     }
 }
@@ -86,9 +140,7 @@ impl TaskOutput {
             } else {
                 batch.as_ref().ok_or(Disconnected)?.clone()
             };
-            let edge = &mut self.edges[i];
-            let t = edge.target();
-            send_counting(&edge.senders[t], Message::Data(b), &self.metrics)?;
+            self.edges[i].send_batch(b, &self.metrics)?;
         }
         Ok(())
     }
@@ -99,36 +151,19 @@ impl TaskOutput {
     /// [`Disconnected`] if a consumer is gone.
     pub fn signal(&mut self, signal: Signal) -> Result<(), Disconnected> {
         for edge in &self.edges {
-            for t in edge.targets_for_signal() {
-                send_counting(&edge.senders[t], Message::Signal(signal), &self.metrics)?;
+            for t in edge.all_targets() {
+                edge.send_to(t, Message::Signal(signal), &self.metrics)?;
             }
         }
         Ok(())
     }
 }
 
-fn send_counting(
-    tx: &Sender<Message>,
-    msg: Message,
-    metrics: &NodeMetrics,
-) -> Result<(), Disconnected> {
-    match tx.try_send(msg) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Disconnected(_)) => Err(Disconnected),
-        Err(TrySendError::Full(msg)) => {
-            let start = Instant::now();
-            let r = tx.send(msg).map_err(|_| Disconnected);
-            metrics.add_backpressure(start.elapsed());
-            r
-        }
-    }
-}
-
-/// The input of a consumer subtask: its channel and how many producers must
-/// say [`Signal::EndOfData`] before the input has ended.
+/// The input of a consumer subtask: its channel and how many producers feed
+/// it (each with its own slot, `0..producers`).
 pub struct TaskInput {
     /// The channel.
-    pub receiver: Receiver<Message>,
+    pub receiver: Receiver<Envelope>,
     /// Producers feeding it.
     pub producers: usize,
 }

@@ -1,6 +1,9 @@
 //! The logical dataflow: named nodes and their inputs.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::watermark::WatermarkStrategy;
 
 use crate::error::EngineError;
 use crate::node::{OperatorFactory, SinkFactory, SourceFactory};
@@ -35,6 +38,35 @@ pub struct NodeSpec {
     /// chaining); `false` starts a new task, for example to put a slow
     /// operator on its own thread.
     pub chain: bool,
+    /// Whether the input is partitioned by key (every record goes to the
+    /// subtask owning its key's group). Breaks the chain.
+    pub key_by: bool,
+    /// Sources only: how watermarks are derived from record timestamps.
+    pub watermarks: WatermarkStrategy,
+    /// Sources only: after this long without records a split is idle and
+    /// stops holding event time back.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl NodeSpec {
+    /// A node with defaults: chained, not keyed, no watermarks.
+    pub fn new(
+        name: impl Into<String>,
+        kind: NodeKind,
+        parallelism: usize,
+        inputs: Vec<NodeId>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            parallelism,
+            inputs,
+            chain: true,
+            key_by: false,
+            watermarks: WatermarkStrategy::None,
+            idle_timeout: None,
+        }
+    }
 }
 
 impl NodeSpec {
@@ -59,6 +91,8 @@ pub struct Dataflow {
     /// Capacity of each channel between tasks, in batches: how much a fast
     /// producer may run ahead before it is held back.
     pub channel_capacity: usize,
+    /// Number of key groups, fixed for the job's life.
+    pub max_parallelism: u32,
 }
 
 impl Dataflow {
@@ -68,6 +102,7 @@ impl Dataflow {
             name: name.into(),
             nodes: Vec::new(),
             channel_capacity: 16,
+            max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
     }
 
@@ -101,6 +136,12 @@ impl Dataflow {
             }
             if n.parallelism == 0 {
                 return bad(format!("`{}` has parallelism 0", n.name));
+            }
+            if n.key_by && n.parallelism > self.max_parallelism as usize {
+                return bad(format!(
+                    "`{}` has parallelism {} above the job's max parallelism {}",
+                    n.name, n.parallelism, self.max_parallelism
+                ));
             }
             if let Some(&i) = n.inputs.iter().find(|&&i| i >= id) {
                 return bad(format!(

@@ -21,10 +21,12 @@
 
 pub mod channel;
 pub mod graph;
+pub mod key_group;
 pub mod metrics;
 pub mod operators;
 pub mod plan;
 pub mod runtime;
+pub mod watermark;
 
 mod error;
 mod message;

@@ -17,6 +17,11 @@ pub enum Message {
 /// Control signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// Event time has reached this point at the sender.
+    Watermark(crate::watermark::Watermark),
+    /// The sender has had no data for its idle timeout; until it sends data
+    /// or a watermark again, it does not hold event time back.
+    Idle,
     /// The sender has no more data: a bounded source ended, or the job was
     /// cancelled and sources stopped. A task ends once every sender said so.
     EndOfData,

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The role of a node.
@@ -38,9 +38,37 @@ pub struct NodeMetrics {
     batches_in: AtomicU64,
     busy_ns: AtomicU64,
     backpressured_ns: AtomicU64,
+    /// The watermark each subtask has reached.
+    watermarks: Vec<AtomicI64>,
 }
 
 impl NodeMetrics {
+    /// Counters for a node of `parallelism` subtasks.
+    pub fn new(parallelism: usize) -> Self {
+        Self {
+            watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Records that `subtask` has reached watermark `wm`.
+    pub fn set_watermark(&self, subtask: usize, wm: crate::watermark::Watermark) {
+        if let Some(w) = self.watermarks.get(subtask) {
+            w.fetch_max(wm.0, Ordering::Relaxed);
+        }
+    }
+
+    /// The node's watermark: the minimum over its subtasks, `None` until
+    /// every subtask has one.
+    pub fn watermark(&self) -> Option<i64> {
+        let min = self
+            .watermarks
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()?;
+        (min != i64::MIN).then_some(min)
+    }
+
     /// Counts an input batch of `rows` records.
     pub fn add_in(&self, rows: usize) {
         self.records_in.fetch_add(rows as u64, Ordering::Relaxed);
@@ -94,6 +122,9 @@ pub struct NodeSnapshot {
     pub busy: Duration,
     /// Summed over subtasks: time blocked because downstream was full.
     pub backpressured: Duration,
+    /// Event time reached by every subtask (ms since the epoch;
+    /// `i64::MAX` once the input has ended), if known.
+    pub watermark: Option<i64>,
 }
 
 /// The counters of every node of a job.
@@ -112,7 +143,7 @@ impl JobMetrics {
             started: Instant::now(),
             nodes: nodes
                 .into_iter()
-                .map(|(n, r, p)| (n, r, p, Arc::new(NodeMetrics::default())))
+                .map(|(n, r, p)| (n, r, p, Arc::new(NodeMetrics::new(p))))
                 .collect(),
         }
     }
@@ -141,6 +172,7 @@ impl JobMetrics {
                     batches_in: b,
                     busy: Duration::from_nanos(busy),
                     backpressured: Duration::from_nanos(bp),
+                    watermark: m.watermark(),
                 }
             })
             .collect()
@@ -149,6 +181,16 @@ impl JobMetrics {
     /// Records produced by all sources so far.
     pub fn records_read(&self) -> u64 {
         self.sum(NodeRole::Source, |s| s.records_out)
+    }
+
+    /// The job's event time: the lowest watermark that reached a sink.
+    pub fn watermark(&self) -> Option<i64> {
+        self.nodes
+            .iter()
+            .filter(|(_, role, _, _)| *role == NodeRole::Sink)
+            .map(|(_, _, _, m)| m.watermark())
+            .min()
+            .flatten()
     }
 
     /// Records received by all sinks so far.

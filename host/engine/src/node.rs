@@ -47,6 +47,22 @@ pub trait Operator: Send {
         out: &mut dyn Collector,
     ) -> Result<(), EngineError>;
 
+    /// Called when event time advances to `watermark` at this operator,
+    /// before the watermark is passed downstream: an operator that waits for
+    /// time (a window) emits what the watermark completes. The default does
+    /// nothing.
+    ///
+    /// # Errors
+    /// As [`Operator::process_batch`].
+    fn on_watermark(
+        &mut self,
+        watermark: crate::watermark::Watermark,
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError> {
+        let _ = (watermark, out);
+        Ok(())
+    }
+
     /// Called when all inputs have ended; may emit final results. The default
     /// does nothing.
     ///

@@ -19,6 +19,12 @@ pub enum Partitioning {
     /// Each producer subtask sends batches round-robin to all consumer
     /// subtasks.
     Rebalance,
+    /// Each record goes to the consumer subtask owning its key's group
+    /// (see [`crate::key_group`]).
+    Hash {
+        /// Number of key groups.
+        max_parallelism: u32,
+    },
 }
 
 /// A group of fused nodes run by one thread per subtask.
@@ -72,6 +78,7 @@ pub fn plan(flow: &Dataflow) -> TaskPlan {
         let fuse_into = match node.inputs.as_slice() {
             [input]
                 if node.chain
+                    && !node.key_by
                     && flow.consumers(*input) == [id]
                     && flow.nodes[*input].parallelism == node.parallelism =>
             {
@@ -107,7 +114,11 @@ pub fn plan(flow: &Dataflow) -> TaskPlan {
         let head = &flow.nodes[task.nodes[0]];
         for &input in &head.inputs {
             let from = task_of[input];
-            let partitioning = if tasks[from].parallelism == task.parallelism {
+            let partitioning = if head.key_by {
+                Partitioning::Hash {
+                    max_parallelism: flow.max_parallelism,
+                }
+            } else if tasks[from].parallelism == task.parallelism {
                 Partitioning::Forward
             } else {
                 Partitioning::Rebalance
@@ -139,13 +150,14 @@ mod tests {
     }
 
     fn node(name: &str, inputs: Vec<NodeId>, parallelism: usize, chain: bool) -> NodeSpec {
-        NodeSpec {
-            name: name.into(),
-            kind: NodeKind::Operator(Arc::new(NoOp)),
+        let mut n = NodeSpec::new(
+            name,
+            NodeKind::Operator(Arc::new(NoOp)),
             parallelism,
             inputs,
-            chain,
-        }
+        );
+        n.chain = chain;
+        n
     }
 
     #[test]
@@ -182,5 +194,22 @@ mod tests {
         assert_eq!(p.edges[1].partitioning, Partitioning::Forward);
         assert_eq!(p.outputs_of(2).count(), 2);
         let _ = (d, e);
+    }
+
+    #[test]
+    fn a_keyed_input_never_chains_and_hashes() {
+        let mut f = Dataflow::new("j");
+        let a = f.add(node("a", vec![], 2, true));
+        let mut keyed = node("k", vec![a], 2, true);
+        keyed.key_by = true;
+        f.add(keyed);
+        let p = plan(&f);
+        assert_eq!(p.tasks.len(), 2);
+        assert_eq!(
+            p.edges[0].partitioning,
+            Partitioning::Hash {
+                max_parallelism: 128
+            }
+        );
     }
 }

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use weir_record::RecordBatch;
 
-use crate::channel::{Disconnected, EdgeSender, TaskInput, TaskOutput};
+use crate::channel::{Disconnected, EdgeSender, Envelope, TaskInput, TaskOutput};
 use crate::error::EngineError;
 use crate::graph::{Dataflow, NodeKind, NodeSpec};
 use crate::message::{Message, Signal};
 use crate::metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
 use crate::node::{Collector, Operator, Sink, Source, SubtaskInfo};
-use crate::plan::{TaskPlan, plan};
+use crate::plan::{Partitioning, TaskPlan, plan};
+use crate::watermark::{Emit, Watermark, WatermarkCombiner, WatermarkGenerator};
 
 /// A running job.
 pub struct JobHandle {
@@ -163,7 +164,7 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
     let control = Arc::new(JobControl::default());
 
     // One input channel per consumer subtask.
-    type Channel = (Sender<Message>, Receiver<Message>);
+    type Channel = (Sender<Envelope>, Receiver<Envelope>);
     let mut inputs: Vec<Vec<Option<Channel>>> = plan
         .tasks
         .iter()
@@ -173,21 +174,28 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                 .collect()
         })
         .collect();
-    let senders: Vec<Vec<Sender<Message>>> = inputs
+    let senders: Vec<Vec<Sender<Envelope>>> = inputs
         .iter()
         .map(|subs| subs.iter().flatten().map(|(s, _)| s.clone()).collect())
         .collect();
 
+    // Producer slots at each consumer: the edges into a task, in order, each
+    // with one slot (forward) or one per producer subtask.
+    let slots_of = |e: &crate::plan::TaskEdge| match e.partitioning {
+        Partitioning::Forward => 1,
+        Partitioning::Rebalance | Partitioning::Hash { .. } => plan.tasks[e.from].parallelism,
+    };
+    let mut slot_base = vec![0u32; plan.edges.len()];
+    let mut producers = vec![0usize; plan.tasks.len()];
+    for (i, e) in plan.edges.iter().enumerate() {
+        slot_base[i] = producers[e.to] as u32;
+        producers[e.to] += slots_of(e);
+    }
+
     let flow = Arc::new(flow);
     let mut threads = Vec::new();
     for (t, task) in plan.tasks.iter().enumerate() {
-        let producers_per_subtask: usize = plan
-            .inputs_of(t)
-            .map(|e| match e.partitioning {
-                crate::plan::Partitioning::Forward => 1,
-                crate::plan::Partitioning::Rebalance => plan.tasks[e.from].parallelism,
-            })
-            .sum();
+        let producers_per_subtask = producers[t];
         for (subtask, slot) in inputs[t].iter_mut().enumerate() {
             let (_, receiver) = slot.take().ok_or_else(|| EngineError::Task {
                 task: task.name.clone(),
@@ -198,8 +206,17 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                 producers: producers_per_subtask,
             });
             let edges: Vec<EdgeSender> = plan
-                .outputs_of(t)
-                .map(|e| EdgeSender::new(senders[e.to].clone(), e.partitioning, subtask))
+                .edges
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.from == t)
+                .map(|(i, e)| {
+                    let slot = match e.partitioning {
+                        Partitioning::Forward => slot_base[i],
+                        _ => slot_base[i] + subtask as u32,
+                    };
+                    EdgeSender::new(senders[e.to].clone(), e.partitioning, subtask, slot)
+                })
                 .collect();
             let ctx = SubtaskContext {
                 flow: flow.clone(),
@@ -258,6 +275,12 @@ enum Tail {
     Output(TaskOutput),
 }
 
+fn set(flags: &mut [bool], i: usize, v: bool) {
+    if let Some(f) = flags.get_mut(i) {
+        *f = v;
+    }
+}
+
 /// A secondary failure: this task stopped because another one failed.
 fn interrupted(task: &str) -> EngineError {
     EngineError::Task {
@@ -286,6 +309,18 @@ impl Tail {
             }
             Tail::Output(out) => out
                 .send(batch)
+                .map_err(|Disconnected| interrupted("output")),
+        }
+    }
+
+    fn watermark(&mut self, wm: Watermark, subtask: usize) -> Result<(), EngineError> {
+        match self {
+            Tail::Sink { metrics, .. } => {
+                metrics.set_watermark(subtask, wm);
+                Ok(())
+            }
+            Tail::Output(out) => out
+                .signal(Signal::Watermark(wm))
                 .map_err(|Disconnected| interrupted("output")),
         }
     }
@@ -326,20 +361,47 @@ fn push(ops: &mut [Chained], tail: &mut Tail, batch: RecordBatch) -> Result<(), 
     }
 }
 
-/// Calls `end_of_input` down the chain, in order.
-fn end_chain(ops: &mut [Chained], tail: &mut Tail) -> Result<(), EngineError> {
+/// Calls `hook` on every fused operator in order, each with a collector
+/// into the rest of the chain: how signals walk a chain.
+fn walk_chain(
+    ops: &mut [Chained],
+    tail: &mut Tail,
+    mut hook: impl FnMut(&mut Chained, &mut dyn Collector) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
     for i in 0..ops.len() {
         let (head, rest) = ops[i..]
             .split_first_mut()
             .ok_or_else(|| interrupted("chain"))?;
+        let metrics = head.metrics.clone();
         let mut out = ChainCollector {
             rest,
             tail,
-            metrics: &head.metrics,
+            metrics: &metrics,
         };
-        head.op.end_of_input(&mut out)?;
+        hook(head, &mut out)?;
     }
     Ok(())
+}
+
+/// Calls `end_of_input` down the chain, in order.
+fn end_chain(ops: &mut [Chained], tail: &mut Tail) -> Result<(), EngineError> {
+    walk_chain(ops, tail, |c, out| c.op.end_of_input(out))
+}
+
+/// Advances event time down the chain: each operator sees the watermark
+/// (and may emit what it completes) before the next one, then the tail.
+fn push_watermark(
+    ops: &mut [Chained],
+    tail: &mut Tail,
+    wm: Watermark,
+    subtask: usize,
+) -> Result<(), EngineError> {
+    walk_chain(ops, tail, |c, out| {
+        c.op.on_watermark(wm, out)?;
+        c.metrics.set_watermark(subtask, wm);
+        Ok(())
+    })?;
+    tail.watermark(wm, subtask)
 }
 
 impl SubtaskContext {
@@ -431,37 +493,81 @@ impl SubtaskContext {
         };
 
         // Main loop.
+        let subtask = self.subtask;
         if let Some(source) = source_slot.as_mut() {
             let source_metrics = self.metrics.node(self.nodes[0]);
+            let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
             while !self.control.cancelled() {
                 let batch = match source.next_batch() {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(e) => return Err(primary(self.node_error(head, e))),
                 };
+                let now = Instant::now();
                 if batch.is_empty() {
+                    // Nothing to read right now: perhaps idle.
+                    if let (Some(Emit::Idle), Tail::Output(out)) =
+                        (watermarks.on_no_data(now), &mut tail)
+                    {
+                        out.signal(Signal::Idle)
+                            .map_err(|Disconnected| (interrupted(&head.name), true))?;
+                    }
                     continue;
                 }
+                let emit = watermarks.on_batch(&batch.timestamps, now);
                 source_metrics.add_out(batch.len());
                 push(&mut ops, &mut tail, batch).map_err(classify)?;
+                if let Some(Emit::Watermark(wm)) = emit {
+                    source_metrics.set_watermark(subtask, wm);
+                    push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
+                }
             }
+            // The input is exhausted (or stopped): all of event time has passed.
+            source_metrics.set_watermark(subtask, Watermark::MAX);
+            push_watermark(&mut ops, &mut tail, Watermark::MAX, subtask).map_err(classify)?;
         } else if let Some(input) = input {
             let mut ended = 0;
+            let mut time = WatermarkCombiner::new(input.producers);
+            let mut idle = vec![false; input.producers];
             while ended < input.producers {
-                match input.receiver.recv() {
-                    Ok(Message::Data(batch)) => {
-                        push(&mut ops, &mut tail, batch).map_err(classify)?
+                let Ok((slot, msg)) = input.receiver.recv() else {
+                    return Err((
+                        EngineError::Task {
+                            task: head.name.clone(),
+                            message: "an upstream task ended unexpectedly".into(),
+                        },
+                        true,
+                    ));
+                };
+                let slot = slot as usize;
+                let advanced = match msg {
+                    Message::Data(batch) => {
+                        time.on_data(slot);
+                        set(&mut idle, slot, false);
+                        push(&mut ops, &mut tail, batch).map_err(classify)?;
+                        None
                     }
-                    Ok(Message::Signal(Signal::EndOfData)) => ended += 1,
-                    Err(_) => {
-                        return Err((
-                            EngineError::Task {
-                                task: head.name.clone(),
-                                message: "an upstream task ended unexpectedly".into(),
-                            },
-                            true,
-                        ));
+                    Message::Signal(Signal::Watermark(wm)) => {
+                        set(&mut idle, slot, false);
+                        time.on_watermark(slot, wm)
                     }
+                    Message::Signal(Signal::Idle) => {
+                        set(&mut idle, slot, true);
+                        let advanced = time.on_idle(slot);
+                        // When every input is idle, so is this task's output.
+                        if let (true, Tail::Output(out)) = (idle.iter().all(|&i| i), &mut tail) {
+                            out.signal(Signal::Idle)
+                                .map_err(|Disconnected| (interrupted(&head.name), true))?;
+                        }
+                        advanced
+                    }
+                    Message::Signal(Signal::EndOfData) => {
+                        ended += 1;
+                        time.on_end(slot)
+                    }
+                };
+                if let Some(wm) = advanced {
+                    push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
                 }
             }
         }

@@ -49,6 +49,7 @@ pub fn prepare(
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut flow = Dataflow::new(job.name.clone());
     flow.channel_capacity = job.channel_capacity;
+    flow.max_parallelism = job.max_parallelism;
     let sinks: Vec<&str> = job.sinks.iter().map(|s| s.name.as_str()).collect();
     let check_inputs = |c: &NodeContext<'_>, inputs: &[String]| -> Result<(), JobError> {
         if inputs.is_empty() {
@@ -89,13 +90,15 @@ pub fn prepare(
                 Some(o.parallelism.unwrap_or(1)),
             ),
         };
-        let id = flow.add(NodeSpec {
-            name: s.name.clone(),
-            kind: NodeKind::Source(factory),
-            parallelism: p.unwrap_or(job.parallelism),
-            inputs: vec![],
-            chain: true,
-        });
+        let mut node = NodeSpec::new(
+            &s.name,
+            NodeKind::Source(factory),
+            p.unwrap_or(job.parallelism),
+            vec![],
+        );
+        node.watermarks = s.watermark.strategy;
+        node.idle_timeout = s.watermark.idle_timeout;
+        let id = flow.add(node);
         ids.insert(&s.name, id);
     }
 
@@ -139,13 +142,15 @@ pub fn prepare(
             ));
         }
         let factory = WasmUdfFactory::new(module.clone(), o.spec.config.clone(), o.spec.limits);
-        let id = flow.add(NodeSpec {
-            name: o.name.clone(),
-            kind: NodeKind::Operator(Arc::new(factory)),
-            parallelism: o.spec.parallelism.unwrap_or(job.parallelism),
-            inputs: o.spec.inputs.iter().map(|i| ids[i.as_str()]).collect(),
-            chain: o.spec.chain,
-        });
+        let mut node = NodeSpec::new(
+            &o.name,
+            NodeKind::Operator(Arc::new(factory)),
+            o.spec.parallelism.unwrap_or(job.parallelism),
+            o.spec.inputs.iter().map(|i| ids[i.as_str()]).collect(),
+        );
+        node.chain = o.spec.chain;
+        node.key_by = o.key_by;
+        let id = flow.add(node);
         ids.insert(&o.name, id);
         loaded.push((o.name.clone(), module));
     }
@@ -156,14 +161,15 @@ pub fn prepare(
             SinkKind::Stdout(o) => (Arc::new(StdoutSinkFactory::new(o.clone())), o.parallelism),
             SinkKind::File(o) => (Arc::new(FileSinkFactory::new(o.clone())), o.parallelism),
         };
-        flow.add(NodeSpec {
-            name: s.name.clone(),
-            kind: NodeKind::Sink(factory),
-            // Sinks default to one subtask: one output, in one order.
-            parallelism: p.unwrap_or(1),
-            inputs: s.spec.inputs.iter().map(|i| ids[i.as_str()]).collect(),
-            chain: true,
-        });
+        // Sinks default to one subtask: one output, in one order.
+        let mut node = NodeSpec::new(
+            &s.name,
+            NodeKind::Sink(factory),
+            p.unwrap_or(1),
+            s.spec.inputs.iter().map(|i| ids[i.as_str()]).collect(),
+        );
+        node.key_by = s.key_by;
+        flow.add(node);
     }
     flow.validate().map_err(|source| JobError::Engine {
         job: job.name.clone(),

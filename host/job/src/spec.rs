@@ -13,6 +13,7 @@ use weir_connectors::file_sink::FileSinkOptions;
 use weir_connectors::generator::GeneratorOptions;
 use weir_connectors::nexmark::NexmarkOptions;
 use weir_connectors::stdout::StdoutOptions;
+use weir_engine::watermark::WatermarkStrategy;
 use weir_sandbox::{InstanceLimits, OperatorKind};
 
 use crate::error::JobError;
@@ -30,6 +31,8 @@ pub struct JobSpec {
     pub parallelism: usize,
     /// Capacity of channels between tasks, in batches.
     pub channel_capacity: usize,
+    /// Number of key groups (the most subtasks a keyed operator can have).
+    pub max_parallelism: u32,
     /// Sources.
     pub sources: Vec<Node<SourceSpec>>,
     /// Operators.
@@ -45,7 +48,30 @@ pub struct Node<T> {
     pub name: String,
     /// What it is.
     pub spec: T,
+    /// Whether its input is partitioned by record key (`partition = "key"`).
+    pub key_by: bool,
+    /// Sources: how watermarks are generated.
+    pub watermark: WatermarkSpec,
     pub(crate) header: Range<usize>,
+}
+
+/// A source's `watermark` table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatermarkSpec {
+    /// The strategy.
+    pub strategy: WatermarkStrategy,
+    /// Idle timeout of each split.
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatermark {
+    strategy: String,
+    #[serde(default)]
+    max_out_of_orderness_ms: Option<u64>,
+    #[serde(default)]
+    idle_timeout_ms: Option<u64>,
 }
 
 /// A source table.
@@ -136,6 +162,7 @@ struct JobSection {
     name: Option<String>,
     parallelism: Option<usize>,
     channel_capacity: Option<usize>,
+    max_parallelism: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +192,7 @@ struct RawOperator {
     parallelism: Option<usize>,
     #[serde(default = "yes")]
     chain: bool,
+    partition: Option<String>,
     #[serde(default)]
     limits: RawLimits,
 }
@@ -226,6 +254,16 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         return Err(at(job_line, "[job] parallelism must be at least 1".into()));
     }
 
+    let max_parallelism = raw
+        .job
+        .max_parallelism
+        .unwrap_or(weir_engine::key_group::DEFAULT_MAX_PARALLELISM);
+    if max_parallelism == 0 {
+        return Err(at(
+            key_line(text, &(0..0), "max_parallelism"),
+            "[job] max_parallelism must be at least 1".into(),
+        ));
+    }
     let mut seen: Vec<(String, Range<usize>)> = Vec::new();
     let mut check_name = |name: &str, header: &Range<usize>| {
         if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
@@ -256,6 +294,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let c = ctx("source", &name, &header);
         let mut table = table.into_inner();
         let kind = c.take_kind(&mut table, &["nexmark", "generator", "file"])?;
+        let watermark = c.take_watermark(&mut table)?;
         let spec = match kind.as_str() {
             "nexmark" => SourceSpec::Nexmark(c.options(table)?),
             "generator" => SourceSpec::Generator(c.options(table)?),
@@ -266,7 +305,13 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
             }
         };
         c.check_parallelism(spec.parallelism())?;
-        sources.push(Node { name, spec, header });
+        sources.push(Node {
+            name,
+            spec,
+            key_by: false,
+            watermark,
+            header,
+        });
     }
 
     let mut operators = Vec::new();
@@ -292,6 +337,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
             ),
         };
         c.check_parallelism(raw.parallelism)?;
+        let key_by = c.partition(raw.partition.as_deref())?;
         let defaults = InstanceLimits::default();
         let limits = InstanceLimits {
             memory_bytes: raw.limits.memory_mb.map_or(defaults.memory_bytes, |m| {
@@ -325,6 +371,8 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
                 chain: raw.chain,
                 limits,
             },
+            key_by,
+            watermark: WatermarkSpec::default(),
             header,
         });
     }
@@ -336,6 +384,11 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let c = ctx("sink", &name, &header);
         let mut table = table.into_inner();
         let kind = c.take_kind(&mut table, &["stdout", "file"])?;
+        let key_by = match table.remove("partition") {
+            None => false,
+            Some(toml::Value::String(p)) => c.partition(Some(&p))?,
+            Some(other) => c.partition(Some(&other.to_string()))?,
+        };
         let inputs = match table.remove("input") {
             None => {
                 return Err(c.error(
@@ -364,6 +417,8 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         sinks.push(Node {
             name,
             spec: SinkSpec { inputs, kind },
+            key_by,
+            watermark: WatermarkSpec::default(),
             header,
         });
     }
@@ -383,6 +438,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         name,
         parallelism,
         channel_capacity: raw.job.channel_capacity.unwrap_or(16).max(1),
+        max_parallelism,
         sources,
         operators,
         sinks,
@@ -425,6 +481,64 @@ impl NodeContext<'_> {
                 ),
             )),
         }
+    }
+
+    fn partition(&self, p: Option<&str>) -> Result<bool, JobError> {
+        match p {
+            None | Some("auto") => Ok(false),
+            Some("key") => Ok(true),
+            Some(other) => Err(self.error(
+                "partition",
+                format!("unknown partition `{other}`; expected `key` (by record key) or `auto`"),
+            )),
+        }
+    }
+
+    fn take_watermark(&self, table: &mut toml::Table) -> Result<WatermarkSpec, JobError> {
+        let Some(value) = table.remove("watermark") else {
+            return Ok(WatermarkSpec::default());
+        };
+        let mut t = toml::Table::new();
+        t.insert("watermark".into(), value);
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wrap {
+            watermark: RawWatermark,
+        }
+        let raw = self.options::<Wrap>(t)?.watermark;
+        let ms = Duration::from_millis;
+        let strategy = match (raw.strategy.as_str(), raw.max_out_of_orderness_ms) {
+            ("none", None) => WatermarkStrategy::None,
+            ("monotonous", None) => WatermarkStrategy::Monotonous,
+            ("bounded-out-of-orderness", Some(b)) => {
+                WatermarkStrategy::BoundedOutOfOrderness(ms(b))
+            }
+            ("bounded-out-of-orderness", None) => {
+                return Err(self.error(
+                    "watermark",
+                    "`bounded-out-of-orderness` needs `max_out_of_orderness_ms`".into(),
+                ));
+            }
+            ("none" | "monotonous", Some(_)) => {
+                return Err(self.error(
+                    "max_out_of_orderness_ms",
+                    format!(
+                        "`max_out_of_orderness_ms` applies to `bounded-out-of-orderness`, not `{}`",
+                        raw.strategy
+                    ),
+                ));
+            }
+            (other, _) => {
+                return Err(self.error(
+                    "strategy",
+                    format!("unknown watermark strategy `{other}`; expected `none`, `monotonous` or `bounded-out-of-orderness`"),
+                ));
+            }
+        };
+        Ok(WatermarkSpec {
+            strategy,
+            idle_timeout: raw.idle_timeout_ms.map(ms),
+        })
     }
 
     fn check_parallelism(&self, p: Option<usize>) -> Result<(), JobError> {
@@ -540,6 +654,49 @@ kind = "stdout"
         let e = err(&GOOD.replace("memory_mb = 32", "memory_mib = 32"));
         assert!(e.starts_with("job.toml:13: operator `keep`"), "{e}");
         assert!(e.contains("memory_mib"), "{e}");
+    }
+
+    #[test]
+    fn watermarks_partitioning_and_max_parallelism() {
+        let text = GOOD
+            .replace("count = 10", "count = 10\nwatermark = { strategy = \"bounded-out-of-orderness\", max_out_of_orderness_ms = 10000, idle_timeout_ms = 500 }")
+            .replace("module = \"bid-filter\"", "module = \"bid-filter\"\npartition = \"key\"")
+            .replace("name = \"t\"", "name = \"t\"\nmax_parallelism = 32");
+        let job = parse_job(Path::new("job.toml"), &text).unwrap();
+        assert_eq!(job.max_parallelism, 32);
+        let wm = job.sources[0].watermark;
+        assert_eq!(
+            wm.strategy,
+            WatermarkStrategy::BoundedOutOfOrderness(Duration::from_secs(10))
+        );
+        assert_eq!(wm.idle_timeout, Some(Duration::from_millis(500)));
+        assert!(job.operators[0].key_by);
+        assert!(!job.sinks[0].key_by);
+
+        let e = err(&GOOD.replace(
+            "count = 10",
+            "count = 10\nwatermark = { strategy = \"bounded-out-of-orderness\" }",
+        ));
+        assert!(e.starts_with("job.toml:8: source `nums`"), "{e}");
+        assert!(e.contains("needs `max_out_of_orderness_ms`"), "{e}");
+        let e = err(&GOOD.replace(
+            "count = 10",
+            "count = 10\nwatermark = { strategy = \"eventually\" }",
+        ));
+        assert!(e.contains("unknown watermark strategy `eventually`"), "{e}");
+        let e = err(&GOOD.replace(
+            "count = 10",
+            "count = 10\nwatermark = { strategy = \"monotonous\", lateness = 3 }",
+        ));
+        assert!(e.contains("unknown field `lateness`"), "{e}");
+        let e = err(&GOOD.replace(
+            "module = \"bid-filter\"",
+            "module = \"bid-filter\"\npartition = \"hash\"",
+        ));
+        assert!(
+            e.starts_with("job.toml:12: operator `keep`: unknown partition `hash`"),
+            "{e}"
+        );
     }
 
     #[test]
