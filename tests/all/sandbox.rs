@@ -111,3 +111,31 @@ fn python_map_runs_in_the_same_sandbox() {
     assert_eq!(bands, vec!["low", "mid", "high"]);
     assert_eq!(out.record(2).key(), b"3");
 }
+
+#[test]
+fn python_and_rust_flat_maps_agree_on_the_same_input() {
+    let input = batch(&[
+        ("a", r#"{"text":"Hello, wasm World"}"#, 1),
+        ("b", r#"{"text":"  "}"#, 2),
+        ("c", r#"{"text":"x again-and AGAIN"}"#, 3),
+    ]);
+    let config = vec![("min_len".to_string(), "2".to_string())];
+    let mut outputs = Vec::new();
+    for name in ["split-words", "split-words-py"] {
+        let m = sandbox().load_file(&udf(name)).unwrap();
+        assert_eq!(m.kind(), OperatorKind::FlatMap, "{name}");
+        let mut inst = m
+            .instantiate(label(name), InstanceLimits::default(), &config)
+            .unwrap();
+        outputs.push(inst.process(input.clone()).unwrap());
+    }
+    assert_eq!(
+        outputs[0].len(),
+        6,
+        "hello wasm world again and again; `x` is too short"
+    );
+    assert_eq!(
+        outputs[0], outputs[1],
+        "Rust and Python give the same records"
+    );
+}
