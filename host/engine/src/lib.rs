@@ -27,6 +27,7 @@ pub mod operators;
 pub mod plan;
 pub mod runtime;
 pub mod watermark;
+pub mod window;
 
 mod error;
 mod message;
