@@ -20,7 +20,7 @@ use weir_engine::{SourceFactory, SubtaskInfo};
 use weir_record::{BytesColumn, RecordBatch};
 use weir_sandbox::{InstanceLabel, InstanceLimits, OperatorInstance};
 use weir_udf::native::Native;
-use weir_udf::{Batch, BytesColumnRef, OutputColumns};
+use weir_udf::{Batch, OutputColumns};
 
 const ROWS: usize = 1024;
 const BATCHES: usize = 32;
@@ -69,14 +69,15 @@ fn small_batches(full: &[RecordBatch]) -> Vec<RecordBatch> {
 }
 
 fn view(b: &RecordBatch) -> Batch<'_> {
-    Batch {
-        keys: BytesColumnRef::new(&b.keys.data, &b.keys.offsets),
-        values: BytesColumnRef::new(&b.values.data, &b.values.offsets),
-        timestamps: &b.timestamps,
-        header_rows: &b.headers.row_offsets,
-        header_names: BytesColumnRef::new(&b.headers.names.data, &b.headers.names.offsets),
-        header_values: BytesColumnRef::new(&b.headers.values.data, &b.headers.values.offsets),
-    }
+    let h = &b.headers;
+    Batch::from_columns(
+        (&b.keys.data, &b.keys.offsets),
+        (&b.values.data, &b.values.offsets),
+        &b.timestamps,
+        &h.row_offsets,
+        (&h.names.data, &h.names.offsets),
+        (&h.values.data, &h.values.offsets),
+    )
 }
 
 /// Host-side assembly of a map's output, as the sandbox does it.

@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::{Batch, BytesColumnRef, Config, Error, Output, OutputColumns};
+use crate::{Batch, Config, Error, Output, OutputColumns};
 
 pub mod filter {
     wit_bindgen::generate!({
@@ -85,14 +85,15 @@ pub fn to_wit_error(e: Error) -> wit::Error {
 }
 
 pub fn view(b: &wit::Batch) -> Batch<'_> {
-    Batch {
-        keys: BytesColumnRef::new(&b.keys.data, &b.keys.offsets),
-        values: BytesColumnRef::new(&b.values.data, &b.values.offsets),
-        timestamps: &b.timestamps,
-        header_rows: &b.headers.row_offsets,
-        header_names: BytesColumnRef::new(&b.headers.names.data, &b.headers.names.offsets),
-        header_values: BytesColumnRef::new(&b.headers.values.data, &b.headers.values.offsets),
-    }
+    let h = &b.headers;
+    Batch::from_columns(
+        (&b.keys.data, &b.keys.offsets),
+        (&b.values.data, &b.values.offsets),
+        &b.timestamps,
+        &h.row_offsets,
+        (&h.names.data, &h.names.offsets),
+        (&h.values.data, &h.values.offsets),
+    )
 }
 
 fn column((data, offsets): (Vec<u8>, Vec<u32>)) -> wit::BytesColumn {

@@ -60,6 +60,27 @@ pub struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
+    /// A view over the columns of a batch laid out as the WIT `batch` type:
+    /// each byte column as `(data, offsets)`, the header rows' offsets (empty
+    /// when no row has headers), header names and values.
+    pub fn from_columns(
+        keys: (&'a [u8], &'a [u32]),
+        values: (&'a [u8], &'a [u32]),
+        timestamps: &'a [i64],
+        header_rows: &'a [u32],
+        header_names: (&'a [u8], &'a [u32]),
+        header_values: (&'a [u8], &'a [u32]),
+    ) -> Self {
+        Self {
+            keys: BytesColumnRef::new(keys.0, keys.1),
+            values: BytesColumnRef::new(values.0, values.1),
+            timestamps,
+            header_rows,
+            header_names: BytesColumnRef::new(header_names.0, header_names.1),
+            header_values: BytesColumnRef::new(header_values.0, header_values.1),
+        }
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.timestamps.len()
