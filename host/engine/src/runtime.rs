@@ -275,12 +275,6 @@ enum Tail {
     Output(TaskOutput),
 }
 
-fn set(flags: &mut [bool], i: usize, v: bool) {
-    if let Some(f) = flags.get_mut(i) {
-        *f = v;
-    }
-}
-
 /// A secondary failure: this task stopped because another one failed.
 fn interrupted(task: &str) -> EngineError {
     EngineError::Task {
@@ -528,7 +522,6 @@ impl SubtaskContext {
         } else if let Some(input) = input {
             let mut ended = 0;
             let mut time = WatermarkCombiner::new(input.producers);
-            let mut idle = vec![false; input.producers];
             while ended < input.producers {
                 let Ok((slot, msg)) = input.receiver.recv() else {
                     return Err((
@@ -543,19 +536,14 @@ impl SubtaskContext {
                 let advanced = match msg {
                     Message::Data(batch) => {
                         time.on_data(slot);
-                        set(&mut idle, slot, false);
                         push(&mut ops, &mut tail, batch).map_err(classify)?;
                         None
                     }
-                    Message::Signal(Signal::Watermark(wm)) => {
-                        set(&mut idle, slot, false);
-                        time.on_watermark(slot, wm)
-                    }
+                    Message::Signal(Signal::Watermark(wm)) => time.on_watermark(slot, wm),
                     Message::Signal(Signal::Idle) => {
-                        set(&mut idle, slot, true);
                         let advanced = time.on_idle(slot);
                         // When every input is idle, so is this task's output.
-                        if let (true, Tail::Output(out)) = (idle.iter().all(|&i| i), &mut tail) {
+                        if let (true, Tail::Output(out)) = (time.all_idle(), &mut tail) {
                             out.signal(Signal::Idle)
                                 .map_err(|Disconnected| (interrupted(&head.name), true))?;
                         }

@@ -175,6 +175,13 @@ impl WatermarkCombiner {
         self.recompute()
     }
 
+    /// Whether every input that has not ended is idle (and at least one is):
+    /// then this task's output is idle too.
+    pub fn all_idle(&self) -> bool {
+        let mut live = self.inputs.iter().filter(|s| !s.ended).peekable();
+        live.peek().is_some() && live.all(|s| s.idle)
+    }
+
     /// The current combined watermark.
     pub fn current(&self) -> Watermark {
         self.combined
@@ -278,11 +285,15 @@ mod tests {
         all_idle.on_watermark(0, Watermark(5));
         all_idle.on_watermark(1, Watermark(7));
         all_idle.on_idle(0);
+        assert!(!all_idle.all_idle());
         assert_eq!(
             all_idle.on_idle(1),
             None,
             "everyone idle: time stands still"
         );
         assert_eq!(all_idle.current(), Watermark(7));
+        assert!(all_idle.all_idle());
+        all_idle.on_data(0);
+        assert!(!all_idle.all_idle());
     }
 }

@@ -248,7 +248,9 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "job".into())
     });
-    let job_line = key_line(text, &(0..0), "parallelism");
+    // Keys of the [job] table are looked up from its header.
+    let job_header = text.find("[job]").map_or(0..0, |i| i..i + 5);
+    let job_line = key_line(text, &job_header, "parallelism");
     let parallelism = raw.job.parallelism.unwrap_or(1);
     if parallelism == 0 {
         return Err(at(job_line, "[job] parallelism must be at least 1".into()));
@@ -260,7 +262,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         .unwrap_or(weir_engine::key_group::DEFAULT_MAX_PARALLELISM);
     if max_parallelism == 0 {
         return Err(at(
-            key_line(text, &(0..0), "max_parallelism"),
+            key_line(text, &job_header, "max_parallelism"),
             "[job] max_parallelism must be at least 1".into(),
         ));
     }
@@ -695,6 +697,19 @@ kind = "stdout"
         ));
         assert!(
             e.starts_with("job.toml:12: operator `keep`: unknown partition `hash`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn job_section_errors_point_into_the_job_table() {
+        let text = format!(
+            "# a comment\n# another\n{}",
+            GOOD.replace("name = \"t\"", "name = \"t\"\nparallelism = 0")
+        );
+        let e = err(&text);
+        assert!(
+            e.starts_with("job.toml:6: [job] parallelism must be at least 1"),
             "{e}"
         );
     }
