@@ -147,12 +147,7 @@ mod tests {
             batch_size: 2,
             parallelism: None,
         };
-        let info = SubtaskInfo {
-            job: "j".into(),
-            node: "n".into(),
-            subtask: 0,
-            parallelism: 1,
-        };
+        let info = SubtaskInfo::new("j", "n", 0, 1);
         let mut s = FileSourceFactory::new(opts).create(&info).unwrap();
         let b = s.next_batch().unwrap().unwrap();
         assert_eq!(b.len(), 2);

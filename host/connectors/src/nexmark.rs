@@ -161,12 +161,7 @@ mod tests {
     use super::*;
 
     fn info(subtask: usize, parallelism: usize) -> SubtaskInfo {
-        SubtaskInfo {
-            job: "j".into(),
-            node: "n".into(),
-            subtask,
-            parallelism,
-        }
+        SubtaskInfo::new("j", "n", subtask, parallelism)
     }
 
     fn drain(s: &mut dyn Source) -> Vec<Vec<u8>> {

@@ -33,6 +33,8 @@ pub struct EdgeSender {
     own_subtask: usize,
     /// This producer's slot at every consumer subtask of the edge.
     slot: u32,
+    /// The producer output the edge carries.
+    port: usize,
     next: usize,
 }
 
@@ -44,12 +46,14 @@ impl EdgeSender {
         partitioning: Partitioning,
         own_subtask: usize,
         slot: u32,
+        port: usize,
     ) -> Self {
         Self {
             senders,
             partitioning,
             own_subtask,
             slot,
+            port,
             next: own_subtask,
         }
     }
@@ -127,15 +131,27 @@ impl TaskOutput {
         Self { edges, metrics }
     }
 
-    /// Sends a batch on every edge (cloned when there are several).
+    /// Sends a batch of the main output on every edge that carries it
+    /// (cloned when there are several).
     ///
     /// # Errors
     /// [`Disconnected`] if a consumer is gone.
     pub fn send(&mut self, batch: RecordBatch) -> Result<(), Disconnected> {
-        let n = self.edges.len();
+        self.send_port(0, batch)
+    }
+
+    /// Sends a batch of output `port` (0 main, `i` side output `i - 1`) on
+    /// the edges that carry it; dropped if none does.
+    ///
+    /// # Errors
+    /// [`Disconnected`] if a consumer is gone.
+    pub fn send_port(&mut self, port: usize, batch: RecordBatch) -> Result<(), Disconnected> {
+        let targets: Vec<usize> = (0..self.edges.len())
+            .filter(|&i| self.edges[i].port == port)
+            .collect();
         let mut batch = Some(batch);
-        for i in 0..n {
-            let b = if i + 1 == n {
+        for (n, &i) in targets.iter().enumerate() {
+            let b = if n + 1 == targets.len() {
                 batch.take().ok_or(Disconnected)?
             } else {
                 batch.as_ref().ok_or(Disconnected)?.clone()

@@ -11,6 +11,22 @@ use crate::node::{OperatorFactory, SinkFactory, SourceFactory};
 /// Index of a node in its [`Dataflow`].
 pub type NodeId = usize;
 
+/// An input of a node: a node and one of its outputs (0 is the main output,
+/// `i` is side output `i - 1` of the producer's `side_outputs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Input {
+    /// The producing node.
+    pub node: NodeId,
+    /// Which of its outputs.
+    pub port: usize,
+}
+
+impl From<NodeId> for Input {
+    fn from(node: NodeId) -> Self {
+        Self { node, port: 0 }
+    }
+}
+
 /// What a node does.
 #[derive(Clone)]
 pub enum NodeKind {
@@ -31,9 +47,12 @@ pub struct NodeSpec {
     pub kind: NodeKind,
     /// Number of parallel subtasks, at least 1.
     pub parallelism: usize,
-    /// The nodes this one reads from; empty for sources. Several inputs are a
-    /// union.
-    pub inputs: Vec<NodeId>,
+    /// The outputs this one reads from; empty for sources. Several inputs
+    /// are a union.
+    pub inputs: Vec<Input>,
+    /// Names of the node's side outputs (ports `1..`), such as a window's
+    /// late records. A side output nobody reads is dropped.
+    pub side_outputs: Vec<String>,
     /// Whether this node may be fused into its input's task (Flink's
     /// chaining); `false` starts a new task, for example to put a slow
     /// operator on its own thread.
@@ -60,7 +79,8 @@ impl NodeSpec {
             name: name.into(),
             kind,
             parallelism,
-            inputs,
+            inputs: inputs.into_iter().map(Input::from).collect(),
+            side_outputs: Vec::new(),
             chain: true,
             key_by: false,
             watermarks: WatermarkStrategy::None,
@@ -93,6 +113,8 @@ pub struct Dataflow {
     pub channel_capacity: usize,
     /// Number of key groups, fixed for the job's life.
     pub max_parallelism: u32,
+    /// The processing-time clock of windows and timers.
+    pub clock: Arc<dyn crate::time::Clock>,
 }
 
 impl Dataflow {
@@ -103,6 +125,7 @@ impl Dataflow {
             nodes: Vec::new(),
             channel_capacity: 16,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
+            clock: crate::time::system_clock(),
         }
     }
 
@@ -115,7 +138,7 @@ impl Dataflow {
     /// The ids of the nodes that read from `id`.
     pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
         (0..self.nodes.len())
-            .filter(|&n| self.nodes[n].inputs.contains(&id))
+            .filter(|&n| self.nodes[n].inputs.iter().any(|i| i.node == id))
             .collect()
     }
 
@@ -143,10 +166,23 @@ impl Dataflow {
                     n.name, n.parallelism, self.max_parallelism
                 ));
             }
-            if let Some(&i) = n.inputs.iter().find(|&&i| i >= id) {
+            if let Some(i) = n.inputs.iter().find(|i| i.node >= id) {
                 return bad(format!(
-                    "`{}` reads from node {i}, which does not come before it",
-                    n.name
+                    "`{}` reads from node {}, which does not come before it",
+                    n.name, i.node
+                ));
+            }
+            if let Some(i) = n
+                .inputs
+                .iter()
+                .find(|i| i.port > self.nodes[i.node].side_outputs.len())
+            {
+                return bad(format!(
+                    "`{}` reads output {} of `{}`, which has {} side outputs",
+                    n.name,
+                    i.port,
+                    self.nodes[i.node].name,
+                    self.nodes[i.node].side_outputs.len()
                 ));
             }
             match n.kind {

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod operators;
 pub mod plan;
 pub mod runtime;
+pub mod time;
 pub mod watermark;
 pub mod window;
 
@@ -34,7 +35,7 @@ mod message;
 mod node;
 
 pub use error::{BoxError, EngineError};
-pub use graph::{Dataflow, NodeId, NodeKind, NodeSpec};
+pub use graph::{Dataflow, Input, NodeId, NodeKind, NodeSpec};
 pub use message::{Message, Signal};
 pub use metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
 pub use node::{

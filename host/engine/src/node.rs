@@ -19,6 +19,25 @@ pub struct SubtaskInfo {
     pub subtask: usize,
     /// Number of subtasks of the node.
     pub parallelism: usize,
+    /// Number of key groups of the job.
+    pub max_parallelism: u32,
+    /// The job's processing-time clock.
+    pub clock: std::sync::Arc<dyn crate::time::Clock>,
+}
+
+impl SubtaskInfo {
+    /// Subtask `subtask` of `parallelism` of node `node` in job `job`, with
+    /// the default key groups and the system clock (for tests and tools).
+    pub fn new(job: &str, node: &str, subtask: usize, parallelism: usize) -> Self {
+        Self {
+            job: job.to_string(),
+            node: node.to_string(),
+            subtask,
+            parallelism,
+            max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
+            clock: crate::time::system_clock(),
+        }
+    }
 }
 
 /// Receives the output batches of an operator.
@@ -28,6 +47,16 @@ pub trait Collector {
     /// # Errors
     /// A downstream failure; the operator must return it unchanged.
     fn collect(&mut self, batch: RecordBatch) -> Result<(), EngineError>;
+
+    /// Passes one batch to side output `port` (1 for the node's first
+    /// `side_outputs` name, and so on). Dropped when nothing reads it.
+    ///
+    /// # Errors
+    /// As [`Collector::collect`].
+    fn collect_side(&mut self, port: usize, batch: RecordBatch) -> Result<(), EngineError> {
+        let _ = (port, batch);
+        Ok(())
+    }
 }
 
 /// A stream operator: one instance per subtask, driven by one thread.
@@ -60,6 +89,23 @@ pub trait Operator: Send {
         out: &mut dyn Collector,
     ) -> Result<(), EngineError> {
         let _ = (watermark, out);
+        Ok(())
+    }
+
+    /// The earliest processing time (ms, on the job's clock) at which the
+    /// operator wants [`Operator::on_processing_time`]; `None` for no timer.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+
+    /// Called when the job's clock has reached the time returned by
+    /// [`Operator::next_processing_time`]: fire processing-time triggers
+    /// and timers due at `now`. The default does nothing.
+    ///
+    /// # Errors
+    /// As [`Operator::process_batch`].
+    fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {
+        let _ = (now, out);
         Ok(())
     }
 

@@ -47,6 +47,9 @@ pub struct TaskEdge {
     pub to: usize,
     /// How batches are spread.
     pub partitioning: Partitioning,
+    /// Which output of the producing task's last node feeds the edge (0 is
+    /// the main output, `i` a side output).
+    pub port: usize,
 }
 
 /// The physical plan of a job.
@@ -79,10 +82,11 @@ pub fn plan(flow: &Dataflow) -> TaskPlan {
             [input]
                 if node.chain
                     && !node.key_by
-                    && flow.consumers(*input) == [id]
-                    && flow.nodes[*input].parallelism == node.parallelism =>
+                    && input.port == 0
+                    && flow.consumers(input.node) == [id]
+                    && flow.nodes[input.node].parallelism == node.parallelism =>
             {
-                Some(task_of[*input])
+                Some(task_of[input.node])
             }
             _ => None,
         };
@@ -112,8 +116,8 @@ pub fn plan(flow: &Dataflow) -> TaskPlan {
     let mut edges = Vec::new();
     for (t, task) in tasks.iter().enumerate() {
         let head = &flow.nodes[task.nodes[0]];
-        for &input in &head.inputs {
-            let from = task_of[input];
+        for input in &head.inputs {
+            let from = task_of[input.node];
             let partitioning = if head.key_by {
                 Partitioning::Hash {
                     max_parallelism: flow.max_parallelism,
@@ -127,6 +131,7 @@ pub fn plan(flow: &Dataflow) -> TaskPlan {
                 from,
                 to: t,
                 partitioning,
+                port: input.port,
             });
         }
     }
@@ -188,7 +193,8 @@ mod tests {
             TaskEdge {
                 from: 0,
                 to: 1,
-                partitioning: Partitioning::Rebalance
+                partitioning: Partitioning::Rebalance,
+                port: 0,
             }
         );
         assert_eq!(p.edges[1].partitioning, Partitioning::Forward);

@@ -215,7 +215,7 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                         Partitioning::Forward => slot_base[i],
                         _ => slot_base[i] + subtask as u32,
                     };
-                    EdgeSender::new(senders[e.to].clone(), e.partitioning, subtask, slot)
+                    EdgeSender::new(senders[e.to].clone(), e.partitioning, subtask, slot, e.port)
                 })
                 .collect();
             let ctx = SubtaskContext {
@@ -307,6 +307,17 @@ impl Tail {
         }
     }
 
+    fn emit_side(&mut self, port: usize, batch: RecordBatch) -> Result<(), EngineError> {
+        match self {
+            // A sink fused behind the node means nothing reads its side
+            // outputs.
+            Tail::Sink { .. } => Ok(()),
+            Tail::Output(out) => out
+                .send_port(port, batch)
+                .map_err(|Disconnected| interrupted("output")),
+        }
+    }
+
     fn watermark(&mut self, wm: Watermark, subtask: usize) -> Result<(), EngineError> {
         match self {
             Tail::Sink { metrics, .. } => {
@@ -333,6 +344,16 @@ impl Collector for ChainCollector<'_> {
         }
         self.metrics.add_out(batch.len());
         push(self.rest, self.tail, batch)
+    }
+
+    fn collect_side(&mut self, port: usize, batch: RecordBatch) -> Result<(), EngineError> {
+        // Only the last node of a task can have side outputs that are read
+        // (the planner never fuses behind such a node).
+        if batch.is_empty() || !self.rest.is_empty() {
+            return Ok(());
+        }
+        self.metrics.add_out(batch.len());
+        self.tail.emit_side(port, batch)
     }
 }
 
@@ -382,6 +403,29 @@ fn end_chain(ops: &mut [Chained], tail: &mut Tail) -> Result<(), EngineError> {
     walk_chain(ops, tail, |c, out| c.op.end_of_input(out))
 }
 
+/// The earliest processing-time timer of any operator of the chain.
+fn next_processing_time(ops: &[Chained]) -> Option<i64> {
+    ops.iter().filter_map(|c| c.op.next_processing_time()).min()
+}
+
+/// Fires the processing-time timers due at `now`, down the chain.
+fn fire_processing_time(ops: &mut [Chained], tail: &mut Tail, now: i64) -> Result<(), EngineError> {
+    walk_chain(ops, tail, |c, out| {
+        if c.op.next_processing_time().is_some_and(|t| t <= now) {
+            let start = Instant::now();
+            let r = c.op.on_processing_time(now, out);
+            c.metrics.add_busy(start.elapsed());
+            r
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// How long an input loop sleeps at most while a processing-time timer is
+/// pending, so a timer (or a manual clock moved by a test) is seen promptly.
+const TIMER_POLL: Duration = Duration::from_millis(10);
+
 /// Advances event time down the chain: each operator sees the watermark
 /// (and may emit what it completes) before the next one, then the tail.
 fn push_watermark(
@@ -405,6 +449,8 @@ impl SubtaskContext {
             node: node.name.clone(),
             subtask: self.subtask,
             parallelism: self.parallelism,
+            max_parallelism: self.flow.max_parallelism,
+            clock: self.flow.clock.clone(),
         }
     }
 
@@ -492,6 +538,12 @@ impl SubtaskContext {
             let source_metrics = self.metrics.node(self.nodes[0]);
             let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
             while !self.control.cancelled() {
+                if let Some(t) = next_processing_time(&ops) {
+                    let now = flow.clock.now_ms();
+                    if t <= now {
+                        fire_processing_time(&mut ops, &mut tail, now).map_err(classify)?;
+                    }
+                }
                 let batch = match source.next_batch() {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
@@ -523,7 +575,23 @@ impl SubtaskContext {
             let mut ended = 0;
             let mut time = WatermarkCombiner::new(input.producers);
             while ended < input.producers {
-                let Ok((slot, msg)) = input.receiver.recv() else {
+                let received = match next_processing_time(&ops) {
+                    None => input.receiver.recv().map_err(|_| ()),
+                    Some(t) => {
+                        let now = flow.clock.now_ms();
+                        if t <= now {
+                            fire_processing_time(&mut ops, &mut tail, now).map_err(classify)?;
+                            continue;
+                        }
+                        let wait = Duration::from_millis((t - now) as u64).min(TIMER_POLL);
+                        match input.receiver.recv_timeout(wait) {
+                            Ok(m) => Ok(m),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+                        }
+                    }
+                };
+                let Ok((slot, msg)) = received else {
                     return Err((
                         EngineError::Task {
                             task: head.name.clone(),

@@ -39,6 +39,47 @@ pub(crate) mod flat_map {
     });
 }
 
+/// The aggregate world, and the shared `window-types` interface.
+pub(crate) mod aggregate {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "aggregate-operator",
+        with: {
+            "weir:udf/types": super::filter::weir::udf::types,
+            "weir:udf/log": super::filter::weir::udf::log,
+        },
+    });
+}
+
+/// The process-window world.
+pub(crate) mod process_window {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "process-window-operator",
+        with: {
+            "weir:udf/types": super::filter::weir::udf::types,
+            "weir:udf/log": super::filter::weir::udf::log,
+            "weir:udf/window-types": super::aggregate::weir::udf::window_types,
+        },
+    });
+}
+
+/// The keyed-process world, with the keyed-state and timers imports. State
+/// calls can fail (a name used for two kinds of state, a backend error), so
+/// they are trappable: the failure stops the guest call and is reported.
+pub(crate) mod keyed {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "keyed-process-operator",
+        imports: { default: trappable },
+        with: {
+            "weir:udf/types": super::filter::weir::udf::types,
+            "weir:udf/log": super::filter::weir::udf::log,
+        },
+    });
+}
+
+pub(crate) use aggregate::weir::udf::window_types::Window as WitWindow;
 pub(crate) use filter::weir::udf::log;
 pub(crate) use filter::weir::udf::types as wit;
 
@@ -62,7 +103,7 @@ pub(crate) fn batch_from_wit(batch: wit::Batch) -> RecordBatch {
     }
 }
 
-fn column_to_wit(c: BytesColumn) -> wit::BytesColumn {
+pub(crate) fn column_to_wit(c: BytesColumn) -> wit::BytesColumn {
     wit::BytesColumn {
         data: c.data,
         offsets: c.offsets,

@@ -123,6 +123,9 @@ pub enum GuestFailure {
     /// The guest returned a batch that breaks the contract of its world.
     #[error("guest returned an invalid result: {0}")]
     InvalidOutput(String),
+    /// A host service the guest called (keyed state, timers) failed.
+    #[error("a state or timer call failed: {0}")]
+    Host(String),
     /// The instance trapped earlier and cannot be called again.
     #[error("the instance failed earlier and cannot be used again")]
     Poisoned,

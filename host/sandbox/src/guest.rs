@@ -33,6 +33,10 @@ pub(crate) struct GuestState {
     pub(crate) console: GuestConsole,
     /// Who this guest is, for log lines.
     label: Arc<str>,
+    /// Keyed state and timers, for keyed-process guests.
+    pub(crate) keyed: Option<Box<dyn crate::keyed::KeyedContext>>,
+    /// Set when a host call (a state access) failed during a guest call.
+    pub(crate) host_failure: Option<String>,
 }
 
 impl GuestState {
@@ -52,6 +56,8 @@ impl GuestState {
             memory_refused: None,
             console,
             label,
+            keyed: None,
+            host_failure: None,
         }
     }
 }

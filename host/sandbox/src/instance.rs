@@ -11,9 +11,14 @@ use std::time::Duration;
 use wasmtime::{Store, Trap};
 use weir_record::RecordBatch;
 
-use crate::bindings::{self, filter, flat_map, map, wit};
+use weir_record::{BatchBuilder, BytesColumn};
+
+use crate::bindings::{
+    self, WitWindow, aggregate, filter, flat_map, keyed, map, process_window, wit,
+};
 use crate::error::{GuestFailure, SandboxError};
 use crate::guest::GuestState;
+use crate::keyed::{KeyedContext, TimeDomain};
 use crate::module::{KindPre, OperatorKind, OperatorModule};
 
 /// Limits of one instance.
@@ -59,6 +64,43 @@ enum Bound {
     Filter(filter::FilterOperator),
     Map(map::MapOperator),
     FlatMap(flat_map::FlatMapOperator),
+    Aggregate(aggregate::AggregateOperator),
+    ProcessWindow(process_window::ProcessWindowOperator),
+    KeyedProcess(keyed::KeyedProcessOperator),
+}
+
+/// One pane of a window function: a window of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WindowPane {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Window start (inclusive), ms.
+    pub start: i64,
+    /// Window end (exclusive), ms.
+    pub end: i64,
+}
+
+impl WindowPane {
+    fn wit_window(&self) -> WitWindow {
+        WitWindow {
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// What a keyed-process call emitted, checked against the contract.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    /// Values of the emitted rows.
+    pub values: BytesColumn,
+    /// Their event timestamps.
+    pub timestamps: Vec<i64>,
+    /// Per row: 0 for the main output, `i` for `side_outputs[i - 1]`; empty
+    /// when every row goes to the main output.
+    pub outputs: Vec<u8>,
+    /// Side output names used.
+    pub side_outputs: Vec<String>,
 }
 
 /// A live guest instance with its own store.
@@ -104,6 +146,9 @@ impl OperatorInstance {
             KindPre::Filter(p) => p.instantiate(&mut store).map(Bound::Filter),
             KindPre::Map(p) => p.instantiate(&mut store).map(Bound::Map),
             KindPre::FlatMap(p) => p.instantiate(&mut store).map(Bound::FlatMap),
+            KindPre::Aggregate(p) => p.instantiate(&mut store).map(Bound::Aggregate),
+            KindPre::ProcessWindow(p) => p.instantiate(&mut store).map(Bound::ProcessWindow),
+            KindPre::KeyedProcess(p) => p.instantiate(&mut store).map(Bound::KeyedProcess),
         }
         .map_err(|e| fail(&store, "instantiate", e, limits.init_deadline))?;
 
@@ -112,6 +157,9 @@ impl OperatorInstance {
             Bound::Filter(b) => b.weir_udf_filter().call_init(&mut store, &config),
             Bound::Map(b) => b.weir_udf_mapper().call_init(&mut store, &config),
             Bound::FlatMap(b) => b.weir_udf_flat_mapper().call_init(&mut store, &config),
+            Bound::Aggregate(b) => b.weir_udf_aggregator().call_init(&mut store, &config),
+            Bound::ProcessWindow(b) => b.weir_udf_window_processor().call_init(&mut store, &config),
+            Bound::KeyedProcess(b) => b.weir_udf_keyed_processor().call_init(&mut store, &config),
         };
         match result {
             Err(e) => return Err(fail(&store, "init", e, limits.init_deadline)),
@@ -158,46 +206,27 @@ impl OperatorInstance {
             Bound::Filter(_) => "filter",
             Bound::Map(_) => "map-batch",
             Bound::FlatMap(_) => "flat-map-batch",
+            _ => return Err(self.wrong_call("process")),
         };
-        if self.poisoned {
-            return Err(guest_error(
-                self.module.name(),
-                call,
-                GuestFailure::Poisoned,
-            ));
-        }
-        if batch.is_empty() {
+        if batch.is_empty() && !self.poisoned {
             return Ok(batch);
         }
-        let ticks = self.module.sandbox.ticks_for(self.limits.call_deadline);
-        self.store.set_epoch_deadline(ticks);
         let input = bindings::batch_to_wit(batch);
-        let store = &mut self.store;
-        let result = match &self.bound {
+        let returned = self.call(call, |bound, store| match bound {
             Bound::Filter(b) => b
                 .weir_udf_filter()
-                .call_filter(&mut *store, &input)
+                .call_filter(store, &input)
                 .map(|r| r.map(Returned::Selection)),
             Bound::Map(b) => b
                 .weir_udf_mapper()
-                .call_map_batch(&mut *store, &input)
+                .call_map_batch(store, &input)
                 .map(|r| r.map(|o| Returned::Output(Box::new(o)))),
             Bound::FlatMap(b) => b
                 .weir_udf_flat_mapper()
-                .call_flat_map_batch(&mut *store, &input)
+                .call_flat_map_batch(store, &input)
                 .map(|r| r.map(|o| Returned::Output(Box::new(o)))),
-        };
-        let returned = match result {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                return Err(self.fail(call, GuestFailure::Returned(bindings::error_message(&e))));
-            }
-            Err(e) => {
-                self.poisoned = true;
-                let failure = classify(&self.store, e, self.limits.call_deadline, self.memory_cap);
-                return Err(self.fail(call, failure));
-            }
-        };
+            _ => unreachable_kind(),
+        })?;
         let input = bindings::batch_from_wit(input);
         let output = match returned {
             Returned::Selection(rows) => select(input, &rows),
@@ -208,9 +237,367 @@ impl OperatorInstance {
         output.map_err(|m| self.fail(call, GuestFailure::InvalidOutput(m)))
     }
 
+    /// An aggregate's empty accumulator (`create-accumulator`).
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`].
+    pub fn create_accumulator(&mut self) -> Result<Vec<u8>, SandboxError> {
+        self.call("create-accumulator", |bound, store| match bound {
+            Bound::Aggregate(b) => b.weir_udf_aggregator().call_create_accumulator(store),
+            _ => unreachable_kind(),
+        })
+    }
+
+    /// Folds `records` into `accumulators` (`add`): row `r` into accumulator
+    /// `groups[r]`. Returns as many accumulators as given.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`]; a wrong number of accumulators is an
+    /// invalid output.
+    pub fn add_to_accumulators(
+        &mut self,
+        accumulators: BytesColumn,
+        groups: Vec<u32>,
+        records: RecordBatch,
+    ) -> Result<BytesColumn, SandboxError> {
+        let n = accumulators.len();
+        let accs = bindings::column_to_wit(accumulators);
+        let records = bindings::batch_to_wit(records);
+        let out = self.call("add", |bound, store| match bound {
+            Bound::Aggregate(b) => b
+                .weir_udf_aggregator()
+                .call_add(store, &accs, &groups, &records),
+            _ => unreachable_kind(),
+        })?;
+        self.check_accumulators("add", out, n)
+    }
+
+    /// Merges accumulators by group (`merge`); returns one per group.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::add_to_accumulators`].
+    pub fn merge_accumulators(
+        &mut self,
+        accumulators: BytesColumn,
+        groups: Vec<u32>,
+    ) -> Result<BytesColumn, SandboxError> {
+        let n = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+        let accs = bindings::column_to_wit(accumulators);
+        let out = self.call("merge", |bound, store| match bound {
+            Bound::Aggregate(b) => b.weir_udf_aggregator().call_merge(store, &accs, &groups),
+            _ => unreachable_kind(),
+        })?;
+        self.check_accumulators("merge", out, n)
+    }
+
+    fn check_accumulators(
+        &self,
+        call: &'static str,
+        out: wit::BytesColumn,
+        expected: usize,
+    ) -> Result<BytesColumn, SandboxError> {
+        let out = bindings::column_from_wit(out);
+        let rows = out.len();
+        out.validate(rows).map_err(|m| {
+            self.fail(
+                call,
+                GuestFailure::InvalidOutput(format!("accumulators {m}")),
+            )
+        })?;
+        if rows != expected {
+            return Err(self.fail(
+                call,
+                GuestFailure::InvalidOutput(format!("returned {rows} accumulators for {expected}")),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The results of fired panes (`get-results`), one batch naming each
+    /// pane's window in `window.start` / `window.end` headers.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`].
+    pub fn aggregate_results(
+        &mut self,
+        panes: Vec<(WindowPane, Vec<u8>)>,
+    ) -> Result<RecordBatch, SandboxError> {
+        let fired: Vec<aggregate::exports::weir::udf::aggregator::FiredPane> = panes
+            .iter()
+            .map(
+                |(p, acc)| aggregate::exports::weir::udf::aggregator::FiredPane {
+                    key: p.key.clone(),
+                    window: p.wit_window(),
+                    accumulator: acc.clone(),
+                },
+            )
+            .collect();
+        let out = self.call("get-results", |bound, store| match bound {
+            Bound::Aggregate(b) => b.weir_udf_aggregator().call_get_results(store, &fired),
+            _ => unreachable_kind(),
+        })?;
+        let panes: Vec<WindowPane> = panes.into_iter().map(|(p, _)| p).collect();
+        window_output(&panes, out)
+            .map_err(|m| self.fail("get-results", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Runs a process-window function over fired panes whose rows are
+    /// `records[first..first + count]`, back to back.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`].
+    pub fn process_windows(
+        &mut self,
+        panes: Vec<(WindowPane, u32, u32)>,
+        records: RecordBatch,
+    ) -> Result<RecordBatch, SandboxError> {
+        use process_window::exports::weir::udf::window_processor::Pane;
+        let wit_panes: Vec<Pane> = panes
+            .iter()
+            .map(|(p, first, count)| Pane {
+                key: p.key.clone(),
+                window: p.wit_window(),
+                first: *first,
+                count: *count,
+            })
+            .collect();
+        let records = bindings::batch_to_wit(records);
+        let out = self.call("process", |bound, store| match bound {
+            Bound::ProcessWindow(b) => b
+                .weir_udf_window_processor()
+                .call_process(store, &wit_panes, &records),
+            _ => unreachable_kind(),
+        })?;
+        let panes: Vec<WindowPane> = panes.into_iter().map(|(p, _, _)| p).collect();
+        window_output(&panes, out).map_err(|m| self.fail("process", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Gives a keyed-process instance its state and timers.
+    pub fn set_keyed_context(&mut self, ctx: Box<dyn KeyedContext>) {
+        self.store.data_mut().keyed = Some(ctx);
+    }
+
+    /// The keyed context set by [`OperatorInstance::set_keyed_context`].
+    pub fn keyed_context(&mut self) -> Option<&mut dyn KeyedContext> {
+        self.store.data_mut().keyed.as_deref_mut()
+    }
+
+    /// Processes the records of one key (`process`).
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`], plus a failed state call.
+    pub fn keyed_process(
+        &mut self,
+        key: &[u8],
+        records: RecordBatch,
+    ) -> Result<Emitted, SandboxError> {
+        let records = bindings::batch_to_wit(records);
+        let out = self.call("process", |bound, store| match bound {
+            Bound::KeyedProcess(b) => b
+                .weir_udf_keyed_processor()
+                .call_process(store, key, &records),
+            _ => unreachable_kind(),
+        })?;
+        check_emitted(out).map_err(|m| self.fail("process", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Delivers fired timers of one key (`on-timer`).
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::keyed_process`].
+    pub fn keyed_on_timer(
+        &mut self,
+        key: &[u8],
+        timers: &[(i64, TimeDomain)],
+    ) -> Result<Emitted, SandboxError> {
+        use keyed::exports::weir::udf::keyed_processor::{TimeDomain as D, Timer};
+        let timers: Vec<Timer> = timers
+            .iter()
+            .map(|&(timestamp, d)| Timer {
+                timestamp,
+                domain: match d {
+                    TimeDomain::EventTime => D::EventTime,
+                    TimeDomain::ProcessingTime => D::ProcessingTime,
+                },
+            })
+            .collect();
+        let out = self.call("on-timer", |bound, store| match bound {
+            Bound::KeyedProcess(b) => b
+                .weir_udf_keyed_processor()
+                .call_on_timer(store, key, &timers),
+            _ => unreachable_kind(),
+        })?;
+        check_emitted(out).map_err(|m| self.fail("on-timer", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Calls the guest under a fresh CPU deadline and turns every way the call
+    /// can fail into a [`SandboxError`]; a trap poisons the instance.
+    fn call<T>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&Bound, &mut Store<GuestState>) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, SandboxError> {
+        if self.poisoned {
+            return Err(self.fail(call, GuestFailure::Poisoned));
+        }
+        if !self.kind_allows(call) {
+            return Err(self.wrong_call(call));
+        }
+        let ticks = self.module.sandbox.ticks_for(self.limits.call_deadline);
+        self.store.set_epoch_deadline(ticks);
+        self.store.data_mut().host_failure = None;
+        match f(&self.bound, &mut self.store) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.fail(call, GuestFailure::Returned(bindings::error_message(&e)))),
+            Err(e) => {
+                self.poisoned = true;
+                let failure = match self.store.data_mut().host_failure.take() {
+                    Some(m) => GuestFailure::Host(m),
+                    None => classify(&self.store, e, self.limits.call_deadline, self.memory_cap),
+                };
+                Err(self.fail(call, failure))
+            }
+        }
+    }
+
+    fn kind_allows(&self, call: &str) -> bool {
+        matches!(
+            (&self.bound, call),
+            (Bound::Filter(_), "filter")
+                | (Bound::Map(_), "map-batch")
+                | (Bound::FlatMap(_), "flat-map-batch")
+                | (
+                    Bound::Aggregate(_),
+                    "create-accumulator" | "add" | "merge" | "get-results"
+                )
+                | (Bound::ProcessWindow(_), "process")
+                | (Bound::KeyedProcess(_), "process" | "on-timer")
+        )
+    }
+
+    fn wrong_call(&self, call: &'static str) -> SandboxError {
+        self.fail(
+            call,
+            GuestFailure::InvalidOutput(format!(
+                "a {} operator has no `{call}` function (the job uses the module as the wrong kind)",
+                self.kind()
+            )),
+        )
+    }
+
     fn fail(&self, call: &'static str, failure: GuestFailure) -> SandboxError {
         guest_error(self.module.name(), call, failure)
     }
+}
+
+/// The closures of [`OperatorInstance::call`] only run after `kind_allows`
+/// checked the pairing of call and world, so other arms are never taken; they
+/// fail the call rather than panic.
+fn unreachable_kind<T>() -> wasmtime::Result<Result<T, wit::Error>> {
+    Err(wasmtime::format_err!(
+        "internal error: call does not match the operator world"
+    ))
+}
+
+/// Builds the result batch of a window function: keys default to the pane's
+/// key, timestamps to the window's last millisecond, and every row gets
+/// `window.start` and `window.end` headers (after any the guest set).
+fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<RecordBatch, String> {
+    let values = bindings::column_from_wit(out.values);
+    let rows = values.len();
+    values.validate(rows).map_err(|e| format!("values {e}"))?;
+    let parents: Vec<u32> = if out.parents.is_empty() {
+        if rows != panes.len() {
+            return Err(format!(
+                "{rows} result rows for {} panes without `parents`",
+                panes.len()
+            ));
+        }
+        (0..rows as u32).collect()
+    } else {
+        if out.parents.len() != rows {
+            return Err(format!("{} parents for {rows} rows", out.parents.len()));
+        }
+        if let Some(p) = out.parents.iter().find(|&&p| p as usize >= panes.len()) {
+            return Err(format!(
+                "parent {p} is out of range for {} panes",
+                panes.len()
+            ));
+        }
+        out.parents
+    };
+    let keys = match out.keys {
+        Some(k) => {
+            let k = bindings::column_from_wit(k);
+            k.validate(rows).map_err(|e| format!("keys {e}"))?;
+            Some(k)
+        }
+        None => None,
+    };
+    if let Some(t) = &out.timestamps
+        && t.len() != rows
+    {
+        return Err(format!("{} timestamps for {rows} rows", t.len()));
+    }
+    let headers = match out.headers {
+        Some(h) => {
+            let h = bindings::headers_from_wit(h);
+            h.validate(rows).map_err(|e| format!("headers {e}"))?;
+            Some(h)
+        }
+        None => None,
+    };
+    let mut b = BatchBuilder::with_capacity(rows, values.data.len());
+    for (row, &p) in parents.iter().enumerate() {
+        let pane = &panes[p as usize];
+        let key = keys.as_ref().map_or(pane.key.as_slice(), |k| k.get(row));
+        let ts = out
+            .timestamps
+            .as_ref()
+            .map_or(pane.end.saturating_sub(1), |t| t[row]);
+        let start = pane.start.to_string();
+        let end = pane.end.to_string();
+        let window = [
+            (&b"window.start"[..], start.as_bytes()),
+            (&b"window.end"[..], end.as_bytes()),
+        ];
+        let guest = headers.iter().flat_map(|h| h.row(row));
+        b.push_with_headers(key, values.get(row), ts, guest.chain(window));
+    }
+    Ok(b.finish())
+}
+
+/// Checks what a keyed-process call emitted.
+fn check_emitted(
+    e: keyed::exports::weir::udf::keyed_processor::Emitted,
+) -> Result<Emitted, String> {
+    let values = bindings::column_from_wit(e.values);
+    let rows = values.len();
+    values.validate(rows).map_err(|m| format!("values {m}"))?;
+    if e.timestamps.len() != rows {
+        return Err(format!("{} timestamps for {rows} rows", e.timestamps.len()));
+    }
+    if !e.outputs.is_empty() {
+        if e.outputs.len() != rows {
+            return Err(format!("{} output tags for {rows} rows", e.outputs.len()));
+        }
+        if let Some(&o) = e
+            .outputs
+            .iter()
+            .find(|&&o| o as usize > e.side_outputs.len())
+        {
+            return Err(format!(
+                "output {o} names no side output (only {} are listed)",
+                e.side_outputs.len()
+            ));
+        }
+    }
+    Ok(Emitted {
+        values,
+        timestamps: e.timestamps,
+        outputs: e.outputs,
+        side_outputs: e.side_outputs,
+    })
 }
 
 enum Returned {

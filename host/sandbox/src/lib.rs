@@ -23,6 +23,7 @@
 
 pub mod cache;
 pub mod instance;
+pub mod keyed;
 pub mod module;
 pub mod runtime;
 
@@ -32,7 +33,8 @@ mod guest;
 
 pub use cache::{CacheStats, ModuleCache};
 pub use error::{GuestFailure, SandboxError};
-pub use instance::{InstanceLabel, InstanceLimits, OperatorInstance};
+pub use instance::{Emitted, InstanceLabel, InstanceLimits, OperatorInstance, WindowPane};
+pub use keyed::{KeyedContext, TimeDomain};
 pub use module::{ModuleDigest, OperatorKind, OperatorModule};
 pub use runtime::{Sandbox, SandboxConfig};
 

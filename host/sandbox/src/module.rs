@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use crate::bindings::{filter, flat_map, map};
+use crate::bindings::{aggregate, filter, flat_map, keyed, map, process_window};
 use crate::error::SandboxError;
 use crate::guest::GuestState;
 use crate::instance::{InstanceLabel, InstanceLimits, OperatorInstance};
@@ -43,11 +43,25 @@ pub enum OperatorKind {
     Map,
     /// `flat-map-operator`: zero or more records out per record in.
     FlatMap,
+    /// `aggregate-operator`: an incremental window aggregate.
+    Aggregate,
+    /// `process-window-operator`: a function over all records of a window.
+    ProcessWindow,
+    /// `keyed-process-operator`: records of one key, with keyed state and
+    /// timers.
+    KeyedProcess,
 }
 
 impl OperatorKind {
     /// All kinds, in WIT order.
-    pub const ALL: [OperatorKind; 3] = [Self::Filter, Self::Map, Self::FlatMap];
+    pub const ALL: [OperatorKind; 6] = [
+        Self::Filter,
+        Self::Map,
+        Self::FlatMap,
+        Self::Aggregate,
+        Self::ProcessWindow,
+        Self::KeyedProcess,
+    ];
 
     /// The exported interface that identifies the kind.
     pub fn export_name(self) -> &'static str {
@@ -55,6 +69,9 @@ impl OperatorKind {
             Self::Filter => "weir:udf/filter@0.1.0",
             Self::Map => "weir:udf/mapper@0.1.0",
             Self::FlatMap => "weir:udf/flat-mapper@0.1.0",
+            Self::Aggregate => "weir:udf/aggregator@0.1.0",
+            Self::ProcessWindow => "weir:udf/window-processor@0.1.0",
+            Self::KeyedProcess => "weir:udf/keyed-processor@0.1.0",
         }
     }
 
@@ -64,6 +81,9 @@ impl OperatorKind {
             Self::Filter => "filter-operator",
             Self::Map => "map-operator",
             Self::FlatMap => "flat-map-operator",
+            Self::Aggregate => "aggregate-operator",
+            Self::ProcessWindow => "process-window-operator",
+            Self::KeyedProcess => "keyed-process-operator",
         }
     }
 
@@ -73,6 +93,9 @@ impl OperatorKind {
             Self::Filter => "filter",
             Self::Map => "map",
             Self::FlatMap => "flat-map",
+            Self::Aggregate => "aggregate",
+            Self::ProcessWindow => "process-window",
+            Self::KeyedProcess => "keyed-process",
         }
     }
 }
@@ -87,6 +110,9 @@ pub(crate) enum KindPre {
     Filter(filter::FilterOperatorPre<GuestState>),
     Map(map::MapOperatorPre<GuestState>),
     FlatMap(flat_map::FlatMapOperatorPre<GuestState>),
+    Aggregate(aggregate::AggregateOperatorPre<GuestState>),
+    ProcessWindow(process_window::ProcessWindowOperatorPre<GuestState>),
+    KeyedProcess(keyed::KeyedProcessOperatorPre<GuestState>),
 }
 
 /// A component that passed every check and is ready to instantiate: compiled
@@ -142,6 +168,15 @@ impl OperatorModule {
             OperatorKind::Map => KindPre::Map(map::MapOperatorPre::new(pre).map_err(type_err)?),
             OperatorKind::FlatMap => {
                 KindPre::FlatMap(flat_map::FlatMapOperatorPre::new(pre).map_err(type_err)?)
+            }
+            OperatorKind::Aggregate => {
+                KindPre::Aggregate(aggregate::AggregateOperatorPre::new(pre).map_err(type_err)?)
+            }
+            OperatorKind::ProcessWindow => KindPre::ProcessWindow(
+                process_window::ProcessWindowOperatorPre::new(pre).map_err(type_err)?,
+            ),
+            OperatorKind::KeyedProcess => {
+                KindPre::KeyedProcess(keyed::KeyedProcessOperatorPre::new(pre).map_err(type_err)?)
             }
         };
         Ok(Arc::new(Self {

@@ -105,6 +105,16 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
         bindings::log::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(setup)?;
+        bindings::keyed::weir::udf::keyed_state::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(setup)?;
+        bindings::keyed::weir::udf::timers::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(setup)?;
 
         let cache = ModuleCache::new(&engine, config.cache_dir.as_deref())?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)

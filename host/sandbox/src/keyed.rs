@@ -1,0 +1,126 @@
+//! What a keyed-process guest reaches through its imports: the keyed state
+//! and timers of its current key, provided by the engine.
+//!
+//! The sandbox does not know how state is stored; the engine hands each
+//! keyed instance a [`KeyedContext`] (its state backend view, timer service
+//! and clocks) and the imports of `weir:udf/keyed-state` and `weir:udf/timers`
+//! forward to it. A failing state call (a name used for two kinds of state, a
+//! backend error) stops the guest call and is reported as
+//! [`crate::GuestFailure::Host`].
+
+use std::any::Any;
+
+use crate::bindings::keyed::weir::udf::{keyed_state, timers};
+use crate::guest::GuestState;
+
+/// Which clock a timer belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimeDomain {
+    /// Fires when the watermark reaches it.
+    EventTime,
+    /// Fires when the processing-time clock reaches it.
+    ProcessingTime,
+}
+
+/// Keyed state and timers of the current key, as the host provides them.
+/// Every method acts on the key set by the engine before the guest call.
+#[allow(missing_docs)]
+pub trait KeyedContext: Send + 'static {
+    fn value_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, String>;
+    fn value_set(&mut self, name: &str, value: Vec<u8>) -> Result<(), String>;
+    fn list_get(&mut self, name: &str) -> Result<Vec<Vec<u8>>, String>;
+    fn list_add(&mut self, name: &str, value: Vec<u8>) -> Result<(), String>;
+    fn list_set(&mut self, name: &str, values: Vec<Vec<u8>>) -> Result<(), String>;
+    fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), String>;
+    fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), String>;
+    fn map_entries(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+    fn clear(&mut self, name: &str) -> Result<(), String>;
+    fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String>;
+    fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String>;
+    fn current_watermark(&self) -> i64;
+    fn current_processing_time(&self) -> i64;
+    /// For the engine to reach its concrete type again.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl GuestState {
+    fn keyed(&mut self) -> wasmtime::Result<&mut dyn KeyedContext> {
+        match self.keyed.as_deref_mut() {
+            Some(k) => Ok(k),
+            None => Err(wasmtime::format_err!(
+                "keyed state used outside a keyed operator"
+            )),
+        }
+    }
+
+    /// Runs a state call; a failure is remembered (for the error message) and
+    /// stops the guest.
+    fn state<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn KeyedContext) -> Result<T, String>,
+    ) -> wasmtime::Result<T> {
+        let r = f(self.keyed()?);
+        r.map_err(|e| {
+            let err = wasmtime::format_err!("{e}");
+            self.host_failure = Some(e);
+            err
+        })
+    }
+}
+
+type R<T> = wasmtime::Result<T>;
+
+impl keyed_state::Host for GuestState {
+    fn value_get(&mut self, name: String) -> R<Option<Vec<u8>>> {
+        self.state(|k| k.value_get(&name))
+    }
+    fn value_set(&mut self, name: String, value: Vec<u8>) -> R<()> {
+        self.state(|k| k.value_set(&name, value))
+    }
+    fn list_get(&mut self, name: String) -> R<Vec<Vec<u8>>> {
+        self.state(|k| k.list_get(&name))
+    }
+    fn list_add(&mut self, name: String, value: Vec<u8>) -> R<()> {
+        self.state(|k| k.list_add(&name, value))
+    }
+    fn list_set(&mut self, name: String, values: Vec<Vec<u8>>) -> R<()> {
+        self.state(|k| k.list_set(&name, values))
+    }
+    fn map_get(&mut self, name: String, key: Vec<u8>) -> R<Option<Vec<u8>>> {
+        self.state(|k| k.map_get(&name, &key))
+    }
+    fn map_put(&mut self, name: String, key: Vec<u8>, value: Vec<u8>) -> R<()> {
+        self.state(|k| k.map_put(&name, key, value))
+    }
+    fn map_remove(&mut self, name: String, key: Vec<u8>) -> R<()> {
+        self.state(|k| k.map_remove(&name, &key))
+    }
+    fn map_entries(&mut self, name: String) -> R<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.state(|k| k.map_entries(&name))
+    }
+    fn clear(&mut self, name: String) -> R<()> {
+        self.state(|k| k.clear(&name))
+    }
+}
+
+impl timers::Host for GuestState {
+    fn register_event_timer(&mut self, timestamp: i64) -> R<()> {
+        self.state(|k| k.register_timer(TimeDomain::EventTime, timestamp))
+    }
+    fn register_processing_timer(&mut self, timestamp: i64) -> R<()> {
+        self.state(|k| k.register_timer(TimeDomain::ProcessingTime, timestamp))
+    }
+    fn delete_event_timer(&mut self, timestamp: i64) -> R<()> {
+        self.state(|k| k.delete_timer(TimeDomain::EventTime, timestamp))
+    }
+    fn delete_processing_timer(&mut self, timestamp: i64) -> R<()> {
+        self.state(|k| k.delete_timer(TimeDomain::ProcessingTime, timestamp))
+    }
+    fn current_watermark(&mut self) -> R<i64> {
+        Ok(self.keyed()?.current_watermark())
+    }
+    fn current_processing_time(&mut self) -> R<i64> {
+        Ok(self.keyed()?.current_processing_time())
+    }
+}

@@ -1,0 +1,320 @@
+//! Flink's keyed state kinds over a [`StateStore`], for the current key.
+
+use std::collections::HashMap;
+
+use crate::store::StateStore;
+
+/// Index of a registered state.
+pub type StateId = u16;
+
+/// The kind of a named state. Reducing and aggregating state are value state
+/// whose update function runs where the data is (the guest SDK folds, the
+/// host stores).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    /// One value per key.
+    Value,
+    /// A list per key, appended to without reading it back.
+    List,
+    /// A map per key.
+    Map,
+}
+
+impl StateKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Value => "value",
+            Self::List => "list",
+            Self::Map => "map",
+        }
+    }
+}
+
+/// A misuse of state, reported to the operator that made it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A name used with two kinds.
+    #[error("state `{name}` is {was} state and cannot be used as {now} state")]
+    KindMismatch {
+        /// The state name.
+        name: String,
+        /// Kind it was registered with.
+        was: &'static str,
+        /// Kind it was used as.
+        now: &'static str,
+    },
+    /// Too many distinct state names.
+    #[error("too many state names (at most {0})")]
+    TooMany(usize),
+    /// Stored bytes are not what this layer wrote.
+    #[error("corrupt list state `{0}`")]
+    Corrupt(String),
+}
+
+/// Keyed state of one operator subtask: named states, each scoped to the
+/// current key and a namespace.
+pub struct KeyedState {
+    store: Box<dyn StateStore>,
+    names: HashMap<String, (StateId, StateKind)>,
+    key: Vec<u8>,
+    key_group: u16,
+    /// Scratch buffer for composite keys.
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedState")
+            .field("states", &self.names.len())
+            .field("entries", &self.store.len())
+            .finish()
+    }
+}
+
+impl KeyedState {
+    /// Keyed state over `store`.
+    pub fn new(store: Box<dyn StateStore>) -> Self {
+        Self {
+            store,
+            names: HashMap::new(),
+            key: Vec::new(),
+            key_group: 0,
+            buf: Vec::with_capacity(64),
+        }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &dyn StateStore {
+        &*self.store
+    }
+
+    /// Registers (or looks up) state `name` of `kind`.
+    ///
+    /// # Errors
+    /// [`StateError::KindMismatch`] if `name` exists with another kind.
+    pub fn register(&mut self, name: &str, kind: StateKind) -> Result<StateId, StateError> {
+        if let Some(&(id, k)) = self.names.get(name) {
+            if k != kind {
+                return Err(StateError::KindMismatch {
+                    name: name.to_string(),
+                    was: k.name(),
+                    now: kind.name(),
+                });
+            }
+            return Ok(id);
+        }
+        let id = self.names.len();
+        if id > usize::from(u16::MAX) {
+            return Err(StateError::TooMany(usize::from(u16::MAX)));
+        }
+        self.names.insert(name.to_string(), (id as StateId, kind));
+        Ok(id as StateId)
+    }
+
+    /// Sets the key that the following calls act on, with its key group.
+    pub fn set_current_key(&mut self, key: &[u8], key_group: u16) {
+        self.key.clear();
+        self.key.extend_from_slice(key);
+        self.key_group = key_group;
+    }
+
+    /// The current key.
+    pub fn current_key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Builds `[group][id][len][key][namespace]` into the scratch buffer.
+    fn prefix(&mut self, id: StateId, namespace: &[u8]) -> &[u8] {
+        self.buf.clear();
+        self.buf.extend_from_slice(&self.key_group.to_be_bytes());
+        self.buf.extend_from_slice(&id.to_be_bytes());
+        self.buf
+            .extend_from_slice(&(self.key.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(&self.key);
+        self.buf.extend_from_slice(namespace);
+        &self.buf
+    }
+
+    /// The value of value state `id` in `namespace`.
+    pub fn value_get(&mut self, id: StateId, namespace: &[u8]) -> Option<Vec<u8>> {
+        self.prefix(id, namespace);
+        self.store.get(&self.buf)
+    }
+
+    /// Sets value state `id` in `namespace`.
+    pub fn value_set(&mut self, id: StateId, namespace: &[u8], value: &[u8]) {
+        self.prefix(id, namespace);
+        self.store.put(&self.buf, value);
+    }
+
+    /// The elements of list state `id`.
+    ///
+    /// # Errors
+    /// [`StateError::Corrupt`] if the stored bytes are malformed.
+    pub fn list_get(&mut self, id: StateId, namespace: &[u8]) -> Result<Vec<Vec<u8>>, StateError> {
+        self.prefix(id, namespace);
+        let mut out = Vec::new();
+        let mut bad = false;
+        self.store.with_value(&self.buf, &mut |v| {
+            if let Some(v) = v {
+                bad = decode_list(v, |e| out.push(e.to_vec())).is_err();
+            }
+        });
+        if bad {
+            return Err(StateError::Corrupt(format!("#{id}")));
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` on every element of list state `id` without copying.
+    ///
+    /// # Errors
+    /// [`StateError::Corrupt`] if the stored bytes are malformed.
+    pub fn list_for_each(
+        &mut self,
+        id: StateId,
+        namespace: &[u8],
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), StateError> {
+        self.prefix(id, namespace);
+        let mut bad = false;
+        self.store.with_value(&self.buf, &mut |v| {
+            if let Some(v) = v {
+                bad = decode_list(v, &mut f).is_err();
+            }
+        });
+        if bad {
+            return Err(StateError::Corrupt(format!("#{id}")));
+        }
+        Ok(())
+    }
+
+    /// Appends to list state `id`.
+    pub fn list_add(&mut self, id: StateId, namespace: &[u8], value: &[u8]) {
+        let mut entry = Vec::with_capacity(4 + value.len());
+        entry.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        entry.extend_from_slice(value);
+        self.prefix(id, namespace);
+        self.store.append(&self.buf, &entry);
+    }
+
+    /// Replaces list state `id`.
+    pub fn list_set<'a>(
+        &mut self,
+        id: StateId,
+        namespace: &[u8],
+        values: impl IntoIterator<Item = &'a [u8]>,
+    ) {
+        let mut all = Vec::new();
+        for v in values {
+            all.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            all.extend_from_slice(v);
+        }
+        self.prefix(id, namespace);
+        if all.is_empty() {
+            self.store.delete(&self.buf);
+        } else {
+            self.store.put(&self.buf, &all);
+        }
+    }
+
+    /// The value of `user_key` in map state `id`.
+    pub fn map_get(&mut self, id: StateId, namespace: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
+        self.prefix(id, namespace);
+        self.buf.extend_from_slice(user_key);
+        self.store.get(&self.buf)
+    }
+
+    /// Sets `user_key` in map state `id`.
+    pub fn map_put(&mut self, id: StateId, namespace: &[u8], user_key: &[u8], value: &[u8]) {
+        self.prefix(id, namespace);
+        self.buf.extend_from_slice(user_key);
+        self.store.put(&self.buf, value);
+    }
+
+    /// Removes `user_key` from map state `id`.
+    pub fn map_remove(&mut self, id: StateId, namespace: &[u8], user_key: &[u8]) {
+        self.prefix(id, namespace);
+        self.buf.extend_from_slice(user_key);
+        self.store.delete(&self.buf);
+    }
+
+    /// The entries of map state `id`, ordered by user key.
+    pub fn map_entries(&mut self, id: StateId, namespace: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let at = self.prefix(id, namespace).len();
+        let mut out = Vec::new();
+        self.store.scan_prefix(&self.buf, &mut |k, v| {
+            out.push((k[at..].to_vec(), v.to_vec()));
+        });
+        out
+    }
+
+    /// Clears state `id` (any kind) of the current key in `namespace`.
+    pub fn clear(&mut self, id: StateId, namespace: &[u8]) {
+        self.prefix(id, namespace);
+        self.store.delete_prefix(&self.buf);
+    }
+
+    /// Number of stored entries.
+    pub fn entries(&self) -> usize {
+        self.store.len()
+    }
+}
+
+fn decode_list(mut v: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), ()> {
+    while !v.is_empty() {
+        let len_bytes: [u8; 4] = v.get(..4).ok_or(())?.try_into().map_err(|_| ())?;
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let e = v.get(4..4 + len).ok_or(())?;
+        f(e);
+        v = &v[4 + len..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HeapStore;
+
+    #[test]
+    fn states_are_scoped_to_key_and_namespace() {
+        let mut s = KeyedState::new(Box::new(HeapStore::new()));
+        let v = s.register("total", StateKind::Value).unwrap();
+        let l = s.register("seen", StateKind::List).unwrap();
+        let m = s.register("by", StateKind::Map).unwrap();
+        assert_eq!(s.register("total", StateKind::Value).unwrap(), v);
+        let e = s.register("total", StateKind::Map).unwrap_err();
+        assert!(e.to_string().contains("`total` is value state"), "{e}");
+
+        s.set_current_key(b"a", 3);
+        s.value_set(v, b"", b"1");
+        s.list_add(l, b"", b"x");
+        s.list_add(l, b"", b"yy");
+        s.map_put(m, b"", b"k2", b"2");
+        s.map_put(m, b"", b"k1", b"1");
+        s.set_current_key(b"ab", 3);
+        assert_eq!(s.value_get(v, b""), None);
+        assert!(s.list_get(l, b"").unwrap().is_empty());
+        s.value_set(v, b"w1", b"9");
+
+        s.set_current_key(b"a", 3);
+        assert_eq!(s.value_get(v, b"").as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            s.list_get(l, b"").unwrap(),
+            vec![b"x".to_vec(), b"yy".to_vec()]
+        );
+        let entries = s.map_entries(m, b"");
+        assert_eq!(entries[0], (b"k1".to_vec(), b"1".to_vec()));
+        assert_eq!(entries.len(), 2);
+        s.map_remove(m, b"", b"k1");
+        assert_eq!(s.map_get(m, b"", b"k1"), None);
+        s.clear(l, b"");
+        assert!(s.list_get(l, b"").unwrap().is_empty());
+        s.list_set(l, b"", [&b"z"[..]]);
+        assert_eq!(s.list_get(l, b"").unwrap(), vec![b"z".to_vec()]);
+
+        s.set_current_key(b"ab", 3);
+        assert_eq!(s.value_get(v, b"w1").as_deref(), Some(&b"9"[..]));
+    }
+}

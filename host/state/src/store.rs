@@ -1,0 +1,126 @@
+//! The state-store interface and the in-memory backend.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// An ordered byte key-value store: what every state backend provides.
+pub trait StateStore: Send {
+    /// The value at `key`.
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Calls `f` with the value at `key` without copying it out.
+    fn with_value(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>));
+    /// Sets `key` to `value`.
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    /// Appends `bytes` to the value at `key` (creating it): list state without
+    /// reading the list back (RocksDB does this with a merge operator).
+    fn append(&mut self, key: &[u8], bytes: &[u8]);
+    /// Removes `key`.
+    fn delete(&mut self, key: &[u8]);
+    /// Calls `f` for every entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]));
+    /// Removes every entry whose key starts with `prefix`.
+    fn delete_prefix(&mut self, prefix: &[u8]);
+    /// Number of entries (for metrics and tests).
+    fn len(&self) -> usize;
+    /// Whether the store is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// State on the heap, in a B-tree: fast, bounded by memory.
+#[derive(Debug, Default, Clone)]
+pub struct HeapStore {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl HeapStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn prefix_range<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
+        self.map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+}
+
+impl StateStore for HeapStore {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.map.get(key).cloned()
+    }
+
+    fn with_value(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
+        f(self.map.get(key).map(Vec::as_slice));
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        match self.map.get_mut(key) {
+            Some(v) => {
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => {
+                self.map.insert(key.to_vec(), value.to_vec());
+            }
+        }
+    }
+
+    fn append(&mut self, key: &[u8], bytes: &[u8]) {
+        match self.map.get_mut(key) {
+            Some(v) => v.extend_from_slice(bytes),
+            None => {
+                self.map.insert(key.to_vec(), bytes.to_vec());
+            }
+        }
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.map.remove(key);
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (k, v) in self.prefix_range(prefix) {
+            f(k, v);
+        }
+    }
+
+    fn delete_prefix(&mut self, prefix: &[u8]) {
+        let keys: Vec<Vec<u8>> = self.prefix_range(prefix).map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            self.map.remove(&k);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_store_puts_appends_scans_and_deletes_by_prefix() {
+        let mut s = HeapStore::new();
+        s.put(b"a/1", b"x");
+        s.append(b"a/2", b"y");
+        s.append(b"a/2", b"z");
+        s.put(b"b/1", b"w");
+        assert_eq!(s.get(b"a/2").as_deref(), Some(&b"yz"[..]));
+        let mut seen = Vec::new();
+        s.scan_prefix(b"a/", &mut |k, v| seen.push((k.to_vec(), v.to_vec())));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, b"a/1");
+        s.delete_prefix(b"a/");
+        assert_eq!(s.len(), 1);
+        s.delete(b"b/1");
+        assert!(s.is_empty());
+    }
+}
