@@ -382,6 +382,11 @@ impl OperatorInstance {
         self.store.data_mut().keyed.as_deref_mut()
     }
 
+    /// The keyed context, read-only.
+    pub fn keyed_context_ref(&self) -> Option<&dyn KeyedContext> {
+        self.store.data().keyed.as_deref()
+    }
+
     /// Processes the records of one key (`process`).
     ///
     /// # Errors

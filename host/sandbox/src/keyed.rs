@@ -42,6 +42,8 @@ pub trait KeyedContext: Send + 'static {
     fn current_processing_time(&self) -> i64;
     /// For the engine to reach its concrete type again.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// For the engine to read its concrete type.
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl GuestState {

@@ -1,0 +1,373 @@
+//! The keyed process operator: Flink's `KeyedProcessFunction` in a Wasm
+//! component.
+//!
+//! For each input batch the host groups rows by key (keeping their order) and
+//! calls the guest once per key; during the call the guest's state and timer
+//! imports act on that key. Timers fire when the watermark (event time) or the
+//! job's clock (processing time) reaches them, one call per key with all of
+//! its due timers in time order. What the guest emits carries the current key
+//! and goes to the main output or to a declared side output.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use weir_record::{BatchBuilder, RecordBatch};
+use weir_sandbox::{
+    Emitted, InstanceLabel, InstanceLimits, KeyedContext, OperatorInstance, OperatorKind,
+    OperatorModule, TimeDomain,
+};
+use weir_state::{HeapStore, KeyedState, StateId, StateKind, TimerService};
+
+use crate::BoxError;
+use crate::error::EngineError;
+use crate::key_group::key_group;
+use crate::metrics::NodeRole;
+use crate::node::{Collector, Operator, OperatorFactory, SubtaskInfo};
+use crate::time::Clock;
+use crate::watermark::Watermark;
+
+/// Builds a keyed process operator per subtask.
+pub struct KeyedProcessFactory {
+    module: Arc<OperatorModule>,
+    config: Vec<(String, String)>,
+    limits: InstanceLimits,
+    /// Declared side outputs; side output `i` is port `i + 1`.
+    side_outputs: Vec<String>,
+}
+
+impl KeyedProcessFactory {
+    /// A keyed process operator running `module`, which may emit to
+    /// `side_outputs`.
+    ///
+    /// # Errors
+    /// A module of another kind.
+    pub fn new(
+        module: Arc<OperatorModule>,
+        config: Vec<(String, String)>,
+        limits: InstanceLimits,
+        side_outputs: Vec<String>,
+    ) -> Result<Self, String> {
+        if module.kind() != OperatorKind::KeyedProcess {
+            return Err(format!(
+                "module `{}` is a {} operator, not a keyed-process one",
+                module.name(),
+                module.kind()
+            ));
+        }
+        Ok(Self {
+            module,
+            config,
+            limits,
+            side_outputs,
+        })
+    }
+}
+
+impl OperatorFactory for KeyedProcessFactory {
+    fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
+        let label = InstanceLabel {
+            job: info.job.clone(),
+            operator: info.node.clone(),
+            subtask: info.subtask,
+        };
+        let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
+        instance.set_keyed_context(Box::new(KeyedHost {
+            state: KeyedState::new(Box::new(HeapStore::new())),
+            event_timers: TimerService::new(),
+            processing_timers: TimerService::new(),
+            watermark: i64::MIN,
+            clock: info.clock.clone(),
+            max_parallelism: info.max_parallelism,
+        }));
+        Ok(Box::new(KeyedProcess {
+            instance,
+            side_outputs: self.side_outputs.clone(),
+            node: info.node.clone(),
+            subtask: info.subtask,
+        }))
+    }
+}
+
+/// The state and timers behind a guest's imports.
+struct KeyedHost {
+    state: KeyedState,
+    event_timers: TimerService,
+    processing_timers: TimerService,
+    watermark: i64,
+    clock: Arc<dyn Clock>,
+    max_parallelism: u32,
+}
+
+impl KeyedHost {
+    fn set_key(&mut self, key: &[u8]) {
+        let kg = key_group(key, self.max_parallelism) as u16;
+        self.state.set_current_key(key, kg);
+    }
+
+    fn id(&mut self, name: &str, kind: StateKind) -> Result<StateId, String> {
+        self.state.register(name, kind).map_err(|e| e.to_string())
+    }
+
+    fn timers(&mut self, d: TimeDomain) -> &mut TimerService {
+        match d {
+            TimeDomain::EventTime => &mut self.event_timers,
+            TimeDomain::ProcessingTime => &mut self.processing_timers,
+        }
+    }
+}
+
+impl KeyedContext for KeyedHost {
+    fn value_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let id = self.id(name, StateKind::Value)?;
+        Ok(self.state.value_get(id, b""))
+    }
+    fn value_set(&mut self, name: &str, value: Vec<u8>) -> Result<(), String> {
+        let id = self.id(name, StateKind::Value)?;
+        self.state.value_set(id, b"", &value);
+        Ok(())
+    }
+    fn list_get(&mut self, name: &str) -> Result<Vec<Vec<u8>>, String> {
+        let id = self.id(name, StateKind::List)?;
+        self.state.list_get(id, b"").map_err(|e| e.to_string())
+    }
+    fn list_add(&mut self, name: &str, value: Vec<u8>) -> Result<(), String> {
+        let id = self.id(name, StateKind::List)?;
+        self.state.list_add(id, b"", &value);
+        Ok(())
+    }
+    fn list_set(&mut self, name: &str, values: Vec<Vec<u8>>) -> Result<(), String> {
+        let id = self.id(name, StateKind::List)?;
+        self.state
+            .list_set(id, b"", values.iter().map(Vec::as_slice));
+        Ok(())
+    }
+    fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let id = self.id(name, StateKind::Map)?;
+        Ok(self.state.map_get(id, b"", key))
+    }
+    fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
+        let id = self.id(name, StateKind::Map)?;
+        self.state.map_put(id, b"", &key, &value);
+        Ok(())
+    }
+    fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), String> {
+        let id = self.id(name, StateKind::Map)?;
+        self.state.map_remove(id, b"", key);
+        Ok(())
+    }
+    fn map_entries(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+        let id = self.id(name, StateKind::Map)?;
+        Ok(self.state.map_entries(id, b""))
+    }
+    fn clear(&mut self, name: &str) -> Result<(), String> {
+        // Clearing a name never used is a no-op, whatever its kind would be.
+        for kind in [StateKind::Value, StateKind::List, StateKind::Map] {
+            if let Ok(id) = self.state.register(name, kind) {
+                self.state.clear(id, b"");
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+    fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String> {
+        let key = self.state.current_key().to_vec();
+        self.timers(domain).register(timestamp, &key, b"");
+        Ok(())
+    }
+    fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String> {
+        let key = self.state.current_key().to_vec();
+        self.timers(domain).delete(timestamp, &key, b"");
+        Ok(())
+    }
+    fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+    fn current_processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct KeyedProcess {
+    instance: OperatorInstance,
+    side_outputs: Vec<String>,
+    node: String,
+    subtask: usize,
+}
+
+/// Output batches being built for one input batch or timer round.
+struct Outputs {
+    main: BatchBuilder,
+    side: Vec<BatchBuilder>,
+}
+
+impl KeyedProcess {
+    fn err(&self, e: impl Into<BoxError>) -> EngineError {
+        EngineError::Node {
+            role: NodeRole::Operator,
+            node: self.node.clone(),
+            subtask: self.subtask,
+            source: e.into(),
+        }
+    }
+
+    fn host(&mut self) -> Result<&mut KeyedHost, EngineError> {
+        let missing = self.err("internal error: the keyed context is missing");
+        self.instance
+            .keyed_context()
+            .and_then(|c| c.as_any_mut().downcast_mut::<KeyedHost>())
+            .ok_or(missing)
+    }
+
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            main: BatchBuilder::default(),
+            side: self
+                .side_outputs
+                .iter()
+                .map(|_| BatchBuilder::default())
+                .collect(),
+        }
+    }
+
+    /// Routes what one call emitted; every row carries `key`.
+    fn route(&self, key: &[u8], e: Emitted, outs: &mut Outputs) -> Result<(), EngineError> {
+        // Map the call's side-output names to ports once.
+        let mut ports = Vec::with_capacity(e.side_outputs.len());
+        for name in &e.side_outputs {
+            match self.side_outputs.iter().position(|s| s == name) {
+                Some(i) => ports.push(i),
+                None => {
+                    return Err(self.err(format!(
+                        "module `{}` emitted to side output `{name}`, which the job does not \
+                         declare (declared: {}); add it to the operator's `side_outputs`",
+                        self.instance.module().name(),
+                        if self.side_outputs.is_empty() {
+                            "none".to_string()
+                        } else {
+                            self.side_outputs.join(", ")
+                        }
+                    )));
+                }
+            }
+        }
+        for row in 0..e.values.len() {
+            let value = e.values.get(row);
+            let ts = e.timestamps[row];
+            match e.outputs.get(row).copied().unwrap_or(0) {
+                0 => outs.main.push(key, value, ts),
+                o => outs.side[ports[o as usize - 1]].push(key, value, ts),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self, mut outs: Outputs, out: &mut dyn Collector) -> Result<(), EngineError> {
+        out.collect(outs.main.finish())?;
+        for (i, mut b) in outs.side.into_iter().enumerate() {
+            let batch = b.finish();
+            if !batch.is_empty() {
+                out.collect_side(i + 1, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires the timers of `domain` due at `time`, a call per key, until no
+    /// timer is due (callbacks may set new ones).
+    fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError> {
+        loop {
+            let mut order: Vec<Vec<u8>> = Vec::new();
+            let mut due: HashMap<Vec<u8>, Vec<(i64, TimeDomain)>> = HashMap::new();
+            {
+                let host = self.host()?;
+                while let Some((ts, key, _)) = host.timers(domain).pop_due(time) {
+                    let e = due.entry(key.clone()).or_insert_with(|| {
+                        order.push(key);
+                        Vec::new()
+                    });
+                    e.push((ts, domain));
+                }
+            }
+            if order.is_empty() {
+                return Ok(());
+            }
+            let mut outs = self.outputs();
+            for key in order {
+                self.host()?.set_key(&key);
+                let timers = &due[&key];
+                let e = self
+                    .instance
+                    .keyed_on_timer(&key, timers)
+                    .map_err(|e| self.err(Box::new(e)))?;
+                self.route(&key, e, &mut outs)?;
+            }
+            self.flush(outs, out)?;
+        }
+    }
+}
+
+impl Operator for KeyedProcess {
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut order: Vec<&[u8]> = Vec::new();
+        let mut rows: HashMap<&[u8], Vec<u32>> = HashMap::new();
+        for row in 0..batch.len() {
+            let key = batch.keys.get(row);
+            rows.entry(key)
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push(row as u32);
+        }
+        let mut outs = self.outputs();
+        for key in order {
+            self.host()?.set_key(key);
+            let records = if rows.len() == 1 {
+                batch.clone()
+            } else {
+                batch.select(&rows[key])
+            };
+            let e = self
+                .instance
+                .keyed_process(key, records)
+                .map_err(|e| self.err(Box::new(e)))?;
+            self.route(key, e, &mut outs)?;
+        }
+        self.flush(outs, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut dyn Collector) -> Result<(), EngineError> {
+        self.host()?.watermark = watermark.0;
+        self.fire_timers(TimeDomain::EventTime, watermark.0, out)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.instance
+            .keyed_context_ref()
+            .and_then(|c| c.as_any().downcast_ref::<KeyedHost>())
+            .and_then(|h| h.processing_timers.next_time())
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {
+        self.fire_timers(TimeDomain::ProcessingTime, now, out)
+    }
+}
