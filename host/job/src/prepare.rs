@@ -9,8 +9,9 @@ use weir_connectors::file_sink::FileSinkFactory;
 use weir_connectors::generator::GeneratorSourceFactory;
 use weir_connectors::nexmark::NexmarkSourceFactory;
 use weir_connectors::stdout::StdoutSinkFactory;
-use weir_engine::operators::WasmUdfFactory;
-use weir_engine::{Dataflow, NodeKind, NodeSpec};
+use weir_engine::operators::{KeyedProcessFactory, WasmUdfFactory, WindowOperatorFactory};
+use weir_engine::{Dataflow, Input, NodeKind, NodeSpec};
+use weir_sandbox::OperatorKind;
 use weir_sandbox::{OperatorModule, Sandbox};
 
 use crate::error::JobError;
@@ -59,6 +60,25 @@ pub fn prepare(
             job.sources.iter().any(|s| s.name == n) || job.operators.iter().any(|o| o.name == n)
         };
         for i in inputs {
+            if !known(i)
+                && let Some((node, side)) = i.rsplit_once('.')
+                && let Some(o) = job.operators.iter().find(|o| o.name == node)
+            {
+                if o.spec.side_outputs.iter().any(|s| s == side) {
+                    continue;
+                }
+                return Err(c.error(
+                    "input",
+                    format!(
+                        "`{node}` has no side output `{side}` (it has: {})",
+                        if o.spec.side_outputs.is_empty() {
+                            "none".to_string()
+                        } else {
+                            o.spec.side_outputs.join(", ")
+                        }
+                    ),
+                ));
+            }
             if sinks.contains(&i.as_str()) {
                 return Err(c.error(
                     "input",
@@ -108,9 +128,12 @@ pub fn prepare(
     let mut pending: Vec<_> = job.operators.iter().collect();
     let mut loaded = Vec::new();
     while !pending.is_empty() {
-        let ready = pending
-            .iter()
-            .position(|o| o.spec.inputs.iter().all(|i| ids.contains_key(i.as_str())));
+        let ready = pending.iter().position(|o| {
+            o.spec
+                .inputs
+                .iter()
+                .all(|i| ids.contains_key(input_node(i, &ids)))
+        });
         let Some(at) = ready else {
             let o = pending[0];
             return Err(ctx("operator", &o.name, &o.header).error(
@@ -141,15 +164,67 @@ pub fn prepare(
                 ),
             ));
         }
-        let factory = WasmUdfFactory::new(module.clone(), o.spec.config.clone(), o.spec.limits);
+        let (config, limits) = (o.spec.config.clone(), o.spec.limits);
+        let factory: Arc<dyn weir_engine::OperatorFactory> = match (module.kind(), &o.spec.window) {
+            (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new(
+                WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
+                    .map_err(|m| c.error("module", m))?,
+            ),
+            (OperatorKind::Aggregate | OperatorKind::ProcessWindow, None) => {
+                return Err(c.error(
+                    "module",
+                    format!(
+                        "module `{}` is a {} function and needs a `window` (for example \
+                         window = {{ type = \"tumbling\", size = \"1m\" }})",
+                        module.name(),
+                        module.kind()
+                    ),
+                ));
+            }
+            (kind, Some(_)) => {
+                return Err(c.error(
+                    "window",
+                    format!(
+                        "module `{}` is a {kind} operator; a `window` needs an aggregate or \
+                         process-window module",
+                        module.name()
+                    ),
+                ));
+            }
+            (OperatorKind::KeyedProcess, None) => Arc::new(
+                KeyedProcessFactory::new(
+                    module.clone(),
+                    config,
+                    limits,
+                    o.spec.side_outputs.clone(),
+                )
+                .map_err(|m| c.error("module", m))?,
+            ),
+            (_, None) => {
+                if !o.spec.side_outputs.is_empty() {
+                    return Err(c.error(
+                        "side_outputs",
+                        format!(
+                            "module `{}` is a {} operator, which has no side outputs",
+                            module.name(),
+                            module.kind()
+                        ),
+                    ));
+                }
+                Arc::new(WasmUdfFactory::new(module.clone(), config, limits))
+            }
+        };
         let mut node = NodeSpec::new(
             &o.name,
-            NodeKind::Operator(Arc::new(factory)),
+            NodeKind::Operator(factory),
             o.spec.parallelism.unwrap_or(job.parallelism),
-            o.spec.inputs.iter().map(|i| ids[i.as_str()]).collect(),
+            vec![],
         );
+        node.inputs = resolve_inputs(&o.spec.inputs, &ids, &flow);
+        node.side_outputs = o.spec.side_outputs.clone();
         node.chain = o.spec.chain;
-        node.key_by = o.key_by;
+        // Keyed operators are always fed by key.
+        node.key_by = o.key_by || module.kind() == OperatorKind::KeyedProcess;
         let id = flow.add(node);
         ids.insert(&o.name, id);
         loaded.push((o.name.clone(), module));
@@ -162,12 +237,8 @@ pub fn prepare(
             SinkKind::File(o) => (Arc::new(FileSinkFactory::new(o.clone())), o.parallelism),
         };
         // Sinks default to one subtask: one output, in one order.
-        let mut node = NodeSpec::new(
-            &s.name,
-            NodeKind::Sink(factory),
-            p.unwrap_or(1),
-            s.spec.inputs.iter().map(|i| ids[i.as_str()]).collect(),
-        );
+        let mut node = NodeSpec::new(&s.name, NodeKind::Sink(factory), p.unwrap_or(1), vec![]);
+        node.inputs = resolve_inputs(&s.spec.inputs, &ids, &flow);
         node.key_by = s.key_by;
         flow.add(node);
     }
@@ -179,6 +250,35 @@ pub fn prepare(
         dataflow: flow,
         modules: loaded,
     })
+}
+
+/// The node an input names: `NODE` or, for a side output, `NODE.OUTPUT`.
+fn input_node<'a>(input: &'a str, ids: &HashMap<&str, usize>) -> &'a str {
+    if ids.contains_key(input) {
+        return input;
+    }
+    input.rsplit_once('.').map_or(input, |(node, _)| node)
+}
+
+/// Inputs as (node, port); names were checked by `check_inputs`.
+fn resolve_inputs(inputs: &[String], ids: &HashMap<&str, usize>, flow: &Dataflow) -> Vec<Input> {
+    inputs
+        .iter()
+        .filter_map(|i| {
+            let node = *ids.get(input_node(i, ids))?;
+            let port = if ids.contains_key(i.as_str()) {
+                0
+            } else {
+                let side = i.rsplit_once('.').map_or("", |(_, s)| s);
+                flow.nodes[node]
+                    .side_outputs
+                    .iter()
+                    .position(|s| s == side)
+                    .map_or(0, |p| p + 1)
+            };
+            Some(Input { node, port })
+        })
+        .collect()
 }
 
 fn load_module(

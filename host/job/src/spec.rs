@@ -13,7 +13,9 @@ use weir_connectors::file_sink::FileSinkOptions;
 use weir_connectors::generator::GeneratorOptions;
 use weir_connectors::nexmark::NexmarkOptions;
 use weir_connectors::stdout::StdoutOptions;
+use weir_engine::operators::{Evictor, TimeMode, Trigger, WindowSpec};
 use weir_engine::watermark::WatermarkStrategy;
+use weir_engine::window::WindowAssigner;
 use weir_sandbox::{InstanceLimits, OperatorKind};
 
 use crate::error::JobError;
@@ -113,6 +115,12 @@ pub struct OperatorSpec {
     pub chain: bool,
     /// Sandbox limits of each instance.
     pub limits: InstanceLimits,
+    /// Windowing, for aggregate and process-window operators. The late side
+    /// output's port is filled in when the dataflow is built.
+    pub window: Option<WindowSpec>,
+    /// Names of the side outputs (a window's late output, a keyed process
+    /// function's declared outputs), readable as `NODE.NAME`.
+    pub side_outputs: Vec<String>,
 }
 
 /// A sink table.
@@ -195,6 +203,45 @@ struct RawOperator {
     partition: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    window: Option<RawWindow>,
+    trigger: Option<RawTrigger>,
+    evictor: Option<RawEvictor>,
+    allowed_lateness: Option<String>,
+    late_output: Option<String>,
+    #[serde(default)]
+    side_outputs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    #[serde(rename = "type")]
+    kind: String,
+    size: Option<String>,
+    slide: Option<String>,
+    offset: Option<String>,
+    gap: Option<String>,
+    time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    #[serde(rename = "type")]
+    kind: String,
+    count: Option<u64>,
+    interval: Option<String>,
+    #[serde(default)]
+    purge: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvictor {
+    #[serde(rename = "type")]
+    kind: String,
+    count: Option<usize>,
+    keep: Option<String>,
 }
 
 fn yes() -> bool {
@@ -332,7 +379,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
                         c.error(
                             "kind",
                             format!(
-                                "unknown operator kind `{k}`; expected filter, map or flat-map"
+                                "unknown operator kind `{k}`; expected filter, map, flat-map, aggregate, process-window or keyed-process"
                             ),
                         )
                     })?,
@@ -362,6 +409,31 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         }
         let mut config = Vec::new();
         flatten_config("", &raw.config, &mut config);
+        let window = c.window_spec(&raw)?;
+        let mut side_outputs = raw.side_outputs.clone();
+        if let Some(late) = &raw.late_output {
+            if window.is_none() {
+                return Err(c.error(
+                    "late_output",
+                    "`late_output` applies to window operators (add a `window`)".into(),
+                ));
+            }
+            side_outputs.insert(0, late.clone());
+        }
+        for (i, s) in side_outputs.iter().enumerate() {
+            if s.is_empty() || s.contains('.') {
+                return Err(c.error(
+                    "side_outputs",
+                    format!("side output name `{s}` must be non-empty and without dots"),
+                ));
+            }
+            if side_outputs[..i].contains(s) {
+                return Err(c.error("side_outputs", format!("side output `{s}` is named twice")));
+            }
+        }
+        // Windows and keyed process functions work per key: their input is
+        // always partitioned by key.
+        let keyed = window.is_some() || kind == Some(OperatorKind::KeyedProcess);
         operators.push(Node {
             name,
             spec: OperatorSpec {
@@ -372,8 +444,10 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
                 parallelism: raw.parallelism,
                 chain: raw.chain,
                 limits,
+                window,
+                side_outputs,
             },
-            key_by,
+            key_by: key_by || keyed,
             watermark: WatermarkSpec::default(),
             header,
         });
@@ -541,6 +615,172 @@ impl NodeContext<'_> {
             strategy,
             idle_timeout: raw.idle_timeout_ms.map(ms),
         })
+    }
+
+    fn duration(&self, field: &str, text: &str) -> Result<Duration, JobError> {
+        humantime::parse_duration(text).map_err(|e| {
+            self.error(
+                field,
+                format!("`{field}` = \"{text}\" is not a duration ({e}); write e.g. \"10s\", \"1m\", \"500ms\""),
+            )
+        })
+    }
+
+    /// The `window`, `trigger`, `evictor` and `allowed_lateness` fields.
+    fn window_spec(&self, raw: &RawOperator) -> Result<Option<WindowSpec>, JobError> {
+        let Some(w) = &raw.window else {
+            for (field, set) in [
+                ("trigger", raw.trigger.is_some()),
+                ("evictor", raw.evictor.is_some()),
+                ("allowed_lateness", raw.allowed_lateness.is_some()),
+            ] {
+                if set {
+                    return Err(self.error(
+                        field,
+                        format!("`{field}` applies to window operators (add a `window`)"),
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        let need = |v: &Option<String>, field: &str| -> Result<Duration, JobError> {
+            match v {
+                Some(t) => self.duration(field, t),
+                None => Err(self.error("window", format!("a `{}` window needs `{field}`", w.kind))),
+            }
+        };
+        let opt = |v: &Option<String>, field: &str| -> Result<Duration, JobError> {
+            v.as_ref()
+                .map_or(Ok(Duration::ZERO), |t| self.duration(field, t))
+        };
+        let assigner = match w.kind.as_str() {
+            "tumbling" => WindowAssigner::Tumbling {
+                size: need(&w.size, "size")?,
+                offset: opt(&w.offset, "offset")?,
+            },
+            "sliding" => WindowAssigner::Sliding {
+                size: need(&w.size, "size")?,
+                slide: need(&w.slide, "slide")?,
+                offset: opt(&w.offset, "offset")?,
+            },
+            "session" => WindowAssigner::Session {
+                gap: need(&w.gap, "gap")?,
+            },
+            "global" => WindowAssigner::Global,
+            other => {
+                return Err(self.error(
+                    "window",
+                    format!(
+                        "unknown window type `{other}`; expected tumbling, sliding, session or global"
+                    ),
+                ));
+            }
+        };
+        assigner
+            .validate()
+            .map_err(|e| self.error("window", e.to_string()))?;
+        let time = match w.time.as_deref() {
+            None | Some("event") => TimeMode::Event,
+            Some("processing") => TimeMode::Processing,
+            Some(other) => {
+                return Err(self.error(
+                    "window",
+                    format!("unknown window time `{other}`; expected `event` or `processing`"),
+                ));
+            }
+        };
+        let mut spec = WindowSpec::new(assigner);
+        spec.time = time;
+        spec.trigger = match time {
+            TimeMode::Event => Trigger::EventTime,
+            TimeMode::Processing => Trigger::ProcessingTime,
+        };
+        if let Some(t) = &raw.trigger {
+            let interval = || match &t.interval {
+                Some(i) => self.duration("interval", i),
+                None => Err(self.error(
+                    "trigger",
+                    format!("a `{}` trigger needs `interval`", t.kind),
+                )),
+            };
+            spec.trigger = match t.kind.as_str() {
+                "event-time" => Trigger::EventTime,
+                "processing-time" => Trigger::ProcessingTime,
+                "count" => match t.count {
+                    Some(n) if n > 0 => Trigger::Count { count: n },
+                    _ => {
+                        return Err(self.error(
+                            "trigger",
+                            "a `count` trigger needs `count` of at least 1".into(),
+                        ));
+                    }
+                },
+                "continuous-event-time" => Trigger::ContinuousEventTime {
+                    interval: interval()?,
+                },
+                "continuous-processing-time" => Trigger::ContinuousProcessingTime {
+                    interval: interval()?,
+                },
+                other => {
+                    return Err(self.error(
+                        "trigger",
+                        format!(
+                            "unknown trigger `{other}`; expected event-time, processing-time, \
+                             count, continuous-event-time or continuous-processing-time"
+                        ),
+                    ));
+                }
+            };
+            if time == TimeMode::Processing
+                && matches!(
+                    spec.trigger,
+                    Trigger::EventTime | Trigger::ContinuousEventTime { .. }
+                )
+            {
+                return Err(self.error(
+                    "trigger",
+                    "an event-time trigger cannot fire processing-time windows".into(),
+                ));
+            }
+            spec.purge = t.purge;
+        }
+        if let Some(e) = &raw.evictor {
+            spec.evictor = Some(match (e.kind.as_str(), e.count, &e.keep) {
+                ("count", Some(n), None) if n > 0 => Evictor::Count(n),
+                ("time", None, Some(k)) => Evictor::Time(self.duration("keep", k)?),
+                ("count", ..) => {
+                    return Err(self.error(
+                        "evictor",
+                        "a `count` evictor needs `count` (at least 1) and no `keep`".into(),
+                    ));
+                }
+                ("time", ..) => {
+                    return Err(self.error(
+                        "evictor",
+                        "a `time` evictor needs `keep` (a duration) and no `count`".into(),
+                    ));
+                }
+                (other, ..) => {
+                    return Err(self.error(
+                        "evictor",
+                        format!("unknown evictor `{other}`; expected `count` or `time`"),
+                    ));
+                }
+            });
+        }
+        if let Some(l) = &raw.allowed_lateness {
+            if time == TimeMode::Processing {
+                return Err(self.error(
+                    "allowed_lateness",
+                    "allowed lateness applies to event-time windows".into(),
+                ));
+            }
+            spec.allowed_lateness = self.duration("allowed_lateness", l)?;
+        }
+        if raw.late_output.is_some() {
+            spec.late_port = Some(1);
+        }
+        Ok(Some(spec))
     }
 
     fn check_parallelism(&self, p: Option<usize>) -> Result<(), JobError> {

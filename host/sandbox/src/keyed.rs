@@ -22,6 +22,9 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
+/// The entries of a map state: (user key, value) pairs.
+pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Keyed state and timers of the current key, as the host provides them.
 /// Every method acts on the key set by the engine before the guest call.
 #[allow(missing_docs)]
@@ -34,7 +37,7 @@ pub trait KeyedContext: Send + 'static {
     fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
     fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), String>;
     fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), String>;
-    fn map_entries(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+    fn map_entries(&mut self, name: &str) -> Result<MapEntries, String>;
     fn clear(&mut self, name: &str) -> Result<(), String>;
     fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String>;
     fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String>;

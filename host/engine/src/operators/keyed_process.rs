@@ -355,7 +355,11 @@ impl Operator for KeyedProcess {
         self.flush(outs, out)
     }
 
-    fn on_watermark(&mut self, watermark: Watermark, out: &mut dyn Collector) -> Result<(), EngineError> {
+    fn on_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError> {
         self.host()?.watermark = watermark.0;
         self.fire_timers(TimeDomain::EventTime, watermark.0, out)
     }

@@ -411,8 +411,7 @@ impl WindowOperator {
                         c = 0;
                     }
                 }
-                self.state
-                    .value_set(self.ids.count, &space, &encode_i64(c));
+                self.state.value_set(self.ids.count, &space, &encode_i64(c));
             }
             Trigger::ContinuousEventTime { interval } => {
                 if late {
@@ -569,10 +568,7 @@ impl WindowOperator {
         // Group sources by target.
         let mut targets: Vec<(Vec<u8>, Window, Vec<Window>)> = Vec::new();
         for (key, from, into) in moves {
-            match targets
-                .iter_mut()
-                .find(|(k, w, _)| *k == key && *w == into)
-            {
+            match targets.iter_mut().find(|(k, w, _)| *k == key && *w == into) {
                 Some(t) => t.2.push(from),
                 None => targets.push((key, into, vec![from])),
             }
@@ -886,8 +882,9 @@ impl WindowOperator {
                                 }
                             }
                         }
-                        let at_end = matches!(self.spec.trigger, Trigger::ContinuousEventTime { .. })
-                            && ts == w.max_timestamp();
+                        let at_end =
+                            matches!(self.spec.trigger, Trigger::ContinuousEventTime { .. })
+                                && ts == w.max_timestamp();
                         periodic || at_end
                     }
                     _ => false,
@@ -907,8 +904,7 @@ impl WindowOperator {
             for (key, w) in cleanups {
                 self.clear_pane(&key, &w);
                 if self.spec.assigner.is_merging() {
-                    let mut sessions =
-                        decode_windows(self.state.value_get(self.ids.sessions, b""));
+                    let mut sessions = decode_windows(self.state.value_get(self.ids.sessions, b""));
                     sessions.retain(|s| *s != w);
                     if sessions.is_empty() {
                         self.state.clear(self.ids.sessions, b"");
@@ -1002,7 +998,11 @@ impl Operator for WindowOperator {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Watermark, out: &mut dyn Collector) -> Result<(), EngineError> {
+    fn on_watermark(
+        &mut self,
+        watermark: Watermark,
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError> {
         self.watermark = watermark.0;
         self.on_timers(true, watermark.0, out)
     }
