@@ -51,6 +51,56 @@ pub mod flat_map {
     });
 }
 
+pub mod aggregate {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "aggregate-operator",
+        pub_export_macro: true,
+        export_macro_name: "__weir_export_aggregate_world",
+        default_bindings_module: "weir_udf::__private::aggregate",
+        with: {
+            "weir:udf/types@0.1.0": crate::__private::filter::weir::udf::types,
+            "weir:udf/log@0.1.0": crate::__private::filter::weir::udf::log,
+        },
+    });
+}
+
+pub mod process_window {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "process-window-operator",
+        pub_export_macro: true,
+        export_macro_name: "__weir_export_process_window_world",
+        default_bindings_module: "weir_udf::__private::process_window",
+        with: {
+            "weir:udf/types@0.1.0": crate::__private::filter::weir::udf::types,
+            "weir:udf/log@0.1.0": crate::__private::filter::weir::udf::log,
+            "weir:udf/window-types@0.1.0": crate::__private::aggregate::weir::udf::window_types,
+        },
+    });
+}
+
+pub mod keyed {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "keyed-process-operator",
+        pub_export_macro: true,
+        export_macro_name: "__weir_export_keyed_world",
+        default_bindings_module: "weir_udf::__private::keyed",
+        with: {
+            "weir:udf/types@0.1.0": crate::__private::filter::weir::udf::types,
+            "weir:udf/log@0.1.0": crate::__private::filter::weir::udf::log,
+        },
+    });
+}
+
+#[cfg(feature = "json")]
+pub use serde_json;
+
+pub use aggregate::exports::weir::udf::aggregator::FiredPane;
+pub use keyed::exports::weir::udf::keyed_processor::{Emitted, Timer as WitTimer};
+pub use process_window::exports::weir::udf::window_processor::Pane;
+
 pub use filter::weir::udf::types as wit;
 
 thread_local! {
@@ -231,6 +281,323 @@ macro_rules! export_flat_map {
             }
             $crate::__private::flat_map::__weir_export_flat_map_world!(
                 __WeirFlatMap with_types_in $crate::__private::flat_map
+            );
+        };
+    };
+}
+
+// ---- window functions -------------------------------------------------
+
+fn columns(c: &wit::BytesColumn) -> impl Iterator<Item = &[u8]> {
+    c.offsets
+        .windows(2)
+        .map(|w| &c.data[w[0] as usize..w[1] as usize])
+}
+
+fn to_results(r: crate::Results) -> wit::Output {
+    wit::Output {
+        parents: r.parents,
+        values: wit::BytesColumn {
+            data: r.data,
+            offsets: r.offsets,
+        },
+        keys: None,
+        timestamps: r.explicit_timestamps.then_some(r.timestamps),
+        headers: None,
+    }
+}
+
+pub fn aggregate_init<T: crate::Aggregate>(config: Vec<(String, String)>) -> Result<(), wit::Error> {
+    install(T::init(&Config::new(config)).map_err(to_wit_error)?);
+    Ok(())
+}
+
+pub fn aggregate_create<T: crate::Aggregate>() -> Result<Vec<u8>, wit::Error> {
+    with_operator::<T, _>(|op| Ok(crate::Codec::to_bytes(&op.create_accumulator())))
+}
+
+fn encode_accs<A: crate::Codec>(accs: &[A]) -> wit::BytesColumn {
+    let mut data = Vec::new();
+    let mut offsets = Vec::with_capacity(accs.len() + 1);
+    offsets.push(0);
+    for a in accs {
+        a.encode(&mut data);
+        offsets.push(data.len() as u32);
+    }
+    wit::BytesColumn { data, offsets }
+}
+
+fn decode_accs<A: crate::Codec>(c: &wit::BytesColumn) -> Result<Vec<A>, Error> {
+    columns(c).map(A::from_bytes).collect()
+}
+
+pub fn aggregate_add<T: crate::Aggregate>(
+    accs: wit::BytesColumn,
+    groups: Vec<u32>,
+    input: wit::Batch,
+) -> Result<wit::BytesColumn, wit::Error> {
+    with_operator::<T, _>(|op| {
+        let mut accs: Vec<T::Acc> = decode_accs(&accs)?;
+        let batch = view(&input);
+        for (row, &g) in groups.iter().enumerate() {
+            let acc = accs
+                .get_mut(g as usize)
+                .ok_or_else(|| Error::failed(format!("group {g} has no accumulator")))?;
+            op.add(acc, &batch.record(row))?;
+        }
+        Ok(encode_accs(&accs))
+    })
+}
+
+pub fn aggregate_merge<T: crate::Aggregate>(
+    accs: wit::BytesColumn,
+    groups: Vec<u32>,
+) -> Result<wit::BytesColumn, wit::Error> {
+    with_operator::<T, _>(|op| {
+        let accs: Vec<T::Acc> = decode_accs(&accs)?;
+        let n = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+        let mut merged: Vec<Option<T::Acc>> = (0..n).map(|_| None).collect();
+        for (acc, &g) in accs.into_iter().zip(&groups) {
+            match merged[g as usize].as_mut() {
+                None => merged[g as usize] = Some(acc),
+                Some(m) => op.merge(m, acc)?,
+            }
+        }
+        let merged: Vec<T::Acc> = merged
+            .into_iter()
+            .map(|m| m.unwrap_or_else(|| op.create_accumulator()))
+            .collect();
+        Ok(encode_accs(&merged))
+    })
+}
+
+pub fn aggregate_results<T: crate::Aggregate>(
+    panes: Vec<FiredPane>,
+) -> Result<wit::Output, wit::Error> {
+    with_operator::<T, _>(|op| {
+        let mut out = crate::Results::new();
+        for (i, p) in panes.iter().enumerate() {
+            out.current = i as u32;
+            out.current_ts = p.window.end.saturating_sub(1);
+            let acc = <T::Acc as crate::Codec>::from_bytes(&p.accumulator)?;
+            let w = crate::Window {
+                start: p.window.start,
+                end: p.window.end,
+            };
+            op.result(&p.key, w, &acc, &mut out)?;
+        }
+        Ok(to_results(out))
+    })
+}
+
+pub fn process_window_init<T: crate::ProcessWindow>(
+    config: Vec<(String, String)>,
+) -> Result<(), wit::Error> {
+    install(T::init(&Config::new(config)).map_err(to_wit_error)?);
+    Ok(())
+}
+
+pub fn process_window_call<T: crate::ProcessWindow>(
+    panes: Vec<Pane>,
+    input: wit::Batch,
+) -> Result<wit::Output, wit::Error> {
+    with_operator::<T, _>(|op| {
+        let batch = view(&input);
+        let mut out = crate::Results::new();
+        for (i, p) in panes.iter().enumerate() {
+            out.current = i as u32;
+            out.current_ts = p.window.end.saturating_sub(1);
+            let (first, count) = (p.first as usize, p.count as usize);
+            if first + count > batch.len() {
+                return Err(Error::failed("pane rows out of range"));
+            }
+            let w = crate::Window {
+                start: p.window.start,
+                end: p.window.end,
+            };
+            op.process(&p.key, w, crate::PaneRecords::new(batch, first, count), &mut out)?;
+        }
+        Ok(to_results(out))
+    })
+}
+
+// ---- keyed process ------------------------------------------------------
+
+fn to_emitted(c: crate::Context<'_>) -> Emitted {
+    let all_main = c.outputs.iter().all(|&o| o == 0);
+    Emitted {
+        values: wit::BytesColumn {
+            data: c.data,
+            offsets: c.offsets,
+        },
+        timestamps: c.timestamps,
+        outputs: if all_main { Vec::new() } else { c.outputs },
+        side_outputs: c.side_names,
+    }
+}
+
+pub fn keyed_init<T: crate::KeyedProcess>(config: Vec<(String, String)>) -> Result<(), wit::Error> {
+    install(T::init(&Config::new(config)).map_err(to_wit_error)?);
+    Ok(())
+}
+
+pub fn keyed_process<T: crate::KeyedProcess>(
+    key: Vec<u8>,
+    input: wit::Batch,
+) -> Result<Emitted, wit::Error> {
+    with_operator::<T, _>(|op| {
+        let mut ctx = crate::Context::new(&key);
+        op.process_batch(&mut ctx, &view(&input))?;
+        Ok(to_emitted(ctx))
+    })
+}
+
+pub fn keyed_on_timer<T: crate::KeyedProcess>(
+    key: Vec<u8>,
+    timers: Vec<WitTimer>,
+) -> Result<Emitted, wit::Error> {
+    use keyed::exports::weir::udf::keyed_processor::TimeDomain as D;
+    with_operator::<T, _>(|op| {
+        let mut ctx = crate::Context::new(&key);
+        for t in timers {
+            let timer = crate::Timer {
+                timestamp: t.timestamp,
+                domain: match t.domain {
+                    D::EventTime => crate::TimeDomain::EventTime,
+                    D::ProcessingTime => crate::TimeDomain::ProcessingTime,
+                },
+            };
+            op.on_timer(&mut ctx, timer)?;
+        }
+        Ok(to_emitted(ctx))
+    })
+}
+
+/// Exports a [`crate::Aggregate`] implementation as the component's operator
+/// (world `aggregate-operator`).
+#[macro_export]
+macro_rules! export_aggregate {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WeirAggregate;
+            impl $crate::__private::aggregate::exports::weir::udf::aggregator::Guest
+                for __WeirAggregate
+            {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), $crate::__private::wit::Error> {
+                    $crate::__private::aggregate_init::<$ty>(config)
+                }
+                fn create_accumulator(
+                ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__private::wit::Error> {
+                    $crate::__private::aggregate_create::<$ty>()
+                }
+                fn add(
+                    accumulators: $crate::__private::wit::BytesColumn,
+                    groups: ::std::vec::Vec<u32>,
+                    records: $crate::__private::wit::Batch,
+                ) -> ::std::result::Result<
+                    $crate::__private::wit::BytesColumn,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::aggregate_add::<$ty>(accumulators, groups, records)
+                }
+                fn merge(
+                    accumulators: $crate::__private::wit::BytesColumn,
+                    groups: ::std::vec::Vec<u32>,
+                ) -> ::std::result::Result<
+                    $crate::__private::wit::BytesColumn,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::aggregate_merge::<$ty>(accumulators, groups)
+                }
+                fn get_results(
+                    panes: ::std::vec::Vec<$crate::__private::FiredPane>,
+                ) -> ::std::result::Result<
+                    $crate::__private::wit::Output,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::aggregate_results::<$ty>(panes)
+                }
+            }
+            $crate::__private::aggregate::__weir_export_aggregate_world!(
+                __WeirAggregate with_types_in $crate::__private::aggregate
+            );
+        };
+    };
+}
+
+/// Exports a [`crate::ProcessWindow`] implementation as the component's
+/// operator (world `process-window-operator`).
+#[macro_export]
+macro_rules! export_process_window {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WeirProcessWindow;
+            impl $crate::__private::process_window::exports::weir::udf::window_processor::Guest
+                for __WeirProcessWindow
+            {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), $crate::__private::wit::Error> {
+                    $crate::__private::process_window_init::<$ty>(config)
+                }
+                fn process(
+                    panes: ::std::vec::Vec<$crate::__private::Pane>,
+                    records: $crate::__private::wit::Batch,
+                ) -> ::std::result::Result<
+                    $crate::__private::wit::Output,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::process_window_call::<$ty>(panes, records)
+                }
+            }
+            $crate::__private::process_window::__weir_export_process_window_world!(
+                __WeirProcessWindow with_types_in $crate::__private::process_window
+            );
+        };
+    };
+}
+
+/// Exports a [`crate::KeyedProcess`] implementation as the component's
+/// operator (world `keyed-process-operator`).
+#[macro_export]
+macro_rules! export_keyed_process {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WeirKeyed;
+            impl $crate::__private::keyed::exports::weir::udf::keyed_processor::Guest
+                for __WeirKeyed
+            {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), $crate::__private::wit::Error> {
+                    $crate::__private::keyed_init::<$ty>(config)
+                }
+                fn process(
+                    key: ::std::vec::Vec<u8>,
+                    records: $crate::__private::wit::Batch,
+                ) -> ::std::result::Result<
+                    $crate::__private::Emitted,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::keyed_process::<$ty>(key, records)
+                }
+                fn on_timer(
+                    key: ::std::vec::Vec<u8>,
+                    timers: ::std::vec::Vec<$crate::__private::WitTimer>,
+                ) -> ::std::result::Result<
+                    $crate::__private::Emitted,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::keyed_on_timer::<$ty>(key, timers)
+                }
+            }
+            $crate::__private::keyed::__weir_export_keyed_world!(
+                __WeirKeyed with_types_in $crate::__private::keyed
             );
         };
     };

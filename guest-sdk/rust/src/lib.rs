@@ -35,7 +35,13 @@
 //! `weir udf build path/to/crate`.
 //!
 //! A tour:
-//! * [`Filter`], [`Map`], [`FlatMap`] — the operator traits, one per world.
+//! * [`Filter`], [`Map`], [`FlatMap`] — the stateless operator traits, one
+//!   per world.
+//! * [`Aggregate`] and [`ProcessWindow`] — window functions; the host assigns
+//!   windows, keeps accumulators and contents, and fires.
+//! * [`KeyedProcess`] — records of one key with keyed [`state`] (value, list,
+//!   map, reducing, aggregating) and timers, through a [`Context`].
+//! * [`Codec`] — how accumulators and state values are stored as bytes.
 //!   Each has a per-record method to implement and a per-batch method whose
 //!   default loops over the records; override it to work on whole columns.
 //! * [`Batch`] and [`Record`] — borrowed views of the input columns.
@@ -53,19 +59,26 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod batch;
+mod codec;
 mod config;
 mod error;
+mod keyed;
 mod operator;
 mod output;
+mod window;
 
 pub mod log;
 pub mod native;
+pub mod state;
 
 pub use batch::{Batch, BytesColumnRef, Record};
+pub use codec::Codec;
 pub use config::Config;
 pub use error::Error;
+pub use keyed::{Context, KeyedProcess, TimeDomain, Timer};
 pub use operator::{Filter, FlatMap, Map};
 pub use output::{Output, OutputColumns, RowWriter};
+pub use window::{Aggregate, PaneRecords, ProcessWindow, Results, Window};
 
 /// The generated bindings and the glue the export macros expand to. Not a
 /// stable API.
