@@ -6,5 +6,6 @@ mod bad_input;
 mod cache;
 mod engine;
 mod event_time;
+mod examples;
 mod jobs;
 mod sandbox;

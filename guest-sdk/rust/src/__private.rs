@@ -307,7 +307,9 @@ fn to_results(r: crate::Results) -> wit::Output {
     }
 }
 
-pub fn aggregate_init<T: crate::Aggregate>(config: Vec<(String, String)>) -> Result<(), wit::Error> {
+pub fn aggregate_init<T: crate::Aggregate>(
+    config: Vec<(String, String)>,
+) -> Result<(), wit::Error> {
     install(T::init(&Config::new(config)).map_err(to_wit_error)?);
     Ok(())
 }
@@ -415,7 +417,12 @@ pub fn process_window_call<T: crate::ProcessWindow>(
                 start: p.window.start,
                 end: p.window.end,
             };
-            op.process(&p.key, w, crate::PaneRecords::new(batch, first, count), &mut out)?;
+            op.process(
+                &p.key,
+                w,
+                crate::PaneRecords::new(batch, first, count),
+                &mut out,
+            )?;
         }
         Ok(to_results(out))
     })
@@ -489,8 +496,9 @@ macro_rules! export_aggregate {
                 ) -> ::std::result::Result<(), $crate::__private::wit::Error> {
                     $crate::__private::aggregate_init::<$ty>(config)
                 }
-                fn create_accumulator(
-                ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__private::wit::Error> {
+                fn create_accumulator()
+                -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__private::wit::Error>
+                {
                     $crate::__private::aggregate_create::<$ty>()
                 }
                 fn add(

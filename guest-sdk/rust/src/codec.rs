@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn values_round_trip() {
         let v = (42i64, 2.5f64, String::from("de"), Some(7u32), true);
-        assert_eq!(<(i64, f64, String, Option<u32>, bool)>::from_bytes(&v.to_bytes()).unwrap(), v);
+        assert_eq!(
+            <(i64, f64, String, Option<u32>, bool)>::from_bytes(&v.to_bytes()).unwrap(),
+            v
+        );
         assert!(u64::from_bytes(&[1, 2]).is_err());
     }
 }
