@@ -9,3 +9,4 @@ mod event_time;
 mod examples;
 mod jobs;
 mod sandbox;
+mod windows;

@@ -36,12 +36,7 @@ fn nexmark_batches() -> Vec<RecordBatch> {
         batch_size: ROWS,
         parallelism: None,
     });
-    let info = SubtaskInfo {
-        job: "bench".into(),
-        node: "bids".into(),
-        subtask: 0,
-        parallelism: 1,
-    };
+    let info = SubtaskInfo::new("bench", "bids", 0, 1);
     let mut s = f.create(&info).expect("nexmark source");
     let mut out = Vec::new();
     while let Some(b) = s.next_batch().expect("batch") {

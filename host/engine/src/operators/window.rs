@@ -653,6 +653,12 @@ impl WindowOperator {
     fn clear_pane(&mut self, key: &[u8], w: &Window) {
         self.set_key(key);
         let space = ns(w);
+        let cleanup = self.cleanup_at(w);
+        let fire_at = decode_i64(self.state.value_get(self.ids.fire_at, &space));
+        for t in [w.max_timestamp(), cleanup].into_iter().chain(fire_at) {
+            self.event_timers.delete(t, key, &space);
+            self.processing_timers.delete(t, key, &space);
+        }
         for id in [
             self.ids.acc,
             self.ids.contents,
@@ -660,11 +666,6 @@ impl WindowOperator {
             self.ids.fire_at,
         ] {
             self.state.clear(id, &space);
-        }
-        let cleanup = self.cleanup_at(w);
-        for t in [w.max_timestamp(), cleanup] {
-            self.event_timers.delete(t, key, &space);
-            self.processing_timers.delete(t, key, &space);
         }
     }
 
@@ -849,6 +850,10 @@ impl WindowOperator {
         loop {
             let mut fires: Vec<(Vec<u8>, Window)> = Vec::new();
             let mut cleanups: Vec<(Vec<u8>, Window)> = Vec::new();
+            // Panes cleaned up at an earlier time of this pass: their later
+            // timers were deleted by the cleanup (as Flink's `clear` does).
+            let mut cleaned: std::collections::HashSet<(Vec<u8>, Window)> =
+                std::collections::HashSet::new();
             loop {
                 let timers = if event {
                     &mut self.event_timers
@@ -859,6 +864,9 @@ impl WindowOperator {
                     break;
                 };
                 let w = window_of(&space);
+                if cleaned.contains(&(key.clone(), w)) {
+                    continue;
+                }
                 self.set_key(&key);
                 let fire = match (self.spec.trigger, event) {
                     (Trigger::EventTime, true) | (Trigger::ProcessingTime, false) => {
@@ -870,7 +878,7 @@ impl WindowOperator {
                         let periodic = at == Some(ts);
                         if periodic {
                             let next = ts.saturating_add(ms(interval).max(1));
-                            if self.ending || next > self.cleanup_at(&w) {
+                            if self.ending {
                                 self.state.clear(self.ids.fire_at, &space);
                             } else {
                                 self.state
@@ -894,6 +902,7 @@ impl WindowOperator {
                     fires.push((key.clone(), w));
                 }
                 if event == self.event_time() && ts == self.cleanup_at(&w) {
+                    cleaned.insert((key.clone(), w));
                     cleanups.push((key, w));
                 }
             }
