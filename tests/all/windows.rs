@@ -530,3 +530,113 @@ impl weir_engine::Source for Gated {
         Ok(Some(RecordBatch::default()))
     }
 }
+
+fn prepare_err(toml: &str) -> String {
+    let j = job(toml, &[r#"{"k":"a","t":1}"#.to_string()]);
+    match run(&j) {
+        Err(e) => e.to_string(),
+        Ok(o) => match o.result {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("the job should have failed"),
+        },
+    }
+}
+
+const SOURCE: &str = r#"
+[source.ev]
+kind = "file"
+path = "in.jsonl"
+key_field = "k"
+timestamp_field = "t"
+watermark = { strategy = "monotonous" }
+
+[sink.out]
+input = "w"
+kind = "file"
+path = "out.jsonl"
+"#;
+
+#[test]
+fn bad_window_settings_name_the_operator_field_and_line() {
+    let cases = [
+        (
+            "window = { type = \"hopping\", size = \"1m\" }",
+            "unknown window type `hopping`",
+        ),
+        ("window = { type = \"tumbling\" }", "needs `size`"),
+        (
+            "window = { type = \"tumbling\", size = \"soon\" }",
+            "is not a duration",
+        ),
+        (
+            "window = { type = \"sliding\", size = \"1m\", slide = \"2m\" }",
+            "slide must not exceed the size",
+        ),
+        (
+            "window = { type = \"tumbling\", size = \"1m\" }\ntrigger = { type = \"count\" }",
+            "needs `count`",
+        ),
+        (
+            "window = { type = \"tumbling\", size = \"1m\" }\nevictor = { type = \"time\" }",
+            "needs `keep`",
+        ),
+        ("allowed_lateness = \"1m\"", "applies to window operators"),
+    ];
+    for (fields, expected) in cases {
+        let toml =
+            format!("{SOURCE}\n[operator.w]\ninput = \"ev\"\nmodule = \"bid-count\"\n{fields}\n");
+        let e = prepare_err(&toml);
+        assert!(e.contains("operator `w`"), "{fields}: {e}");
+        assert!(e.contains(expected), "{fields}: {e}");
+        assert!(e.contains("job.toml:"), "{fields}: names the line: {e}");
+    }
+}
+
+#[test]
+fn window_modules_and_side_outputs_must_fit_together() {
+    let with = |fields: &str| {
+        prepare_err(&format!(
+            "{SOURCE}\n[operator.w]\ninput = \"ev\"\n{fields}\n"
+        ))
+    };
+    let e = with("module = \"bid-count\"");
+    assert!(e.contains("needs a `window`"), "{e}");
+    let e = with("module = \"split-words\"\nwindow = { type = \"global\" }");
+    assert!(
+        e.contains("needs an aggregate or process-window module"),
+        "{e}"
+    );
+    let e = prepare_err(&format!(
+        "{}\n[operator.w]\ninput = \"ev\"\nmodule = \"bid-count\"\nwindow = {{ type = \"global\" }}\nlate_output = \"late\"\n",
+        SOURCE.replace("input = \"w\"", "input = \"w.lates\"")
+    ));
+    assert!(
+        e.contains("`w` has no side output `lates` (it has: late)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn keyed_guest_misuse_fails_the_job_with_a_clear_error() {
+    let with = |mode: &str, extra: &str| {
+        prepare_err(&format!(
+            "{SOURCE}\n[operator.w]\ninput = \"ev\"\nmodule = \"keyed-misbehave\"\nconfig = {{ mode = \"{mode}\" }}\n{extra}\n"
+        ))
+    };
+    let e = with("kind-mismatch", "");
+    assert!(e.contains("operator `w`"), "{e}");
+    assert!(
+        e.contains("state `x` is value state and cannot be used as list state"),
+        "{e}"
+    );
+    let e = with("undeclared-side", "");
+    assert!(
+        e.contains("emitted to side output `nope`, which the job does not declare"),
+        "{e}"
+    );
+    let e = with("undeclared-side", "side_outputs = [\"yes\"]");
+    assert!(e.contains("(declared: yes)"), "{e}");
+    let e = with("timer-trap", "");
+    assert!(e.contains("on-timer"), "{e}");
+    assert!(e.contains("timer at 1 went off"), "{e}");
+}
