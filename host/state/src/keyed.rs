@@ -141,6 +141,29 @@ impl KeyedState {
         self.store.get(&self.buf)
     }
 
+    /// Calls `f` with value state `id` in `namespace`, without copying it.
+    pub fn value_with<R>(
+        &mut self,
+        id: StateId,
+        namespace: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> R {
+        self.prefix(id, namespace);
+        let mut f = Some(f);
+        let mut out = None;
+        self.store.with_value(&self.buf, &mut |v| {
+            if let Some(f) = f.take() {
+                out = Some(f(v));
+            }
+        });
+        match (out, f) {
+            (Some(r), _) => r,
+            // A store always calls back; this only runs if one does not.
+            (None, Some(f)) => f(None),
+            (None, None) => unreachable!("the callback ran but produced nothing"),
+        }
+    }
+
     /// Sets value state `id` in `namespace`.
     pub fn value_set(&mut self, id: StateId, namespace: &[u8], value: &[u8]) {
         self.prefix(id, namespace);

@@ -1,6 +1,6 @@
 //! The state-store interface and the in-memory backend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
 /// An ordered byte key-value store: what every state backend provides.
@@ -28,10 +28,14 @@ pub trait StateStore: Send {
     }
 }
 
-/// State on the heap, in a B-tree: fast, bounded by memory.
+/// State on the heap: a hash map for point reads and writes (the hot path:
+/// an accumulator per key and window), plus an ordered index of the keys for
+/// prefix scans (map state, clearing a key's state). Updating an existing
+/// key touches only the hash map.
 #[derive(Debug, Default, Clone)]
 pub struct HeapStore {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    index: BTreeSet<Vec<u8>>,
 }
 
 impl HeapStore {
@@ -40,13 +44,10 @@ impl HeapStore {
         Self::default()
     }
 
-    fn prefix_range<'a>(
-        &'a self,
-        prefix: &'a [u8],
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
-        self.map
+    fn prefix_keys<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        self.index
             .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(prefix))
+            .take_while(move |k| k.starts_with(prefix))
     }
 }
 
@@ -67,6 +68,7 @@ impl StateStore for HeapStore {
             }
             None => {
                 self.map.insert(key.to_vec(), value.to_vec());
+                self.index.insert(key.to_vec());
             }
         }
     }
@@ -76,24 +78,30 @@ impl StateStore for HeapStore {
             Some(v) => v.extend_from_slice(bytes),
             None => {
                 self.map.insert(key.to_vec(), bytes.to_vec());
+                self.index.insert(key.to_vec());
             }
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.map.remove(key);
+        if self.map.remove(key).is_some() {
+            self.index.remove(key);
+        }
     }
 
     fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) {
-        for (k, v) in self.prefix_range(prefix) {
-            f(k, v);
+        for k in self.prefix_keys(prefix) {
+            if let Some(v) = self.map.get(k) {
+                f(k, v);
+            }
         }
     }
 
     fn delete_prefix(&mut self, prefix: &[u8]) {
-        let keys: Vec<Vec<u8>> = self.prefix_range(prefix).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Vec<u8>> = self.prefix_keys(prefix).cloned().collect();
         for k in keys {
             self.map.remove(&k);
+            self.index.remove(&k);
         }
     }
 

@@ -390,18 +390,14 @@ impl WindowOperator {
         self.set_key(&t.key);
         let late = self.event_time() && w.max_timestamp() <= self.watermark;
         match self.spec.trigger {
+            // The end-of-window and cleanup timers are set when a pane
+            // gets its first record (`add_rows`), not for every batch.
             Trigger::EventTime => {
                 if late {
                     t.rows.iter_mut().for_each(|r| r.1 = true);
-                } else {
-                    self.event_timers
-                        .register(w.max_timestamp(), &t.key, &space);
                 }
             }
-            Trigger::ProcessingTime => {
-                self.processing_timers
-                    .register(w.max_timestamp(), &t.key, &space);
-            }
+            Trigger::ProcessingTime => {}
             Trigger::Count { count } => {
                 let mut c = decode_i64(self.state.value_get(self.ids.count, &space)).unwrap_or(0);
                 for r in &mut t.rows {
@@ -417,8 +413,6 @@ impl WindowOperator {
                 if late {
                     t.rows.iter_mut().for_each(|r| r.1 = true);
                 }
-                self.event_timers
-                    .register(w.max_timestamp(), &t.key, &space);
                 if self.state.value_get(self.ids.fire_at, &space).is_none()
                     && let Some(&(row, _)) = t.rows.first()
                 {
@@ -441,7 +435,25 @@ impl WindowOperator {
                 }
             }
         }
-        self.register_cleanup(&t.key.clone(), &w);
+    }
+
+    /// Sets a new pane's timers: the trigger's end-of-window timer and the
+    /// cleanup timer (the same one when there is no lateness).
+    fn register_pane_timers(&mut self, key: &[u8], w: &Window) {
+        let space = ns(w);
+        match self.spec.trigger {
+            Trigger::EventTime | Trigger::ContinuousEventTime { .. } => {
+                if w.max_timestamp() > self.watermark {
+                    self.event_timers.register(w.max_timestamp(), key, &space);
+                }
+            }
+            Trigger::ProcessingTime => {
+                self.processing_timers
+                    .register(w.max_timestamp(), key, &space);
+            }
+            Trigger::Count { .. } | Trigger::ContinuousProcessingTime { .. } => {}
+        }
+        self.register_cleanup(key, w);
     }
 
     /// Assigns the rows of `batch` to panes; returns the panes and the rows
@@ -626,6 +638,7 @@ impl WindowOperator {
                 self.state
                     .value_set(self.ids.count, &into_ns, &encode_i64(count));
             }
+            self.register_pane_timers(key, into);
             if let Some(f) = fire_at {
                 self.state
                     .value_set(self.ids.fire_at, &into_ns, &encode_i64(f));
@@ -686,9 +699,21 @@ impl WindowOperator {
             for (g, (pane, seg)) in segments.iter().enumerate() {
                 let t = &touched[*pane];
                 self.set_key(&t.key);
-                match self.state.value_get(self.ids.acc, &ns(&t.window)) {
-                    Some(a) => accs.push(&a),
-                    None => accs.push(self.empty_acc.as_deref().unwrap_or_default()),
+                let empty = self.empty_acc.as_deref().unwrap_or_default();
+                let existed = self
+                    .state
+                    .value_with(self.ids.acc, &ns(&t.window), |a| match a {
+                        Some(a) => {
+                            accs.push(a);
+                            true
+                        }
+                        None => {
+                            accs.push(empty);
+                            false
+                        }
+                    });
+                if !existed {
+                    self.register_pane_timers(&t.key, &t.window);
                 }
                 rows.extend_from_slice(seg);
                 groups.extend(std::iter::repeat_n(g as u32, seg.len()));
@@ -710,6 +735,10 @@ impl WindowOperator {
                 let t = &touched[*pane];
                 self.set_key(&t.key);
                 let space = ns(&t.window);
+                if !self.has_contents(&t.window) {
+                    self.register_pane_timers(&t.key, &t.window);
+                }
+                self.set_key(&t.key);
                 for &row in seg {
                     buf.clear();
                     encode_record(batch, row as usize, &mut buf);
