@@ -21,6 +21,8 @@ use weir_sandbox::{Sandbox, SandboxConfig};
 const WIT_FILES: &[(&str, &str)] = &[
     ("types.wit", include_str!("../../wit/types.wit")),
     ("stateless.wit", include_str!("../../wit/stateless.wit")),
+    ("windows.wit", include_str!("../../wit/windows.wit")),
+    ("keyed.wit", include_str!("../../wit/keyed.wit")),
 ];
 
 /// The Python guest SDK.

@@ -128,3 +128,34 @@ fn sigint_stops_the_sources_drains_and_prints_the_summary() {
     assert!(lines > 0, "{stderr}");
     assert!(stderr.contains("finished in"), "{stderr}");
 }
+
+#[test]
+fn udf_wit_writes_the_whole_package_as_in_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weir(&["udf", "wit", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut count = 0;
+    for entry in std::fs::read_dir(root().join("wit")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        let written = std::fs::read_to_string(dir.path().join(name))
+            .unwrap_or_else(|_| panic!("`weir udf wit` did not write {name:?}"));
+        assert_eq!(written, std::fs::read_to_string(&path).unwrap(), "{name:?}");
+        count += 1;
+    }
+    assert!(count >= 4);
+}
+
+#[test]
+fn udf_inspect_names_the_event_time_worlds() {
+    for (file, world) in [
+        ("ad-ctr", "aggregate-operator"),
+        ("fraud-detector", "keyed-process-operator"),
+        ("session-stats", "process-window-operator"),
+    ] {
+        let out = weir(&["udf", "inspect", &format!("target/udfs/{file}.wasm")]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(stdout.contains(world), "{stdout}");
+    }
+}
