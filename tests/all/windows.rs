@@ -640,3 +640,48 @@ fn keyed_guest_misuse_fails_the_job_with_a_clear_error() {
     assert!(e.contains("on-timer"), "{e}");
     assert!(e.contains("timer at 1 went off"), "{e}");
 }
+
+#[test]
+fn keyed_processing_time_timers_fire_on_the_test_clock() {
+    let module = sandbox().load_file(&udf("keyed-misbehave")).unwrap();
+    let f = KeyedProcessFactory::new(
+        module,
+        vec![("mode".into(), "processing-timer".into())],
+        InstanceLimits::default(),
+        vec![],
+    )
+    .unwrap();
+    let clock = ManualClock::new(5_000);
+    let mut op = f.create(&info(&clock)).unwrap();
+    let mut out = Sink::default();
+    op.process_batch(batch(&[("a", "x", 1), ("b", "y", 2)]), &mut out)
+        .unwrap();
+    assert_eq!(op.next_processing_time(), Some(6_000));
+    // Event time does not fire processing-time timers.
+    op.on_watermark(weir_engine::watermark::Watermark::MAX, &mut out)
+        .unwrap();
+    assert!(out.main.is_empty());
+    clock.set(6_000);
+    op.on_processing_time(6_000, &mut out).unwrap();
+    let mut fired: Vec<(String, String)> = out
+        .main
+        .iter()
+        .flat_map(|b| {
+            b.records().map(|r| {
+                (
+                    String::from_utf8_lossy(r.key()).into_owned(),
+                    String::from_utf8_lossy(r.value()).into_owned(),
+                )
+            })
+        })
+        .collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        vec![
+            ("a".to_string(), "fired 6000 ProcessingTime".to_string()),
+            ("b".to_string(), "fired 6000 ProcessingTime".to_string()),
+        ]
+    );
+    assert_eq!(op.next_processing_time(), None);
+}

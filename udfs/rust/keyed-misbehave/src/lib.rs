@@ -3,6 +3,9 @@
 //! * `kind-mismatch` — uses state `x` as value state, then as list state;
 //! * `undeclared-side` — emits to side output `nope`;
 //! * `timer-trap` — sets a timer and panics when it fires;
+//! * `processing-timer` — sets a processing-time timer 1 s after the clock
+//!   and, when it fires, emits `fired <timestamp> <domain>` (a well-behaved
+//!   mode, for the processing-time tests);
 //! * anything else — passes records through.
 //!
 //! World: `keyed-process-operator` (`wit/keyed.wit`).
@@ -30,12 +33,20 @@ impl KeyedProcess for KeyedMisbehave {
             }
             "undeclared-side" => ctx.emit_side("nope", record.value(), record.timestamp()),
             "timer-trap" => ctx.register_event_timer(record.timestamp()),
+            "processing-timer" => {
+                ctx.register_processing_timer(ctx.current_processing_time() + 1_000);
+            }
             _ => ctx.emit(record.value(), record.timestamp()),
         }
         Ok(())
     }
 
-    fn on_timer(&mut self, _ctx: &mut Context<'_>, timer: Timer) -> Result<(), Error> {
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: Timer) -> Result<(), Error> {
+        if self.mode == "processing-timer" {
+            let text = format!("fired {} {:?}", timer.timestamp, timer.domain);
+            ctx.emit(text.as_bytes(), timer.timestamp);
+            return Ok(());
+        }
         panic!("timer at {} went off", timer.timestamp);
     }
 }
