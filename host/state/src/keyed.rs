@@ -282,6 +282,72 @@ impl KeyedState {
     pub fn entries(&self) -> usize {
         self.store.len()
     }
+
+    /// Every state entry, by key group (timers are added by the owner of the
+    /// timer services, see [`crate::snapshot::push_timer`]).
+    pub fn snapshot(&self) -> crate::KeyedSnapshot {
+        let mut by_id: Vec<(String, StateKind)> =
+            vec![(String::new(), StateKind::Value); self.names.len()];
+        for (name, &(id, kind)) in &self.names {
+            by_id[id as usize] = (name.clone(), kind);
+        }
+        let mut snap = crate::KeyedSnapshot {
+            states: by_id,
+            ..Default::default()
+        };
+        self.store.scan_prefix(b"", &mut |k, v| {
+            if k.len() < 4 {
+                return;
+            }
+            let group = u16::from_be_bytes([k[0], k[1]]);
+            let id = u16::from_be_bytes([k[2], k[3]]);
+            let blob = snap.groups.entry(group).or_default();
+            crate::snapshot::push_state(blob, id, &k[4..], v);
+        });
+        snap
+    }
+
+    /// Loads the state entries of `snap` (all of its groups: merge it down
+    /// to the owned groups first). Returns the timers it holds, for the
+    /// caller's timer services: (event time?, time, key, namespace).
+    ///
+    /// # Errors
+    /// [`StateError`] for a malformed snapshot or a name whose kind differs
+    /// from the one this operator registered.
+    #[allow(clippy::type_complexity)]
+    pub fn restore(
+        &mut self,
+        snap: &crate::KeyedSnapshot,
+    ) -> Result<Vec<(bool, i64, Vec<u8>, Vec<u8>)>, StateError> {
+        let mut ids = Vec::with_capacity(snap.states.len());
+        for (name, kind) in &snap.states {
+            ids.push(self.register(name, *kind)?);
+        }
+        let mut timers = Vec::new();
+        for (&group, blob) in &snap.groups {
+            for e in crate::snapshot::entries(blob)? {
+                match e {
+                    crate::snapshot::Entry::State { state, rest, value } => {
+                        let id = *ids
+                            .get(state as usize)
+                            .ok_or_else(|| StateError::Corrupt("state index".into()))?;
+                        self.buf.clear();
+                        self.buf.extend_from_slice(&group.to_be_bytes());
+                        self.buf.extend_from_slice(&id.to_be_bytes());
+                        self.buf.extend_from_slice(rest);
+                        self.store.put(&self.buf, value);
+                    }
+                    crate::snapshot::Entry::Timer {
+                        event,
+                        time,
+                        key,
+                        namespace,
+                    } => timers.push((event, time, key.to_vec(), namespace.to_vec())),
+                }
+            }
+        }
+        Ok(timers)
+    }
 }
 
 fn decode_list(mut v: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), ()> {
@@ -339,5 +405,35 @@ mod tests {
 
         s.set_current_key(b"ab", 3);
         assert_eq!(s.value_get(v, b"w1").as_deref(), Some(&b"9"[..]));
+    }
+
+    #[test]
+    fn a_snapshot_restores_into_a_store_that_numbers_states_differently() {
+        let mut s = KeyedState::new(Box::new(HeapStore::new()));
+        let v = s.register("v", StateKind::Value).unwrap();
+        let m = s.register("m", StateKind::Map).unwrap();
+        s.set_current_key(b"k1", 7);
+        s.value_set(v, b"", b"1");
+        s.map_put(m, b"ns", b"u", b"2");
+        s.set_current_key(b"k2", 9);
+        s.value_set(v, b"", b"3");
+        let snap = crate::KeyedSnapshot::decode(&s.snapshot().encode()).unwrap();
+        assert_eq!(snap.groups.len(), 2);
+
+        let mut r = KeyedState::new(Box::new(HeapStore::new()));
+        // Another operator version registers in another order.
+        let m2 = r.register("m", StateKind::Map).unwrap();
+        let only_7 = crate::KeyedSnapshot::merge([&snap], 0..8).unwrap();
+        assert!(r.restore(&only_7).unwrap().is_empty());
+        let v2 = r.register("v", StateKind::Value).unwrap();
+        r.set_current_key(b"k1", 7);
+        assert_eq!(r.value_get(v2, b"").as_deref(), Some(&b"1"[..]));
+        assert_eq!(r.map_get(m2, b"ns", b"u").as_deref(), Some(&b"2"[..]));
+        r.set_current_key(b"k2", 9);
+        assert_eq!(
+            r.value_get(v2, b""),
+            None,
+            "group 9 belongs to another subtask"
+        );
     }
 }

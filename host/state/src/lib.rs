@@ -17,9 +17,11 @@
 //! namespace, ordered by time.
 
 pub mod keyed;
+pub mod snapshot;
 pub mod store;
 pub mod timers;
 
 pub use keyed::{KeyedState, StateError, StateId, StateKind};
+pub use snapshot::KeyedSnapshot;
 pub use store::{HeapStore, StateStore};
 pub use timers::TimerService;

@@ -44,6 +44,11 @@ impl TimerService {
         }
     }
 
+    /// Every timer, in time order.
+    pub fn iter(&self) -> impl Iterator<Item = &Timer> + '_ {
+        self.timers.iter()
+    }
+
     /// Number of timers.
     pub fn len(&self) -> usize {
         self.timers.len()
