@@ -20,6 +20,7 @@
 //! way, in order with the data.
 
 pub mod channel;
+pub mod checkpoint;
 pub mod graph;
 pub mod key_group;
 pub mod metrics;
