@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cache;
+mod checkpoints;
 mod engine;
 mod event_time;
 mod examples;

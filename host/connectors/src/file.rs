@@ -59,12 +59,24 @@ impl SourceFactory for FileSourceFactory {
             return Err("a file source is read by one subtask; set parallelism = 1".into());
         }
         let path = &self.options.path;
-        let file =
+        let mut file =
             File::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        // Restored: continue after the last line read before the checkpoint.
+        let (mut offset, mut line_no) = (0u64, 0u64);
+        if let Some(s) = info.restored_state()?
+            && s.operator.len() == 16
+        {
+            offset = u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?);
+            line_no = u64::from_le_bytes(s.operator[8..].try_into().map_err(|_| "bad position")?);
+            use std::io::Seek;
+            file.seek(std::io::SeekFrom::Start(offset))
+                .map_err(|e| format!("cannot seek in `{}`: {e}", path.display()))?;
+        }
         Ok(Box::new(FileSource {
             options: self.options.clone(),
             reader: BufReader::with_capacity(1 << 16, file),
-            line_no: 0,
+            line_no,
+            offset,
             line: String::new(),
         }))
     }
@@ -74,6 +86,8 @@ struct FileSource {
     options: FileSourceOptions,
     reader: BufReader<File>,
     line_no: u64,
+    /// Bytes consumed so far.
+    offset: u64,
     line: String,
 }
 
@@ -102,6 +116,7 @@ impl Source for FileSource {
                 break;
             }
             self.line_no += 1;
+            self.offset += n as u64;
             let line = self.line.trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
@@ -123,6 +138,12 @@ impl Source for FileSource {
             );
         }
         Ok((!b.is_empty()).then(|| b.finish()))
+    }
+
+    fn position(&self) -> Vec<u8> {
+        let mut p = self.offset.to_le_bytes().to_vec();
+        p.extend_from_slice(&self.line_no.to_le_bytes());
+        p
     }
 }
 

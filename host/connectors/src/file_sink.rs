@@ -46,13 +46,38 @@ impl SinkFactory for FileSinkFactory {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
         }
-        let file =
-            File::create(path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))?;
+        // Restored from a checkpoint: cut the file back to what the
+        // checkpoint covered (later lines will be written again), so the
+        // file holds every record exactly once.
+        let restored = info.restored_state()?.filter(|s| s.operator.len() == 8);
+        let (file, written) = match restored {
+            Some(s) => {
+                let len = u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad length")?);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+                f.set_len(len)
+                    .map_err(|e| format!("cannot truncate `{}`: {e}", path.display()))?;
+                use std::io::Seek;
+                f.seek(std::io::SeekFrom::End(0))
+                    .map_err(|e| format!("cannot seek in `{}`: {e}", path.display()))?;
+                (f, len)
+            }
+            None => (
+                File::create(path)
+                    .map_err(|e| format!("cannot create `{}`: {e}", path.display()))?,
+                0,
+            ),
+        };
         Ok(Box::new(FileSink {
             writer: BufWriter::with_capacity(1 << 16, file),
             format: self.options.format,
             path: path.clone(),
             buf: Vec::new(),
+            written,
         }))
     }
 }
@@ -62,6 +87,8 @@ struct FileSink {
     format: LineFormat,
     path: PathBuf,
     buf: Vec<u8>,
+    /// Bytes written so far (after a restore: from the checkpointed length).
+    written: u64,
 }
 
 impl Sink for FileSink {
@@ -70,9 +97,17 @@ impl Sink for FileSink {
         for r in batch.records() {
             encode_line(&r, self.format, &mut self.buf);
         }
+        self.written += self.buf.len() as u64;
         self.writer
             .write_all(&self.buf)
             .map_err(|e| format!("cannot write `{}`: {e}", self.path.display()).into())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, BoxError> {
+        let fail = |e: std::io::Error| format!("cannot write `{}`: {e}", self.path.display());
+        self.writer.flush().map_err(fail)?;
+        self.writer.get_ref().sync_data().map_err(fail)?;
+        Ok(self.written.to_le_bytes().to_vec())
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {

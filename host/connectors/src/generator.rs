@@ -73,9 +73,15 @@ impl SourceFactory for GeneratorSourceFactory {
         if self.options.keys == 0 {
             return Err("`keys` must be at least 1".into());
         }
+        let next = match info.restored_state()? {
+            Some(s) if s.operator.len() == 8 => {
+                u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?)
+            }
+            _ => info.subtask as u64,
+        };
         Ok(Box::new(GeneratorSource {
             options: self.options.clone(),
-            next: info.subtask as u64,
+            next,
             step: info.parallelism as u64,
             produced: 0,
             pacer: Pacer::new(self.options.rate.map(|r| r / info.parallelism as f64)),
@@ -109,5 +115,9 @@ impl Source for GeneratorSource {
         self.produced += b.len() as u64;
         self.pacer.wait_for(self.produced);
         Ok(Some(b.finish()))
+    }
+
+    fn position(&self) -> Vec<u8> {
+        self.next.to_le_bytes().to_vec()
     }
 }

@@ -98,10 +98,21 @@ impl SourceFactory for NexmarkSourceFactory {
         let i = info.subtask as u64;
         // Events i, i+n, … below `events`.
         let mine = self.options.events.saturating_sub(i).div_ceil(n);
+        // Restored: regenerate and drop what was already produced (the
+        // generator is deterministic, so this is the same sequence).
+        let produced = match info.restored_state()? {
+            Some(s) if s.operator.len() == 8 => {
+                u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?)
+            }
+            _ => 0,
+        };
+        for _ in 0..produced.min(mine) {
+            generator.next().ok_or("the Nexmark generator ended")?;
+        }
         Ok(Box::new(NexmarkSource {
             generator,
-            remaining: mine,
-            produced: 0,
+            remaining: mine - produced.min(mine),
+            produced,
             batch_size: self.options.batch_size.max(1),
             pacer: Pacer::new(self.options.rate.map(|r| r / n as f64)),
             key: Vec::with_capacity(20),
@@ -153,6 +164,10 @@ impl Source for NexmarkSource {
         self.remaining -= rows as u64;
         self.produced += rows as u64;
         Ok(Some(b.finish()))
+    }
+
+    fn position(&self) -> Vec<u8> {
+        self.produced.to_le_bytes().to_vec()
     }
 }
 

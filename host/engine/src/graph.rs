@@ -115,6 +115,10 @@ pub struct Dataflow {
     pub max_parallelism: u32,
     /// The processing-time clock of windows and timers.
     pub clock: Arc<dyn crate::time::Clock>,
+    /// Periodic checkpoints, if enabled.
+    pub checkpoints: Option<crate::checkpoint::CheckpointConfig>,
+    /// State to start from (a checkpoint or savepoint).
+    pub restore: Option<Arc<crate::checkpoint::RestoredJob>>,
 }
 
 impl Dataflow {
@@ -126,6 +130,8 @@ impl Dataflow {
             channel_capacity: 16,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             clock: crate::time::system_clock(),
+            checkpoints: None,
+            restore: None,
         }
     }
 

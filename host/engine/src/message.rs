@@ -22,6 +22,8 @@ pub enum Signal {
     /// The sender has had no data for its idle timeout; until it sends data
     /// or a watermark again, it does not hold event time back.
     Idle,
+    /// Checkpoint barrier: everything before it belongs to the checkpoint.
+    Barrier(crate::checkpoint::CheckpointId),
     /// The sender has no more data: a bounded source ended, or the job was
     /// cancelled and sources stopped. A task ends once every sender said so.
     EndOfData,

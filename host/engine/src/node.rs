@@ -23,6 +23,8 @@ pub struct SubtaskInfo {
     pub max_parallelism: u32,
     /// The job's processing-time clock.
     pub clock: std::sync::Arc<dyn crate::time::Clock>,
+    /// The checkpoint the job restores from, if any.
+    pub restored: Option<std::sync::Arc<crate::checkpoint::RestoredJob>>,
 }
 
 impl SubtaskInfo {
@@ -36,6 +38,24 @@ impl SubtaskInfo {
             parallelism,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             clock: crate::time::system_clock(),
+            restored: None,
+        }
+    }
+
+    /// This subtask's state in the checkpoint the job restores from: its own
+    /// non-keyed state and the keyed state of the key groups it owns.
+    ///
+    /// # Errors
+    /// State that cannot be restored at this parallelism, or malformed.
+    pub fn restored_state(&self) -> Result<Option<crate::checkpoint::SubtaskState>, BoxError> {
+        match &self.restored {
+            None => Ok(None),
+            Some(r) => Ok(r.subtask(
+                &self.node,
+                self.subtask,
+                self.parallelism,
+                self.max_parallelism,
+            )?),
         }
     }
 }
@@ -109,6 +129,15 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Snapshots the operator's state for a checkpoint, when the barrier
+    /// passes it. The default has no state.
+    ///
+    /// # Errors
+    /// As [`Operator::process_batch`].
+    fn snapshot(&mut self) -> Result<crate::checkpoint::SubtaskState, EngineError> {
+        Ok(crate::checkpoint::SubtaskState::default())
+    }
+
     /// Called when all inputs have ended; may emit final results. The default
     /// does nothing.
     ///
@@ -138,6 +167,13 @@ pub trait Source: Send {
     /// A failure to read, with enough context to find the bad input (file and
     /// line, for instance).
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, BoxError>;
+
+    /// Where the split stands, for a checkpoint: the factory restores from
+    /// it ([`SubtaskInfo::restored_state`]). Empty for a source that cannot
+    /// rewind (then a restored job starts it from the beginning).
+    fn position(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// Builds the source split of each subtask.
@@ -162,6 +198,15 @@ pub trait Sink: Send {
     /// # Errors
     /// A failure to flush.
     fn finish(&mut self) -> Result<(), BoxError>;
+
+    /// Makes everything written so far durable and returns what a restore
+    /// needs to go back to exactly this point. The default keeps nothing.
+    ///
+    /// # Errors
+    /// A failure to flush.
+    fn snapshot(&mut self) -> Result<Vec<u8>, BoxError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Builds the sink of each subtask.

@@ -18,7 +18,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use weir_record::RecordBatch;
 
+use std::collections::VecDeque;
+
 use crate::channel::{Disconnected, EdgeSender, Envelope, TaskInput, TaskOutput};
+use crate::checkpoint::{
+    Ack, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, SubtaskState,
+};
 use crate::error::EngineError;
 use crate::graph::{Dataflow, NodeKind, NodeSpec};
 use crate::message::{Message, Signal};
@@ -29,6 +34,7 @@ use crate::watermark::{Emit, Watermark, WatermarkCombiner, WatermarkGenerator};
 
 /// A running job.
 pub struct JobHandle {
+    checkpoints: Arc<CheckpointStats>,
     metrics: Arc<JobMetrics>,
     control: Arc<JobControl>,
     threads: Vec<(String, JoinHandle<()>)>,
@@ -88,6 +94,11 @@ impl JobHandle {
     /// Live counters.
     pub fn metrics(&self) -> &Arc<JobMetrics> {
         &self.metrics
+    }
+
+    /// Checkpoint figures.
+    pub fn checkpoints(&self) -> &Arc<CheckpointStats> {
+        &self.checkpoints
     }
 
     /// The tasks the job was fused into.
@@ -192,6 +203,47 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
         producers[e.to] += slots_of(e);
     }
 
+    // The checkpoint coordinator, if the job checkpoints.
+    let sources_ending = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(CheckpointStats::default());
+    let mut coordinator = None;
+    let hooks = match &flow.checkpoints {
+        None => None,
+        Some(config) => {
+            let first_id = flow.restore.as_ref().map_or(0, |r| r.id);
+            let trigger = Arc::new(std::sync::atomic::AtomicU64::new(first_id));
+            let (acks, rx) = crossbeam_channel::unbounded();
+            let c = Coordinator {
+                config: config.clone(),
+                job: flow.name.clone(),
+                nodes: flow
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), n.parallelism))
+                    .collect(),
+                trigger: trigger.clone(),
+                acks: rx,
+                stats: stats.clone(),
+                sources_ending: sources_ending.clone(),
+                first_id,
+            };
+            coordinator = Some(
+                std::thread::Builder::new()
+                    .name("weir-checkpoints".into())
+                    .spawn(move || c.run())
+                    .map_err(|e| EngineError::Task {
+                        task: "checkpoint coordinator".into(),
+                        message: format!("cannot start thread: {e}"),
+                    })?,
+            );
+            Some(CheckpointHooks {
+                trigger,
+                acks,
+                stats: stats.clone(),
+            })
+        }
+    };
+
     let flow = Arc::new(flow);
     let mut threads = Vec::new();
     for (t, task) in plan.tasks.iter().enumerate() {
@@ -219,6 +271,8 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                 })
                 .collect();
             let ctx = SubtaskContext {
+                hooks: hooks.clone(),
+                sources_ending: sources_ending.clone(),
                 flow: flow.clone(),
                 nodes: task.nodes.clone(),
                 subtask,
@@ -241,15 +295,22 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
         }
     }
     drop(senders);
+    drop(hooks);
+    if let Some(c) = coordinator {
+        threads.push(("checkpoint coordinator".into(), c));
+    }
     Ok(JobHandle {
         metrics,
         control,
         threads,
         plan,
+        checkpoints: stats,
     })
 }
 
 struct SubtaskContext {
+    hooks: Option<CheckpointHooks>,
+    sources_ending: Arc<AtomicBool>,
     flow: Arc<Dataflow>,
     nodes: Vec<usize>,
     subtask: usize,
@@ -262,6 +323,8 @@ struct SubtaskContext {
 struct Chained {
     op: Box<dyn Operator>,
     metrics: Arc<NodeMetrics>,
+    /// Node index, for checkpoint acknowledgements.
+    node: usize,
 }
 
 /// Where the last node of a chain sends its output.
@@ -271,6 +334,7 @@ enum Tail {
         metrics: Arc<NodeMetrics>,
         node: String,
         subtask: usize,
+        id: usize,
     },
     Output(TaskOutput),
 }
@@ -291,6 +355,7 @@ impl Tail {
                 metrics,
                 node,
                 subtask,
+                ..
             } => {
                 metrics.add_in(batch.len());
                 sink.write_batch(&batch)
@@ -451,7 +516,72 @@ impl SubtaskContext {
             parallelism: self.parallelism,
             max_parallelism: self.flow.max_parallelism,
             clock: self.flow.clock.clone(),
+            restored: self.flow.restore.clone(),
         }
+    }
+
+    /// Takes this subtask's part of checkpoint `id`: the source position (if
+    /// any), each fused operator's state, the sink's; then passes the barrier
+    /// on.
+    fn checkpoint(
+        &self,
+        ops: &mut [Chained],
+        tail: &mut Tail,
+        id: CheckpointId,
+        source: Option<(usize, Vec<u8>)>,
+    ) -> Result<(), EngineError> {
+        let Some(hooks) = &self.hooks else {
+            return Ok(());
+        };
+        let ack = |node: usize, state: SubtaskState| {
+            // The coordinator may be gone at shutdown; nothing to do then.
+            let _ = hooks.acks.send(Ack {
+                id,
+                node,
+                subtask: self.subtask,
+                state,
+            });
+        };
+        if let Some((node, position)) = source {
+            ack(
+                node,
+                SubtaskState {
+                    keyed: None,
+                    operator: position,
+                },
+            );
+        }
+        for c in ops.iter_mut() {
+            let state = c.op.snapshot()?;
+            ack(c.node, state);
+        }
+        match tail {
+            Tail::Sink {
+                sink,
+                node,
+                subtask,
+                id: node_id,
+                ..
+            } => {
+                let position = sink.snapshot().map_err(|source| EngineError::Node {
+                    role: NodeRole::Sink,
+                    node: node.clone(),
+                    subtask: *subtask,
+                    source,
+                })?;
+                ack(
+                    *node_id,
+                    SubtaskState {
+                        keyed: None,
+                        operator: position,
+                    },
+                );
+            }
+            Tail::Output(out) => out
+                .signal(Signal::Barrier(id))
+                .map_err(|Disconnected| interrupted("output"))?,
+        }
+        Ok(())
     }
 
     fn node_error(&self, node: &NodeSpec, source: crate::BoxError) -> EngineError {
@@ -511,6 +641,7 @@ impl SubtaskContext {
                     ops.push(Chained {
                         op,
                         metrics: self.metrics.node(id),
+                        node: id,
                     });
                 }
                 NodeKind::Sink(_) => {}
@@ -524,6 +655,7 @@ impl SubtaskContext {
                 metrics: self.metrics.node(tail_id),
                 node: tail_node.name.clone(),
                 subtask: self.subtask,
+                id: tail_id,
             },
             _ => Tail::Output(TaskOutput::new(edges, self.metrics.node(tail_id))),
         };
@@ -537,7 +669,20 @@ impl SubtaskContext {
         if let Some(source) = source_slot.as_mut() {
             let source_metrics = self.metrics.node(self.nodes[0]);
             let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
+            let mut last_barrier = self
+                .hooks
+                .as_ref()
+                .map_or(0, |h| h.trigger.load(std::sync::atomic::Ordering::SeqCst));
             while !self.control.cancelled() {
+                if let Some(h) = &self.hooks {
+                    let t = h.trigger.load(std::sync::atomic::Ordering::SeqCst);
+                    if t > last_barrier {
+                        last_barrier = t;
+                        let position = Some((self.nodes[0], source.position()));
+                        self.checkpoint(&mut ops, &mut tail, t, position)
+                            .map_err(classify)?;
+                    }
+                }
                 if let Some(t) = next_processing_time(&ops) {
                     let now = flow.clock.now_ms();
                     if t <= now {
@@ -568,26 +713,40 @@ impl SubtaskContext {
                     push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
                 }
             }
+            // No checkpoint can complete once a source has ended.
+            self.sources_ending
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             // The input is exhausted (or stopped): all of event time has passed.
             source_metrics.set_watermark(subtask, Watermark::MAX);
             push_watermark(&mut ops, &mut tail, Watermark::MAX, subtask).map_err(classify)?;
         } else if let Some(input) = input {
             let mut ended = 0;
             let mut time = WatermarkCombiner::new(input.producers);
-            while ended < input.producers {
-                let received = match next_processing_time(&ops) {
-                    None => input.receiver.recv().map_err(|_| ()),
-                    Some(t) => {
-                        let now = flow.clock.now_ms();
-                        if t <= now {
-                            fire_processing_time(&mut ops, &mut tail, now).map_err(classify)?;
-                            continue;
-                        }
-                        let wait = Duration::from_millis((t - now) as u64).min(TIMER_POLL);
-                        match input.receiver.recv_timeout(wait) {
-                            Ok(m) => Ok(m),
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+            // Barrier alignment: the checkpoint being aligned, the inputs
+            // whose barrier has arrived, and what they sent since.
+            let mut aligning: Option<(CheckpointId, Instant)> = None;
+            let mut blocked = vec![false; input.producers];
+            let mut ended_slots = vec![false; input.producers];
+            let mut held: VecDeque<Envelope> = VecDeque::new();
+            let mut replay: VecDeque<Envelope> = VecDeque::new();
+            while ended < input.producers || !replay.is_empty() {
+                let received = if let Some(m) = replay.pop_front() {
+                    Ok(m)
+                } else {
+                    match next_processing_time(&ops) {
+                        None => input.receiver.recv().map_err(|_| ()),
+                        Some(t) => {
+                            let now = flow.clock.now_ms();
+                            if t <= now {
+                                fire_processing_time(&mut ops, &mut tail, now).map_err(classify)?;
+                                continue;
+                            }
+                            let wait = Duration::from_millis((t - now) as u64).min(TIMER_POLL);
+                            match input.receiver.recv_timeout(wait) {
+                                Ok(m) => Ok(m),
+                                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+                            }
                         }
                     }
                 };
@@ -601,6 +760,10 @@ impl SubtaskContext {
                     ));
                 };
                 let slot = slot as usize;
+                if aligning.is_some() && blocked[slot] {
+                    held.push_back((slot as u32, msg));
+                    continue;
+                }
                 let advanced = match msg {
                     Message::Data(batch) => {
                         time.on_data(slot);
@@ -617,13 +780,49 @@ impl SubtaskContext {
                         }
                         advanced
                     }
+                    Message::Signal(Signal::Barrier(id)) => {
+                        match aligning {
+                            Some((cur, _)) if cur == id => {}
+                            Some((cur, _)) if cur > id => {
+                                // A barrier of an abandoned checkpoint.
+                                continue;
+                            }
+                            _ => {
+                                // A new checkpoint (a newer one abandons the
+                                // alignment in progress).
+                                blocked.iter_mut().for_each(|b| *b = false);
+                                held.extend(replay.drain(..));
+                                std::mem::swap(&mut held, &mut replay);
+                                aligning = Some((id, Instant::now()));
+                            }
+                        }
+                        blocked[slot] = true;
+                        None
+                    }
                     Message::Signal(Signal::EndOfData) => {
                         ended += 1;
+                        ended_slots[slot] = true;
                         time.on_end(slot)
                     }
                 };
                 if let Some(wm) = advanced {
                     push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
+                }
+                if let Some((id, started)) = aligning
+                    && (0..input.producers).all(|i| blocked[i] || ended_slots[i])
+                {
+                    if let Some(h) = &self.hooks {
+                        h.stats.max_alignment_ms.fetch_max(
+                            started.elapsed().as_millis() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                    self.checkpoint(&mut ops, &mut tail, id, None)
+                        .map_err(classify)?;
+                    aligning = None;
+                    blocked.iter_mut().for_each(|b| *b = false);
+                    held.extend(replay.drain(..));
+                    std::mem::swap(&mut held, &mut replay);
                 }
             }
         }

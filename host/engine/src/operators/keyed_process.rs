@@ -72,10 +72,18 @@ impl OperatorFactory for KeyedProcessFactory {
             subtask: info.subtask,
         };
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
+        let mut state = KeyedState::new(Box::new(HeapStore::new()));
+        let mut event_timers = TimerService::new();
+        let mut processing_timers = TimerService::new();
+        if let Some(restored) = info.restored_state()?
+            && let Some(keyed) = &restored.keyed
+        {
+            super::restore_keyed(keyed, &mut state, &mut event_timers, &mut processing_timers)?;
+        }
         instance.set_keyed_context(Box::new(KeyedHost {
-            state: KeyedState::new(Box::new(HeapStore::new())),
-            event_timers: TimerService::new(),
-            processing_timers: TimerService::new(),
+            state,
+            event_timers,
+            processing_timers,
             watermark: i64::MIN,
             clock: info.clock.clone(),
             max_parallelism: info.max_parallelism,
@@ -373,5 +381,18 @@ impl Operator for KeyedProcess {
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {
         self.fire_timers(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn snapshot(&mut self) -> Result<crate::checkpoint::SubtaskState, EngineError> {
+        let host = self.host()?;
+        Ok(crate::checkpoint::SubtaskState {
+            keyed: Some(super::snapshot_keyed(
+                &host.state,
+                &host.event_timers,
+                &host.processing_timers,
+                host.max_parallelism,
+            )),
+            operator: Vec::new(),
+        })
     }
 }

@@ -15,6 +15,47 @@ pub mod native;
 pub mod wasm_udf;
 pub mod window;
 
+/// Snapshots keyed state with its timers, each timer in its key's group.
+pub(crate) fn snapshot_keyed(
+    state: &weir_state::KeyedState,
+    event: &weir_state::TimerService,
+    processing: &weir_state::TimerService,
+    max_parallelism: u32,
+) -> weir_state::KeyedSnapshot {
+    let mut snap = state.snapshot();
+    for (timers, is_event) in [(event, true), (processing, false)] {
+        for (time, key, namespace) in timers.iter() {
+            let group = crate::key_group::key_group(key, max_parallelism) as u16;
+            weir_state::snapshot::push_timer(
+                snap.groups.entry(group).or_default(),
+                is_event,
+                *time,
+                key,
+                namespace,
+            );
+        }
+    }
+    snap
+}
+
+/// Restores keyed state and timers taken by [`snapshot_keyed`].
+pub(crate) fn restore_keyed(
+    snap: &weir_state::KeyedSnapshot,
+    state: &mut weir_state::KeyedState,
+    event: &mut weir_state::TimerService,
+    processing: &mut weir_state::TimerService,
+) -> Result<(), weir_state::StateError> {
+    for (is_event, time, key, namespace) in state.restore(snap)? {
+        let timers = if is_event {
+            &mut *event
+        } else {
+            &mut *processing
+        };
+        timers.register(time, &key, &namespace);
+    }
+    Ok(())
+}
+
 pub use keyed_process::KeyedProcessFactory;
 pub use native::NativeOperatorFactory;
 pub use wasm_udf::WasmUdfFactory;

@@ -188,6 +188,13 @@ impl OperatorFactory for WindowOperatorFactory {
             fire_at: state.register("fire-at", StateKind::Value)?,
             sessions: state.register("sessions", StateKind::Value)?,
         };
+        let mut event_timers = TimerService::new();
+        let mut processing_timers = TimerService::new();
+        if let Some(restored) = info.restored_state()?
+            && let Some(keyed) = &restored.keyed
+        {
+            super::restore_keyed(keyed, &mut state, &mut event_timers, &mut processing_timers)?;
+        }
         Ok(Box::new(WindowOperator {
             instance,
             incremental,
@@ -195,8 +202,8 @@ impl OperatorFactory for WindowOperatorFactory {
             spec: self.spec.clone(),
             state,
             ids,
-            event_timers: TimerService::new(),
-            processing_timers: TimerService::new(),
+            event_timers,
+            processing_timers,
             watermark: i64::MIN,
             ending: false,
             clock: info.clock.clone(),
@@ -1047,6 +1054,18 @@ impl Operator for WindowOperator {
 
     fn next_processing_time(&self) -> Option<i64> {
         self.processing_timers.next_time()
+    }
+
+    fn snapshot(&mut self) -> Result<crate::checkpoint::SubtaskState, EngineError> {
+        Ok(crate::checkpoint::SubtaskState {
+            keyed: Some(super::snapshot_keyed(
+                &self.state,
+                &self.event_timers,
+                &self.processing_timers,
+                self.max_parallelism,
+            )),
+            operator: Vec::new(),
+        })
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {
