@@ -338,6 +338,9 @@ pub struct CheckpointStats {
     pub restore_ms: AtomicU64,
 }
 
+/// The states collected for a checkpoint, by (node, subtask).
+type States = HashMap<(usize, usize), SubtaskState>;
+
 /// What subtasks share with the coordinator.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointHooks {
@@ -367,8 +370,7 @@ impl Coordinator {
         let expected: usize = self.nodes.iter().map(|(_, p)| p).sum();
         let mut next_id = self.first_id + 1;
         let mut next_trigger = Instant::now() + self.config.interval;
-        let mut pending: Option<(CheckpointId, Instant, HashMap<(usize, usize), SubtaskState>)> =
-            None;
+        let mut pending: Option<(CheckpointId, Instant, States)> = None;
         loop {
             let wait = next_trigger.saturating_duration_since(Instant::now());
             match self.acks.recv_timeout(wait) {
