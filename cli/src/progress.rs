@@ -1,6 +1,7 @@
 //! The live progress line and the end-of-run summary.
 
 use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,15 +34,29 @@ pub fn watermark(wm: Option<i64>) -> String {
     }
 }
 
-fn line(m: &JobMetrics, last: &mut (Instant, u64)) -> String {
+fn line(
+    m: &JobMetrics,
+    ckpt: &weir_engine::checkpoint::CheckpointStats,
+    last: &mut (Instant, u64),
+) -> String {
     let read = m.records_read();
     let written = m.records_written();
     let now = Instant::now();
     let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
     let rate = (read.saturating_sub(last.1)) as f64 / dt;
     *last = (now, read);
+    let id = ckpt.last_completed.load(Ordering::Relaxed);
+    let checkpoint = if id == 0 {
+        String::new()
+    } else {
+        format!(
+            "  checkpoint {id} ({} ms, {}B)",
+            ckpt.last_duration_ms.load(Ordering::Relaxed),
+            count(ckpt.last_size.load(Ordering::Relaxed) as f64)
+        )
+    };
     format!(
-        "{}: in {}  out {}  {} rec/s  watermark {}  {:.1}s",
+        "{}: in {}  out {}  {} rec/s  watermark {}{checkpoint}  {:.1}s",
         m.job,
         count(read as f64),
         count(written as f64),
@@ -55,6 +70,7 @@ fn line(m: &JobMetrics, last: &mut (Instant, u64)) -> String {
 /// line every few seconds otherwise. Returns when every task has ended.
 pub fn follow(handle: &JobHandle, quiet: bool) {
     let m = handle.metrics().clone();
+    let c = handle.checkpoints().clone();
     let mut last = (Instant::now(), 0u64);
     if quiet {
         while !handle.is_finished() {
@@ -69,7 +85,7 @@ pub fn follow(handle: &JobHandle, quiet: bool) {
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         while !handle.is_finished() {
-            bar.set_message(line(&m, &mut last));
+            bar.set_message(line(&m, &c, &mut last));
             bar.tick();
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -79,7 +95,7 @@ pub fn follow(handle: &JobHandle, quiet: bool) {
         while !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
             if Instant::now() >= next {
-                eprintln!("{}", line(&m, &mut last));
+                eprintln!("{}", line(&m, &c, &mut last));
                 next += Duration::from_secs(2);
             }
         }

@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use weir_engine::Canceller;
+use weir_engine::checkpoint::{self, CheckpointConfig};
 use weir_job::ModulePath;
 use weir_sandbox::{Sandbox, SandboxConfig};
 
@@ -31,6 +34,43 @@ pub struct RunArgs {
     /// Print the plan (fused tasks) before running.
     #[arg(long)]
     plan: bool,
+    /// The job's state directory: checkpoints are written to
+    /// `DIR/checkpoints`, and a job started again with the same directory
+    /// resumes from its latest checkpoint.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Time between checkpoints (with --state-dir).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    checkpoint_interval: Duration,
+    /// Completed checkpoints to keep.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retain_checkpoints: usize,
+    /// Start from this checkpoint (a `chk-N` directory) instead of the latest.
+    #[arg(long, value_name = "PATH", conflicts_with = "from_savepoint")]
+    from_checkpoint: Option<PathBuf>,
+    /// Start from this savepoint directory.
+    #[arg(long, value_name = "PATH")]
+    from_savepoint: Option<PathBuf>,
+    /// After a failure (a guest trap, an operator error), restart from the
+    /// latest checkpoint at most this many times [default: 3 with
+    /// --state-dir, else 0].
+    #[arg(long, value_name = "N")]
+    restart_attempts: Option<u32>,
+    /// Delay before the first restart.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    restart_delay: Duration,
+    /// `fixed` delay, or `exponential` (doubling, at most 1 minute).
+    #[arg(long, value_name = "STRATEGY", default_value = "fixed")]
+    restart_strategy: RestartStrategy,
+}
+
+/// How restarts are spaced.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RestartStrategy {
+    /// The same delay every time.
+    Fixed,
+    /// Doubling delays, at most one minute.
+    Exponential,
 }
 
 /// The default compilation cache directory.
@@ -48,57 +88,143 @@ pub fn default_cache_dir() -> PathBuf {
 /// Runs the job; exit code 0 if it completed, 1 if it failed while running,
 /// 2 if it could not start.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let spec = weir_job::read_job(&args.job)?;
     let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: Some(args.cache_dir.unwrap_or_else(default_cache_dir)),
+        cache_dir: Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
         ..SandboxConfig::default()
     })
     .context("cannot start the Wasm sandbox")?;
     let modules = ModulePath::for_job(&args.job, &args.module_dirs);
-    let name = spec.name.clone();
-    let prepared = weir_job::prepare(spec, &sandbox, &modules)?;
-    for (op, m) in &prepared.modules {
-        tracing::info!(operator = %op, module = m.name(), digest = %m.digest(), kind = %m.kind(), "module ready");
-    }
-    let handle = weir_engine::run(prepared.dataflow)
-        .with_context(|| format!("cannot start job `{name}`"))?;
-    if args.plan {
-        for t in &handle.plan().tasks {
-            eprintln!("task [{}] x{}", t.name, t.parallelism);
-        }
-    }
+    let checkpoints = args.state_dir.as_ref().map(|d| {
+        let mut c = CheckpointConfig::new(d.join("checkpoints"), args.checkpoint_interval);
+        c.retain = args.retain_checkpoints;
+        c
+    });
+    // Where to start: an explicit checkpoint or savepoint, else the latest
+    // checkpoint in the state directory.
+    let explicit = args.from_checkpoint.clone().or(args.from_savepoint.clone());
+    let mut start_from = explicit.clone().or_else(|| {
+        checkpoints
+            .as_ref()
+            .and_then(|c| checkpoint::latest(&c.dir))
+    });
+    let max_restarts = args
+        .restart_attempts
+        .unwrap_or(if checkpoints.is_some() { 3 } else { 0 });
+
     // First Ctrl-C (or SIGTERM): stop the sources and let the job drain, so
     // sinks flush and the summary is printed. Second: leave at once.
-    let cancel = handle.canceller();
+    let current: Arc<Mutex<Option<Canceller>>> = Arc::new(Mutex::new(None));
     let stopped = Arc::new(AtomicBool::new(false));
-    let flag = stopped.clone();
-    let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+    {
+        let flag = stopped.clone();
+        let current = current.clone();
+        let installed = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\nstopping: sources end, in-flight records drain (press Ctrl-C again to quit now)"
+            );
+            if let Some(c) = current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                c.cancel();
+            }
+        });
+        if let Err(e) = installed {
+            tracing::warn!("cannot install the Ctrl-C handler: {e}");
         }
-        eprintln!(
-            "\nstopping: sources end, in-flight records drain (press Ctrl-C again to quit now)"
-        );
-        cancel.cancel();
-    });
-    if let Err(e) = installed {
-        tracing::warn!("cannot install the Ctrl-C handler: {e}");
     }
-    progress::follow(&handle, args.quiet);
-    let outcome = handle.join();
-    eprint!(
-        "{}",
-        progress::summary(&name, &outcome.metrics, outcome.elapsed)
-    );
-    match outcome.result {
-        Ok(()) if stopped.load(Ordering::SeqCst) => {
-            eprintln!("job `{name}` was stopped before its sources ended");
-            Ok(ExitCode::from(130))
+
+    let mut attempt = 0u32;
+    loop {
+        let spec = weir_job::read_job(&args.job)?;
+        let name = spec.name.clone();
+        let prepared = weir_job::prepare(spec, &sandbox, &modules)?;
+        if attempt == 0 {
+            for (op, m) in &prepared.modules {
+                tracing::info!(operator = %op, module = m.name(), digest = %m.digest(), kind = %m.kind(), "module ready");
+            }
         }
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("error: job `{name}` failed: {e}");
-            Ok(ExitCode::from(1))
+        let mut flow = prepared.dataflow;
+        flow.checkpoints = checkpoints.clone();
+        let restore_started = std::time::Instant::now();
+        if let Some(path) = &start_from {
+            let restored = checkpoint::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot restore job `{name}`: {e}"))?;
+            eprintln!("job `{name}`: restoring from {}", path.display());
+            flow.restore = Some(Arc::new(restored));
+        }
+        let handle =
+            weir_engine::run(flow).with_context(|| format!("cannot start job `{name}`"))?;
+        if start_from.is_some() {
+            handle.checkpoints().restore_ms.store(
+                restore_started.elapsed().as_millis() as u64,
+                Ordering::Relaxed,
+            );
+        }
+        if args.plan && attempt == 0 {
+            for t in &handle.plan().tasks {
+                eprintln!("task [{}] x{}", t.name, t.parallelism);
+            }
+        }
+        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.canceller());
+        if stopped.load(Ordering::SeqCst) {
+            handle.cancel();
+        }
+        progress::follow(&handle, args.quiet);
+        let stats = handle.checkpoints().clone();
+        let outcome = handle.join();
+        eprint!(
+            "{}",
+            progress::summary(&name, &outcome.metrics, outcome.elapsed)
+        );
+        let done = stats.completed.load(Ordering::Relaxed);
+        if done > 0 {
+            eprintln!(
+                "checkpoints: {done} completed, last {} ({} ms, {} bytes), {} abandoned",
+                stats.last_completed.load(Ordering::Relaxed),
+                stats.last_duration_ms.load(Ordering::Relaxed),
+                stats.last_size.load(Ordering::Relaxed),
+                stats.abandoned.load(Ordering::Relaxed)
+            );
+        }
+        match outcome.result {
+            Ok(()) if stopped.load(Ordering::SeqCst) => {
+                eprintln!("job `{name}` was stopped before its sources ended");
+                return Ok(ExitCode::from(130));
+            }
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                let latest = checkpoints
+                    .as_ref()
+                    .and_then(|c| checkpoint::latest(&c.dir));
+                if attempt >= max_restarts || stopped.load(Ordering::SeqCst) {
+                    eprintln!("error: job `{name}` failed: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                attempt += 1;
+                let delay = match args.restart_strategy {
+                    RestartStrategy::Fixed => args.restart_delay,
+                    RestartStrategy::Exponential => args
+                        .restart_delay
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(Duration::from_secs(60)),
+                };
+                // No checkpoint yet: start over from the beginning (or the
+                // explicit start point).
+                start_from = latest.or_else(|| explicit.clone());
+                eprintln!(
+                    "error: job `{name}` failed: {e}\nrestarting in {} from {} (attempt {attempt} of {max_restarts})",
+                    humantime::format_duration(delay),
+                    start_from
+                        .as_ref()
+                        .map_or("the beginning".to_string(), |p| p.display().to_string())
+                );
+                std::thread::sleep(delay);
+            }
         }
     }
 }

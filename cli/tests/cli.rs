@@ -159,3 +159,141 @@ fn udf_inspect_names_the_event_time_worlds() {
         assert!(stdout.contains(world), "{stdout}");
     }
 }
+
+fn window_job(dir: &Path, rate: Option<u64>) -> PathBuf {
+    let rate = rate.map_or(String::new(), |r| format!("rate = {r}"));
+    let text = format!(
+        r#"
+[job]
+name = "killed"
+
+[source.gen]
+kind = "generator"
+count = 30_000
+keys = 13
+interval_ms = 7
+batch_size = 100
+{rate}
+watermark = {{ strategy = "monotonous" }}
+
+[operator.count]
+input = "gen"
+module = "bid-count"
+parallelism = 2
+window = {{ type = "tumbling", size = "2s" }}
+
+[sink.out]
+input = "count"
+kind = "file"
+path = "out.jsonl"
+format = "envelope"
+"#
+    );
+    let f = dir.join("job.toml");
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn sorted_lines(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn latest_checkpoint(state: &Path) -> u64 {
+    std::fs::read_dir(state.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let id: u64 = n.strip_prefix("chk-")?.parse().ok()?;
+            e.path().join("_metadata").is_file().then_some(id)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigkill_at_random_moments_then_restart_gives_exactly_the_uninterrupted_results() {
+    let reference = tempfile::tempdir().unwrap();
+    let out = weir(&[
+        "run",
+        "-q",
+        window_job(reference.path(), None).to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = sorted_lines(&reference.path().join("out.jsonl"));
+    assert!(expected.len() > 50);
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = window_job(dir.path(), Some(6_000));
+    let state = dir.path().join("state");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let args = [
+        "run",
+        "-q",
+        job.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let spawn = || {
+        let root = root();
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
+            .env("WEIR_MODULE_PATH", root.join("target/udfs"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut killed_after = Vec::new();
+    for _ in 0..2 {
+        let before = latest_checkpoint(&state);
+        let mut child = spawn();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while latest_checkpoint(&state) <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            latest_checkpoint(&state) > before,
+            "a new checkpoint was written"
+        );
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let ms = 50 + seed % 700;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before it could be killed (killed after {killed_after:?} ms)"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed_after.push(ms);
+    }
+    // The third start resumes from the latest checkpoint and runs to the end.
+    let out = weir(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("restoring from"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        sorted_lines(&dir.path().join("out.jsonl")),
+        expected,
+        "after SIGKILLs {killed_after:?} ms after a checkpoint"
+    );
+}
