@@ -5,6 +5,7 @@
 
 mod progress;
 mod run;
+mod savepoint;
 mod udf;
 
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a job file in this process until its sources end.
     Run(run::RunArgs),
+    /// Take a savepoint of a job running with a state directory.
+    Savepoint(savepoint::SavepointArgs),
     /// Build and inspect user operators (UDF components).
     #[command(subcommand)]
     Udf(udf::UdfCommand),
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Savepoint(args) => savepoint::run(args),
         Command::Udf(cmd) => udf::run(cmd),
     };
     match result {

@@ -97,8 +97,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let checkpoints = args.state_dir.as_ref().map(|d| {
         let mut c = CheckpointConfig::new(d.join("checkpoints"), args.checkpoint_interval);
         c.retain = args.retain_checkpoints;
+        c.savepoint_dir = Some(d.join("savepoints"));
+        c.savepoint_request = Some(crate::savepoint::request_file(d));
         c
     });
+    if let Some(d) = &args.state_dir {
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("cannot create state directory `{}`", d.display()))?;
+    }
     // Where to start: an explicit checkpoint or savepoint, else the latest
     // checkpoint in the state directory.
     let explicit = args.from_checkpoint.clone().or(args.from_savepoint.clone());

@@ -297,3 +297,80 @@ fn sigkill_at_random_moments_then_restart_gives_exactly_the_uninterrupted_result
         "after SIGKILLs {killed_after:?} ms after a checkpoint"
     );
 }
+
+#[test]
+fn a_savepoint_of_a_running_job_restores_at_another_parallelism() {
+    let reference = tempfile::tempdir().unwrap();
+    let out = weir(&[
+        "run",
+        "-q",
+        window_job(reference.path(), None).to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = sorted_lines(&reference.path().join("out.jsonl"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = window_job(dir.path(), Some(6_000));
+    let state = dir.path().join("state");
+    let root = root();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "run",
+            "-q",
+            job.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--checkpoint-interval",
+            "1h",
+        ])
+        .env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
+        .env("WEIR_MODULE_PATH", root.join("target/udfs"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !state.is_dir() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sp = weir(&["savepoint", "--state-dir", state.to_str().unwrap()]);
+    assert!(sp.status.success(), "{}", text(&sp.stderr));
+    let path = text(&sp.stdout).trim().to_string();
+    assert!(path.contains("savepoints/sp-"), "{path}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job keeps running after a savepoint"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Restore with the window at parallelism 3 instead of 2.
+    let text_job = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("parallelism = 2", "parallelism = 3");
+    std::fs::write(&job, text_job).unwrap();
+    let out = weir(&[
+        "run",
+        "-q",
+        job.to_str().unwrap(),
+        "--from-savepoint",
+        &path,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sorted_lines(&dir.path().join("out.jsonl")), expected);
+
+    // Without a running job, a savepoint request times out with a clear error.
+    let out = weir(&[
+        "savepoint",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--timeout",
+        "200ms",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is a job running with"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -98,6 +98,12 @@ pub struct CheckpointConfig {
     pub retain: usize,
     /// A checkpoint not complete after this long is abandoned.
     pub timeout: Duration,
+    /// Where savepoints go (`sp-<id>` directories), if the job takes them.
+    pub savepoint_dir: Option<PathBuf>,
+    /// A file whose appearance asks for a savepoint (`weir savepoint`
+    /// creates it); when the savepoint is written, its path is put in
+    /// `<file>.done` and the request is removed.
+    pub savepoint_request: Option<PathBuf>,
 }
 
 impl CheckpointConfig {
@@ -109,6 +115,8 @@ impl CheckpointConfig {
             dir: dir.into(),
             retain: 3,
             timeout: Duration::from_secs(600),
+            savepoint_dir: None,
+            savepoint_request: None,
         }
     }
 }
@@ -185,10 +193,6 @@ impl RestoredJob {
     }
 }
 
-fn chk_dir(dir: &Path, id: CheckpointId) -> PathBuf {
-    dir.join(format!("chk-{id}"))
-}
-
 fn state_file(node: &str, subtask: usize) -> String {
     let safe: String = node
         .chars()
@@ -258,13 +262,14 @@ pub fn read(path: &Path) -> Result<RestoredJob, String> {
 /// synced, then renamed.
 fn write(
     dir: &Path,
+    name: &str,
     id: CheckpointId,
     job: &str,
     nodes: &[(String, usize)],
     states: &HashMap<(usize, usize), SubtaskState>,
 ) -> std::io::Result<u64> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".chk-{id}.tmp"));
+    let tmp = dir.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     let mut size = 0u64;
@@ -297,7 +302,7 @@ fn write(
     let mut f = std::fs::File::create(tmp.join("_metadata"))?;
     f.write_all(serde_json::to_string_pretty(&meta)?.as_bytes())?;
     f.sync_all()?;
-    let target = chk_dir(dir, id);
+    let target = dir.join(name);
     let _ = std::fs::remove_dir_all(&target);
     std::fs::rename(&tmp, &target)?;
     if let Ok(d) = std::fs::File::open(dir) {
@@ -336,6 +341,8 @@ pub struct CheckpointStats {
     pub max_alignment_ms: AtomicU64,
     /// Time spent restoring at start (ms), if restored.
     pub restore_ms: AtomicU64,
+    /// Last savepoint taken (its checkpoint number; 0 for none).
+    pub last_savepoint: AtomicU64,
 }
 
 /// The states collected for a checkpoint, by (node, subtask).
@@ -370,28 +377,46 @@ impl Coordinator {
         let expected: usize = self.nodes.iter().map(|(_, p)| p).sum();
         let mut next_id = self.first_id + 1;
         let mut next_trigger = Instant::now() + self.config.interval;
-        let mut pending: Option<(CheckpointId, Instant, States)> = None;
+        let mut pending: Option<(CheckpointId, Instant, States, bool)> = None;
         loop {
-            let wait = next_trigger.saturating_duration_since(Instant::now());
+            let mut wait = next_trigger.saturating_duration_since(Instant::now());
+            if self.config.savepoint_request.is_some() {
+                wait = wait.min(Duration::from_millis(100));
+            }
             match self.acks.recv_timeout(wait) {
                 Ok(ack) => {
-                    if let Some((id, started, states)) = pending.as_mut()
+                    if let Some((id, started, states, savepoint)) = pending.as_mut()
                         && ack.id == *id
                     {
                         states.insert((ack.node, ack.subtask), ack.state);
                         if states.len() == expected {
-                            let (id, started, states) = (*id, *started, std::mem::take(states));
+                            let (id, started, states, savepoint) =
+                                (*id, *started, std::mem::take(states), *savepoint);
                             pending = None;
-                            self.complete(id, started, &states);
+                            if savepoint {
+                                self.complete_savepoint(id, &states);
+                            } else {
+                                self.complete(id, started, &states);
+                            }
                         }
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            let requested = self
+                .config
+                .savepoint_request
+                .as_ref()
+                .is_some_and(|r| r.is_file());
+            if requested && pending.is_none() && !self.sources_ending.load(Ordering::SeqCst) {
+                pending = Some((next_id, Instant::now(), HashMap::new(), true));
+                self.trigger.store(next_id, Ordering::SeqCst);
+                next_id += 1;
+            }
             if Instant::now() >= next_trigger {
                 next_trigger = Instant::now() + self.config.interval;
-                if let Some((id, started, _)) = &pending
+                if let Some((id, started, _, _)) = &pending
                     && started.elapsed() > self.config.timeout
                 {
                     tracing::warn!(checkpoint = id, "checkpoint timed out and is abandoned");
@@ -399,12 +424,34 @@ impl Coordinator {
                     pending = None;
                 }
                 if pending.is_none() && !self.sources_ending.load(Ordering::SeqCst) {
-                    pending = Some((next_id, Instant::now(), HashMap::new()));
+                    pending = Some((next_id, Instant::now(), HashMap::new(), false));
                     self.trigger.store(next_id, Ordering::SeqCst);
                     next_id += 1;
                 }
             }
         }
+    }
+
+    /// Writes a savepoint and answers the request.
+    fn complete_savepoint(&self, id: CheckpointId, states: &States) {
+        let (Some(dir), Some(request)) = (
+            self.config.savepoint_dir.as_ref(),
+            self.config.savepoint_request.as_ref(),
+        ) else {
+            return;
+        };
+        let name = format!("sp-{id}");
+        let answer = match write(dir, &name, id, &self.job, &self.nodes, states) {
+            Ok(_) => {
+                self.stats.last_savepoint.store(id, Ordering::Relaxed);
+                format!("ok {}", dir.join(&name).display())
+            }
+            Err(e) => format!("error cannot write savepoint: {e}"),
+        };
+        let mut done = request.clone().into_os_string();
+        done.push(".done");
+        let _ = std::fs::write(&done, answer);
+        let _ = std::fs::remove_file(request);
     }
 
     fn complete(
@@ -413,7 +460,14 @@ impl Coordinator {
         started: Instant,
         states: &HashMap<(usize, usize), SubtaskState>,
     ) {
-        match write(&self.config.dir, id, &self.job, &self.nodes, states) {
+        match write(
+            &self.config.dir,
+            &format!("chk-{id}"),
+            id,
+            &self.job,
+            &self.nodes,
+            states,
+        ) {
             Ok(size) => {
                 self.stats.last_completed.store(id, Ordering::Relaxed);
                 self.stats
@@ -468,8 +522,8 @@ mod tests {
             },
         );
         let nodes = vec![("src".to_string(), 1), ("win dow".to_string(), 1)];
-        write(dir.path(), 4, "j", &nodes, &states).unwrap();
-        write(dir.path(), 5, "j", &nodes, &states).unwrap();
+        write(dir.path(), "chk-4", 4, "j", &nodes, &states).unwrap();
+        write(dir.path(), "chk-5", 5, "j", &nodes, &states).unwrap();
         assert_eq!(latest(dir.path()).unwrap(), dir.path().join("chk-5"));
 
         let r = read(&dir.path().join("chk-4")).unwrap();
