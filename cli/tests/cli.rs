@@ -374,3 +374,56 @@ fn a_savepoint_of_a_running_job_restores_at_another_parallelism() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_failing_job_is_restarted_from_its_checkpoint_then_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"v\":\"ok\"}\n{\"v\":\"boom\"}\n",
+    )
+    .unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        r#"
+[source.lines]
+kind = "file"
+path = "in.jsonl"
+
+[operator.fail]
+input = "lines"
+module = "misbehave"
+config = { mode = "error" }
+
+[sink.out]
+input = "fail"
+kind = "file"
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = weir(&[
+        "run",
+        "-q",
+        job.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--restart-attempts",
+        "2",
+        "--restart-delay",
+        "10ms",
+        "--restart-strategy",
+        "exponential",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("(attempt 1 of 2)"), "{err}");
+    assert!(err.contains("(attempt 2 of 2)"), "{err}");
+    assert!(
+        err.contains("restarting in 20ms"),
+        "exponential backoff: {err}"
+    );
+    assert_eq!(err.matches("operator `fail`").count(), 3, "{err}");
+}
