@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long, short)]
     quiet: bool,
+    /// Where keyed state lives: `heap` or `rocksdb` [default: the job
+    /// file's `[job] state_backend`, else heap]. RocksDB keeps its working
+    /// files under `--state-dir` (or the temporary directory).
+    #[arg(long, value_name = "BACKEND")]
+    state_backend: Option<String>,
     /// Print the plan (fused tasks) before running.
     #[arg(long)]
     plan: bool,
@@ -156,6 +161,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let mut flow = prepared.dataflow;
         flow.checkpoints = checkpoints.clone();
+        match args.state_backend.as_deref() {
+            None => {}
+            Some("heap") => flow.state_backend = weir_state::Backend::Heap,
+            Some("rocksdb") => {
+                flow.state_backend = weir_state::Backend::RocksDb {
+                    dir: std::env::temp_dir().join("weir-rocksdb"),
+                }
+            }
+            Some(other) => {
+                anyhow::bail!("unknown --state-backend `{other}`; expected heap or rocksdb")
+            }
+        }
+        if let (weir_state::Backend::RocksDb { dir }, Some(state)) =
+            (&mut flow.state_backend, &args.state_dir)
+        {
+            *dir = state.join("rocksdb");
+        }
         let restore_started = std::time::Instant::now();
         if let Some(path) = &start_from {
             let restored = checkpoint::read(path)

@@ -102,6 +102,13 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
         assert!(restored.id >= 2);
         let mut flow = dataflow(&job_file(dir.path(), restored_parallelism, None));
         flow.restore = Some(Arc::new(restored));
+        // The checkpoint was taken on the heap; the rescaled run restores it
+        // into RocksDB: snapshots do not depend on the backend.
+        if restored_parallelism != 1 {
+            flow.state_backend = weir_state::Backend::RocksDb {
+                dir: dir.path().join("rocksdb"),
+            };
+        }
         let second = weir_engine::run(flow).unwrap().join();
         second.result.unwrap();
         // The source resumed from its checkpointed position instead of

@@ -17,9 +17,19 @@ use weir_tests::{read_jsonl, root, sandbox, udf_dir};
 /// Runs `udfs/examples/<name>/job.toml` with file sinks under a temp dir;
 /// returns the temp dir.
 fn run_example(name: &str) -> tempfile::TempDir {
+    run_example_on(name, weir_state::Backend::Heap)
+}
+
+fn run_example_on(name: &str, backend: weir_state::Backend) -> tempfile::TempDir {
     let dir = root().join("udfs/examples").join(name);
     let mut spec = read_job(&dir.join("job.toml")).unwrap();
     let out = tempfile::tempdir().unwrap();
+    spec.state_backend = match backend {
+        weir_state::Backend::Heap => backend,
+        weir_state::Backend::RocksDb { .. } => weir_state::Backend::RocksDb {
+            dir: out.path().join("rocksdb"),
+        },
+    };
     for s in &mut spec.sinks {
         if let SinkKind::File(o) = &mut s.spec.kind {
             o.path = out.path().join(format!("{}.jsonl", s.name));
@@ -86,6 +96,19 @@ fn sessions_merge_per_user_by_gap() {
 fn fraud_detection_with_keyed_state_and_timers() {
     let out = run_example("fraud");
     check("fraud", out.path());
+}
+
+#[test]
+fn every_example_gives_the_same_results_with_state_in_rocksdb() {
+    for name in ["ad-ctr", "sessions", "fraud", "leaderboard"] {
+        let out = run_example_on(
+            name,
+            weir_state::Backend::RocksDb {
+                dir: std::path::PathBuf::new(),
+            },
+        );
+        check(name, out.path());
+    }
 }
 
 #[test]

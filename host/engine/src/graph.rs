@@ -119,6 +119,8 @@ pub struct Dataflow {
     pub checkpoints: Option<crate::checkpoint::CheckpointConfig>,
     /// State to start from (a checkpoint or savepoint).
     pub restore: Option<Arc<crate::checkpoint::RestoredJob>>,
+    /// Where keyed state lives.
+    pub state_backend: weir_state::Backend,
 }
 
 impl Dataflow {
@@ -132,6 +134,7 @@ impl Dataflow {
             clock: crate::time::system_clock(),
             checkpoints: None,
             restore: None,
+            state_backend: weir_state::Backend::Heap,
         }
     }
 

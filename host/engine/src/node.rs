@@ -25,6 +25,8 @@ pub struct SubtaskInfo {
     pub clock: std::sync::Arc<dyn crate::time::Clock>,
     /// The checkpoint the job restores from, if any.
     pub restored: Option<std::sync::Arc<crate::checkpoint::RestoredJob>>,
+    /// Where keyed state lives.
+    pub state_backend: weir_state::Backend,
 }
 
 impl SubtaskInfo {
@@ -39,7 +41,18 @@ impl SubtaskInfo {
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             clock: crate::time::system_clock(),
             restored: None,
+            state_backend: weir_state::Backend::Heap,
         }
+    }
+
+    /// A fresh keyed-state store for this subtask, in the job's backend.
+    ///
+    /// # Errors
+    /// A store that cannot be opened.
+    pub fn open_state_store(&self) -> Result<Box<dyn weir_state::StateStore>, BoxError> {
+        Ok(self
+            .state_backend
+            .open(&format!("{}-{}-{}", self.job, self.node, self.subtask))?)
     }
 
     /// This subtask's state in the checkpoint the job restores from: its own

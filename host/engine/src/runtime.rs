@@ -517,6 +517,7 @@ impl SubtaskContext {
             max_parallelism: self.flow.max_parallelism,
             clock: self.flow.clock.clone(),
             restored: self.flow.restore.clone(),
+            state_backend: self.flow.state_backend.clone(),
         }
     }
 

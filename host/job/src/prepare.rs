@@ -51,6 +51,7 @@ pub fn prepare(
     let mut flow = Dataflow::new(job.name.clone());
     flow.channel_capacity = job.channel_capacity;
     flow.max_parallelism = job.max_parallelism;
+    flow.state_backend = job.state_backend.clone();
     let sinks: Vec<&str> = job.sinks.iter().map(|s| s.name.as_str()).collect();
     let check_inputs = |c: &NodeContext<'_>, inputs: &[String]| -> Result<(), JobError> {
         if inputs.is_empty() {

@@ -35,6 +35,10 @@ pub struct JobSpec {
     pub channel_capacity: usize,
     /// Number of key groups (the most subtasks a keyed operator can have).
     pub max_parallelism: u32,
+    /// Where keyed state lives (`[job] state_backend`): the heap, or RocksDB
+    /// under the system's temporary directory (`weir run --state-dir` moves
+    /// it under the state directory).
+    pub state_backend: weir_state::Backend,
     /// Sources.
     pub sources: Vec<Node<SourceSpec>>,
     /// Operators.
@@ -171,6 +175,7 @@ struct JobSection {
     parallelism: Option<usize>,
     channel_capacity: Option<usize>,
     max_parallelism: Option<u32>,
+    state_backend: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +318,18 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
             "[job] max_parallelism must be at least 1".into(),
         ));
     }
+    let state_backend = match raw.job.state_backend.as_deref() {
+        None | Some("heap") => weir_state::Backend::Heap,
+        Some("rocksdb") => weir_state::Backend::RocksDb {
+            dir: std::env::temp_dir().join("weir-rocksdb"),
+        },
+        Some(other) => {
+            return Err(at(
+                key_line(text, &job_header, "state_backend"),
+                format!("[job] state_backend `{other}` is unknown; expected `heap` or `rocksdb`"),
+            ));
+        }
+    };
     let mut seen: Vec<(String, Range<usize>)> = Vec::new();
     let mut check_name = |name: &str, header: &Range<usize>| {
         if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
@@ -515,6 +532,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         parallelism,
         channel_capacity: raw.job.channel_capacity.unwrap_or(16).max(1),
         max_parallelism,
+        state_backend,
         sources,
         operators,
         sinks,

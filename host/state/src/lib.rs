@@ -1,8 +1,8 @@
 //! Keyed state for weir operators.
 //!
 //! State is bytes in a [`StateStore`], an ordered key-value store with
-//! prefix scans and appends; [`HeapStore`] keeps it in memory (a RocksDB
-//! store is the other backend). Above the store, [`KeyedState`] gives an
+//! prefix scans and appends; [`HeapStore`] keeps it in memory,
+//! [`RocksStore`] in an embedded RocksDB (for state larger than memory). Above the store, [`KeyedState`] gives an
 //! operator Flink's state kinds — value, list, map — for the *current key* and
 //! an optional namespace (a window), laid out so that everything of one key
 //! group is one contiguous key range:
@@ -17,11 +17,64 @@
 //! namespace, ordered by time.
 
 pub mod keyed;
+pub mod rocks;
 pub mod snapshot;
 pub mod store;
 pub mod timers;
 
 pub use keyed::{KeyedState, StateError, StateId, StateKind};
+pub use rocks::RocksStore;
 pub use snapshot::KeyedSnapshot;
 pub use store::{HeapStore, StateStore};
 pub use timers::TimerService;
+
+/// Which store keyed state lives in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// On the heap ([`HeapStore`]): fastest, bounded by memory.
+    #[default]
+    Heap,
+    /// In RocksDB ([`RocksStore`]), each subtask's database under `dir`.
+    RocksDb {
+        /// Working directory for the databases.
+        dir: std::path::PathBuf,
+    },
+}
+
+impl Backend {
+    /// Opens a fresh store for one operator subtask, named by `label`.
+    ///
+    /// # Errors
+    /// A RocksDB database that cannot be created, with its path.
+    pub fn open(&self, label: &str) -> Result<Box<dyn StateStore>, String> {
+        match self {
+            Self::Heap => Ok(Box::new(HeapStore::new())),
+            Self::RocksDb { dir } => {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let safe: String = label
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = dir.join(format!("{safe}-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+                Ok(Box::new(RocksStore::open(&path, true)?))
+            }
+        }
+    }
+
+    /// The name used in job files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Heap => "heap",
+            Self::RocksDb { .. } => "rocksdb",
+        }
+    }
+}

@@ -17,7 +17,7 @@ use weir_sandbox::{
     Emitted, InstanceLabel, InstanceLimits, KeyedContext, OperatorInstance, OperatorKind,
     OperatorModule, TimeDomain,
 };
-use weir_state::{HeapStore, KeyedState, StateId, StateKind, TimerService};
+use weir_state::{KeyedState, StateId, StateKind, TimerService};
 
 use crate::BoxError;
 use crate::error::EngineError;
@@ -72,7 +72,7 @@ impl OperatorFactory for KeyedProcessFactory {
             subtask: info.subtask,
         };
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
-        let mut state = KeyedState::new(Box::new(HeapStore::new()));
+        let mut state = KeyedState::new(info.open_state_store()?);
         let mut event_timers = TimerService::new();
         let mut processing_timers = TimerService::new();
         if let Some(restored) = info.restored_state()?

@@ -33,7 +33,7 @@ use weir_sandbox::{
     InstanceLabel, InstanceLimits, OperatorInstance, OperatorKind, OperatorModule, SandboxError,
     WindowPane,
 };
-use weir_state::{HeapStore, KeyedState, StateId, StateKind, TimerService};
+use weir_state::{KeyedState, StateId, StateKind, TimerService};
 
 use crate::BoxError;
 use crate::error::EngineError;
@@ -180,7 +180,7 @@ impl OperatorFactory for WindowOperatorFactory {
         } else {
             None
         };
-        let mut state = KeyedState::new(Box::new(HeapStore::new()));
+        let mut state = KeyedState::new(info.open_state_store()?);
         let ids = StateIds {
             acc: state.register("acc", StateKind::Value)?,
             contents: state.register("contents", StateKind::List)?,
