@@ -56,6 +56,8 @@ pub enum StateError {
 pub struct KeyedState {
     store: Box<dyn StateStore>,
     names: HashMap<String, (StateId, StateKind)>,
+    /// Kind of each state id.
+    kinds: Vec<StateKind>,
     key: Vec<u8>,
     key_group: u16,
     /// Scratch buffer for composite keys.
@@ -77,6 +79,7 @@ impl KeyedState {
         Self {
             store,
             names: HashMap::new(),
+            kinds: Vec::new(),
             key: Vec::new(),
             key_group: 0,
             buf: Vec::with_capacity(64),
@@ -108,6 +111,7 @@ impl KeyedState {
             return Err(StateError::TooMany(usize::from(u16::MAX)));
         }
         self.names.insert(name.to_string(), (id as StateId, kind));
+        self.kinds.push(kind);
         Ok(id as StateId)
     }
 
@@ -275,7 +279,12 @@ impl KeyedState {
     /// Clears state `id` (any kind) of the current key in `namespace`.
     pub fn clear(&mut self, id: StateId, namespace: &[u8]) {
         self.prefix(id, namespace);
-        self.store.delete_prefix(&self.buf);
+        // Value and list state are one entry: a point delete (a range
+        // delete per cleared window would leave RocksDB a tombstone each).
+        match self.kinds.get(id as usize) {
+            Some(StateKind::Map) | None => self.store.delete_prefix(&self.buf),
+            Some(_) => self.store.delete(&self.buf),
+        }
     }
 
     /// Number of stored entries.
