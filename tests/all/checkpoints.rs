@@ -74,7 +74,7 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
     for restored_parallelism in [1, 3] {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = dir.path().join("checkpoints");
-        // First run: paced, checkpointing every 50 ms; stopped once two
+        // First run: paced, checkpointing every 50 ms; stopped once five
         // checkpoints completed (what it wrote after the last one is cut
         // off at restore, as after a crash).
         let mut flow = dataflow(&job_file(dir.path(), 1, Some(20_000)));
@@ -85,7 +85,7 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
         let handle = weir_engine::run(flow).unwrap();
         let stats = handle.checkpoints().clone();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while stats.completed.load(std::sync::atomic::Ordering::SeqCst) < 2
+        while stats.completed.load(std::sync::atomic::Ordering::SeqCst) < 5
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(5));
@@ -95,6 +95,11 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
         first.result.unwrap();
         let read = first.metrics[0].records_out;
         assert!(read < 60_000, "stopped before the end: read {read}");
+
+        // Only the last 3 completed checkpoints are kept, and nothing
+        // half-written looks complete.
+        let kept = checkpoint::completed(&checkpoints);
+        assert_eq!(kept.len(), 3, "{kept:?}");
 
         // Restore from the latest checkpoint and run to the end.
         let latest = checkpoint::latest(&checkpoints).expect("a completed checkpoint");
