@@ -176,7 +176,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let (weir_state::Backend::RocksDb { dir }, Some(state)) =
             (&mut flow.state_backend, &args.state_dir)
         {
+            // Working copies only: a killed run leaves its databases behind,
+            // and state comes back from the checkpoint, so start clean.
             *dir = state.join("rocksdb");
+            let _ = std::fs::remove_dir_all(&*dir);
         }
         let restore_started = std::time::Instant::now();
         if let Some(path) = &start_from {

@@ -220,6 +220,15 @@ fn latest_checkpoint(state: &Path) -> u64 {
 
 #[test]
 fn sigkill_at_random_moments_then_restart_gives_exactly_the_uninterrupted_results() {
+    kill_and_restart("heap");
+}
+
+#[test]
+fn sigkill_and_restart_with_state_in_rocksdb() {
+    kill_and_restart("rocksdb");
+}
+
+fn kill_and_restart(backend: &str) {
     let reference = tempfile::tempdir().unwrap();
     let out = weir(&[
         "run",
@@ -246,6 +255,8 @@ fn sigkill_at_random_moments_then_restart_gives_exactly_the_uninterrupted_result
         state.to_str().unwrap(),
         "--checkpoint-interval",
         "100ms",
+        "--state-backend",
+        backend,
     ];
     let spawn = || {
         let root = root();
@@ -291,6 +302,12 @@ fn sigkill_at_random_moments_then_restart_gives_exactly_the_uninterrupted_result
         "{}",
         text(&out.stderr)
     );
+    if backend == "rocksdb" {
+        let left = std::fs::read_dir(state.join("rocksdb"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "killed runs' databases are cleaned up");
+    }
     assert_eq!(
         sorted_lines(&dir.path().join("out.jsonl")),
         expected,
