@@ -361,7 +361,8 @@ fn a_savepoint_of_a_running_job_restores_at_another_parallelism() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    // Restore with the window at parallelism 3 instead of 2.
+    // Restore with the window at parallelism 3 instead of 2, and the state
+    // in RocksDB instead of on the heap.
     let text_job = std::fs::read_to_string(&job)
         .unwrap()
         .replace("parallelism = 2", "parallelism = 3");
@@ -372,6 +373,8 @@ fn a_savepoint_of_a_running_job_restores_at_another_parallelism() {
         job.to_str().unwrap(),
         "--from-savepoint",
         &path,
+        "--state-backend",
+        "rocksdb",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(sorted_lines(&dir.path().join("out.jsonl")), expected);
