@@ -181,7 +181,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             *dir = state.join("rocksdb");
             let _ = std::fs::remove_dir_all(&*dir);
         }
-        let restore_started = std::time::Instant::now();
         if let Some(path) = &start_from {
             let restored = checkpoint::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot restore job `{name}`: {e}"))?;
@@ -190,12 +189,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let handle =
             weir_engine::run(flow).with_context(|| format!("cannot start job `{name}`"))?;
-        if start_from.is_some() {
-            handle.checkpoints().restore_ms.store(
-                restore_started.elapsed().as_millis() as u64,
-                Ordering::Relaxed,
-            );
-        }
         if args.plan && attempt == 0 {
             for t in &handle.plan().tasks {
                 eprintln!("task [{}] x{}", t.name, t.parallelism);
@@ -215,11 +208,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let done = stats.completed.load(Ordering::Relaxed);
         if done > 0 {
             eprintln!(
-                "checkpoints: {done} completed, last {} ({} ms, {} bytes), {} abandoned",
+                "checkpoints: {done} completed, last {} ({} ms, {} bytes), {} abandoned, longest barrier alignment {} ms",
                 stats.last_completed.load(Ordering::Relaxed),
                 stats.last_duration_ms.load(Ordering::Relaxed),
                 stats.last_size.load(Ordering::Relaxed),
-                stats.abandoned.load(Ordering::Relaxed)
+                stats.abandoned.load(Ordering::Relaxed),
+                stats.max_alignment_ms.load(Ordering::Relaxed)
             );
         }
         match outcome.result {

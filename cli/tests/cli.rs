@@ -12,15 +12,29 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn weir(args: &[&str]) -> Output {
+/// `weir ARGS` with the test module cache and the built UDFs, run from the
+/// repository root.
+fn command(args: &[&str]) -> Command {
     let root = root();
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.args(args)
         .env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
         .env("WEIR_MODULE_PATH", root.join("target/udfs"))
-        .current_dir(&root)
-        .output()
-        .expect("weir runs")
+        .current_dir(&root);
+    c
+}
+
+fn weir(args: &[&str]) -> Output {
+    command(args).output().expect("weir runs")
+}
+
+/// Starts `weir ARGS` in the background, output discarded.
+fn spawn_weir(args: &[&str]) -> std::process::Child {
+    command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weir starts")
 }
 
 fn text(b: &[u8]) -> String {
@@ -258,21 +272,10 @@ fn kill_and_restart(backend: &str) {
         "--state-backend",
         backend,
     ];
-    let spawn = || {
-        let root = root();
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(args)
-            .env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
-            .env("WEIR_MODULE_PATH", root.join("target/udfs"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
     let mut killed_after = Vec::new();
     for _ in 0..2 {
         let before = latest_checkpoint(&state);
-        let mut child = spawn();
+        let mut child = spawn_weir(&args);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while latest_checkpoint(&state) <= before && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -329,22 +332,15 @@ fn a_savepoint_of_a_running_job_restores_at_another_parallelism() {
     let dir = tempfile::tempdir().unwrap();
     let job = window_job(dir.path(), Some(6_000));
     let state = dir.path().join("state");
-    let root = root();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "run",
-            "-q",
-            job.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--checkpoint-interval",
-            "1h",
-        ])
-        .env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
-        .env("WEIR_MODULE_PATH", root.join("target/udfs"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_weir(&[
+        "run",
+        "-q",
+        job.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--checkpoint-interval",
+        "1h",
+    ]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !state.is_dir() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));

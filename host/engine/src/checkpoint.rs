@@ -80,11 +80,6 @@ impl SubtaskState {
             operator: rest[8 + len..].to_vec(),
         })
     }
-
-    /// Stored size in bytes.
-    pub fn size(&self) -> usize {
-        self.keyed.as_ref().map_or(0, |k| k.encode().len()) + self.operator.len()
-    }
 }
 
 /// How a job checkpoints.
@@ -339,8 +334,6 @@ pub struct CheckpointStats {
     pub abandoned: AtomicU64,
     /// The longest alignment seen (ms).
     pub max_alignment_ms: AtomicU64,
-    /// Time spent restoring at start (ms), if restored.
-    pub restore_ms: AtomicU64,
     /// Last savepoint taken (its checkpoint number; 0 for none).
     pub last_savepoint: AtomicU64,
 }

@@ -45,6 +45,15 @@ impl SubtaskInfo {
         }
     }
 
+    /// The label a Wasm instance of this subtask logs and fails under.
+    pub fn instance_label(&self) -> weir_sandbox::InstanceLabel {
+        weir_sandbox::InstanceLabel {
+            job: self.job.clone(),
+            operator: self.node.clone(),
+            subtask: self.subtask,
+        }
+    }
+
     /// A fresh keyed-state store for this subtask, in the job's backend.
     ///
     /// # Errors

@@ -115,6 +115,11 @@ impl KeyedState {
         Ok(id as StateId)
     }
 
+    /// The id of state `name`, if it was registered.
+    pub fn lookup(&self, name: &str) -> Option<StateId> {
+        self.names.get(name).map(|&(id, _)| id)
+    }
+
     /// Sets the key that the following calls act on, with its key group.
     pub fn set_current_key(&mut self, key: &[u8], key_group: u16) {
         self.key.clear();
@@ -382,6 +387,8 @@ mod tests {
         let l = s.register("seen", StateKind::List).unwrap();
         let m = s.register("by", StateKind::Map).unwrap();
         assert_eq!(s.register("total", StateKind::Value).unwrap(), v);
+        assert_eq!(s.lookup("total"), Some(v));
+        assert_eq!(s.lookup("never-used"), None);
         let e = s.register("total", StateKind::Map).unwrap_err();
         assert!(e.to_string().contains("`total` is value state"), "{e}");
 

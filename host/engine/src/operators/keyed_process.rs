@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use weir_record::{BatchBuilder, RecordBatch};
 use weir_sandbox::{
-    Emitted, InstanceLabel, InstanceLimits, KeyedContext, OperatorInstance, OperatorKind,
-    OperatorModule, TimeDomain,
+    Emitted, InstanceLimits, KeyedContext, OperatorInstance, OperatorKind, OperatorModule,
+    TimeDomain,
 };
 use weir_state::{KeyedState, StateId, StateKind, TimerService};
 
@@ -66,20 +66,9 @@ impl KeyedProcessFactory {
 
 impl OperatorFactory for KeyedProcessFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
-        let label = InstanceLabel {
-            job: info.job.clone(),
-            operator: info.node.clone(),
-            subtask: info.subtask,
-        };
+        let label = info.instance_label();
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
-        let mut state = KeyedState::new(info.open_state_store()?);
-        let mut event_timers = TimerService::new();
-        let mut processing_timers = TimerService::new();
-        if let Some(restored) = info.restored_state()?
-            && let Some(keyed) = &restored.keyed
-        {
-            super::restore_keyed(keyed, &mut state, &mut event_timers, &mut processing_timers)?;
-        }
+        let (state, event_timers, processing_timers) = super::open_keyed(info)?;
         instance.set_keyed_context(Box::new(KeyedHost {
             state,
             event_timers,
@@ -169,12 +158,9 @@ impl KeyedContext for KeyedHost {
         Ok(self.state.map_entries(id, b""))
     }
     fn clear(&mut self, name: &str) -> Result<(), String> {
-        // Clearing a name never used is a no-op, whatever its kind would be.
-        for kind in [StateKind::Value, StateKind::List, StateKind::Map] {
-            if let Ok(id) = self.state.register(name, kind) {
-                self.state.clear(id, b"");
-                return Ok(());
-            }
+        // Clearing a name never used is a no-op, and does not fix its kind.
+        if let Some(id) = self.state.lookup(name) {
+            self.state.clear(id, b"");
         }
         Ok(())
     }
@@ -226,11 +212,16 @@ impl KeyedProcess {
     }
 
     fn host(&mut self) -> Result<&mut KeyedHost, EngineError> {
-        let missing = self.err("internal error: the keyed context is missing");
+        let (node, subtask) = (&self.node, self.subtask);
         self.instance
             .keyed_context()
             .and_then(|c| c.as_any_mut().downcast_mut::<KeyedHost>())
-            .ok_or(missing)
+            .ok_or_else(|| EngineError::Node {
+                role: NodeRole::Operator,
+                node: node.clone(),
+                subtask,
+                source: "internal error: the keyed context is missing".into(),
+            })
     }
 
     fn outputs(&self) -> Outputs {

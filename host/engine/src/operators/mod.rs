@@ -38,22 +38,33 @@ pub(crate) fn snapshot_keyed(
     snap
 }
 
-/// Restores keyed state and timers taken by [`snapshot_keyed`].
-pub(crate) fn restore_keyed(
-    snap: &weir_state::KeyedSnapshot,
-    state: &mut weir_state::KeyedState,
-    event: &mut weir_state::TimerService,
-    processing: &mut weir_state::TimerService,
-) -> Result<(), weir_state::StateError> {
-    for (is_event, time, key, namespace) in state.restore(snap)? {
-        let timers = if is_event {
-            &mut *event
-        } else {
-            &mut *processing
-        };
-        timers.register(time, &key, &namespace);
+/// The keyed state and timers of one operator subtask: its store and its
+/// event- and processing-time timer services.
+pub(crate) type KeyedParts = (
+    weir_state::KeyedState,
+    weir_state::TimerService,
+    weir_state::TimerService,
+);
+
+/// Opens a keyed operator subtask's state store and timers, restored from
+/// the job's checkpoint if it has one (what [`snapshot_keyed`] took).
+pub(crate) fn open_keyed(info: &crate::SubtaskInfo) -> Result<KeyedParts, crate::BoxError> {
+    let mut state = weir_state::KeyedState::new(info.open_state_store()?);
+    let mut event = weir_state::TimerService::new();
+    let mut processing = weir_state::TimerService::new();
+    if let Some(restored) = info.restored_state()?
+        && let Some(snap) = &restored.keyed
+    {
+        for (is_event, time, key, namespace) in state.restore(snap)? {
+            let timers = if is_event {
+                &mut event
+            } else {
+                &mut processing
+            };
+            timers.register(time, &key, &namespace);
+        }
     }
-    Ok(())
+    Ok((state, event, processing))
 }
 
 pub use keyed_process::KeyedProcessFactory;

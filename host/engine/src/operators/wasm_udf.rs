@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use weir_record::RecordBatch;
-use weir_sandbox::{InstanceLabel, InstanceLimits, OperatorInstance, OperatorModule};
+use weir_sandbox::{InstanceLimits, OperatorInstance, OperatorModule};
 
 use crate::BoxError;
 use crate::error::EngineError;
@@ -38,11 +38,7 @@ impl WasmUdfFactory {
 
 impl OperatorFactory for WasmUdfFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
-        let label = InstanceLabel {
-            job: info.job.clone(),
-            operator: info.node.clone(),
-            subtask: info.subtask,
-        };
+        let label = info.instance_label();
         let instance = self.module.instantiate(label, self.limits, &self.config)?;
         Ok(Box::new(WasmUdf {
             instance,

@@ -30,8 +30,7 @@ use std::time::Duration;
 
 use weir_record::{BatchBuilder, BytesColumn, RecordBatch};
 use weir_sandbox::{
-    InstanceLabel, InstanceLimits, OperatorInstance, OperatorKind, OperatorModule, SandboxError,
-    WindowPane,
+    InstanceLimits, OperatorInstance, OperatorKind, OperatorModule, SandboxError, WindowPane,
 };
 use weir_state::{KeyedState, StateId, StateKind, TimerService};
 
@@ -167,11 +166,7 @@ impl WindowOperatorFactory {
 
 impl OperatorFactory for WindowOperatorFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
-        let label = InstanceLabel {
-            job: info.job.clone(),
-            operator: info.node.clone(),
-            subtask: info.subtask,
-        };
+        let label = info.instance_label();
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
         let incremental =
             self.module.kind() == OperatorKind::Aggregate && self.spec.evictor.is_none();
@@ -180,7 +175,7 @@ impl OperatorFactory for WindowOperatorFactory {
         } else {
             None
         };
-        let mut state = KeyedState::new(info.open_state_store()?);
+        let (mut state, event_timers, processing_timers) = super::open_keyed(info)?;
         let ids = StateIds {
             acc: state.register("acc", StateKind::Value)?,
             contents: state.register("contents", StateKind::List)?,
@@ -188,13 +183,6 @@ impl OperatorFactory for WindowOperatorFactory {
             fire_at: state.register("fire-at", StateKind::Value)?,
             sessions: state.register("sessions", StateKind::Value)?,
         };
-        let mut event_timers = TimerService::new();
-        let mut processing_timers = TimerService::new();
-        if let Some(restored) = info.restored_state()?
-            && let Some(keyed) = &restored.keyed
-        {
-            super::restore_keyed(keyed, &mut state, &mut event_timers, &mut processing_timers)?;
-        }
         Ok(Box::new(WindowOperator {
             instance,
             incremental,
