@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a job file in this process until its sources end.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Take a savepoint of a job running with a state directory.
     Savepoint(savepoint::SavepointArgs),
     /// Build and inspect user operators (UDF components).
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Savepoint(args) => savepoint::run(args),
         Command::Udf(cmd) => udf::run(cmd),
     };

@@ -50,9 +50,10 @@ fn line(
         String::new()
     } else {
         format!(
-            "  checkpoint {id} ({} ms, {}B)",
+            "  checkpoint {id} ({} ms, {}B, +{}B)",
             ckpt.last_duration_ms.load(Ordering::Relaxed),
-            count(ckpt.last_size.load(Ordering::Relaxed) as f64)
+            count(ckpt.last_size.load(Ordering::Relaxed) as f64),
+            count(ckpt.last_incremental_size.load(Ordering::Relaxed) as f64)
         )
     };
     format!(
@@ -64,6 +65,30 @@ fn line(
         watermark(m.watermark()),
         m.elapsed().as_secs_f64()
     )
+}
+
+/// The checkpoint figures after a run (empty when none completed).
+pub fn checkpoint_summary(stats: &weir_engine::checkpoint::CheckpointStats) -> String {
+    let mut out = String::new();
+    let restore = stats.restore_ms.load(Ordering::Relaxed);
+    if restore > 0 {
+        out.push_str(&format!("state restored in {restore} ms\n"));
+    }
+    let done = stats.completed.load(Ordering::Relaxed);
+    if done > 0 {
+        out.push_str(&format!(
+            "checkpoints: {done} completed, last {} ({} ms, {} bytes in all, {} bytes new), \
+             {} abandoned, longest barrier alignment {} ms, longest snapshot pause {} us\n",
+            stats.last_completed.load(Ordering::Relaxed),
+            stats.last_duration_ms.load(Ordering::Relaxed),
+            stats.last_size.load(Ordering::Relaxed),
+            stats.last_incremental_size.load(Ordering::Relaxed),
+            stats.abandoned.load(Ordering::Relaxed),
+            stats.max_alignment_ms.load(Ordering::Relaxed),
+            stats.max_sync_us.load(Ordering::Relaxed),
+        ));
+    }
+    out
 }
 
 /// Shows progress until the job ends: a spinner line on a terminal, a plain

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use weir_engine::Canceller;
-use weir_engine::checkpoint::{self, CheckpointConfig};
+use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStorage};
 use weir_job::ModulePath;
 use weir_sandbox::{Sandbox, SandboxConfig};
 
@@ -50,12 +50,27 @@ pub struct RunArgs {
     /// Completed checkpoints to keep.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retain_checkpoints: usize,
-    /// Start from this checkpoint (a `chk-N` directory) instead of the latest.
-    #[arg(long, value_name = "PATH", conflicts_with = "from_savepoint")]
-    from_checkpoint: Option<PathBuf>,
-    /// Start from this savepoint directory.
-    #[arg(long, value_name = "PATH")]
-    from_savepoint: Option<PathBuf>,
+    /// Where checkpoints are written: a directory or `s3://bucket/prefix`
+    /// (S3 settings from the `AWS_*` environment variables)
+    /// [default: DIR/checkpoints of --state-dir].
+    #[arg(long, value_name = "LOCATION", requires = "state_dir")]
+    checkpoint_storage: Option<String>,
+    /// Where savepoints are written: a directory or `s3://bucket/prefix`
+    /// [default: DIR/savepoints of --state-dir].
+    #[arg(long, value_name = "LOCATION", requires = "state_dir")]
+    savepoint_storage: Option<String>,
+    /// How tasks with several inputs handle barriers: `aligned` (wait for
+    /// the barrier on every input) or `unaligned` (snapshot at the first
+    /// barrier and save the in-flight records: for backpressured jobs).
+    #[arg(long, value_name = "MODE", default_value = "aligned", value_parser = ["aligned", "unaligned"])]
+    checkpoint_mode: String,
+    /// Start from this checkpoint (a `chk-N` directory or URL) instead of the
+    /// latest.
+    #[arg(long, value_name = "LOCATION", conflicts_with = "from_savepoint")]
+    from_checkpoint: Option<String>,
+    /// Start from this savepoint (an `sp-N` directory or URL).
+    #[arg(long, value_name = "LOCATION")]
+    from_savepoint: Option<String>,
     /// After a failure (a guest trap, an operator error), restart from the
     /// latest checkpoint at most this many times [default: 3 with
     /// --state-dir, else 0].
@@ -99,13 +114,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot start the Wasm sandbox")?;
     let modules = ModulePath::for_job(&args.job, &args.module_dirs);
-    let checkpoints = args.state_dir.as_ref().map(|d| {
-        let mut c = CheckpointConfig::new(d.join("checkpoints"), args.checkpoint_interval);
-        c.retain = args.retain_checkpoints;
-        c.savepoint_dir = Some(d.join("savepoints"));
-        c.savepoint_request = Some(crate::savepoint::request_file(d));
-        c
-    });
+    let checkpoints = match &args.state_dir {
+        None => None,
+        Some(d) => {
+            let open = |given: &Option<String>, default: &str| {
+                let location = given
+                    .clone()
+                    .unwrap_or_else(|| d.join(default).display().to_string());
+                CheckpointStorage::open(&location).map_err(|e| anyhow::anyhow!(e))
+            };
+            let mut c = CheckpointConfig::new(
+                open(&args.checkpoint_storage, "checkpoints")?,
+                args.checkpoint_interval,
+            );
+            c.retain = args.retain_checkpoints;
+            c.savepoints = Some(open(&args.savepoint_storage, "savepoints")?);
+            c.savepoint_request = Some(crate::savepoint::request_file(d));
+            if args.checkpoint_mode == "unaligned" {
+                c.mode = checkpoint::Mode::Unaligned;
+            }
+            Some(c)
+        }
+    };
     if let Some(d) = &args.state_dir {
         std::fs::create_dir_all(d)
             .with_context(|| format!("cannot create state directory `{}`", d.display()))?;
@@ -116,7 +146,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut start_from = explicit.clone().or_else(|| {
         checkpoints
             .as_ref()
-            .and_then(|c| checkpoint::latest(&c.dir))
+            .and_then(|c| checkpoint::latest(&c.storage))
     });
     let max_restarts = args
         .restart_attempts
@@ -184,7 +214,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(path) = &start_from {
             let restored = checkpoint::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot restore job `{name}`: {e}"))?;
-            eprintln!("job `{name}`: restoring from {}", path.display());
+            eprintln!("job `{name}`: restoring from {path}");
             flow.restore = Some(Arc::new(restored));
         }
         let handle =
@@ -205,17 +235,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "{}",
             progress::summary(&name, &outcome.metrics, outcome.elapsed)
         );
-        let done = stats.completed.load(Ordering::Relaxed);
-        if done > 0 {
-            eprintln!(
-                "checkpoints: {done} completed, last {} ({} ms, {} bytes), {} abandoned, longest barrier alignment {} ms",
-                stats.last_completed.load(Ordering::Relaxed),
-                stats.last_duration_ms.load(Ordering::Relaxed),
-                stats.last_size.load(Ordering::Relaxed),
-                stats.abandoned.load(Ordering::Relaxed),
-                stats.max_alignment_ms.load(Ordering::Relaxed)
-            );
-        }
+        eprint!("{}", progress::checkpoint_summary(&stats));
         match outcome.result {
             Ok(()) if stopped.load(Ordering::SeqCst) => {
                 eprintln!("job `{name}` was stopped before its sources ended");
@@ -225,7 +245,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 let latest = checkpoints
                     .as_ref()
-                    .and_then(|c| checkpoint::latest(&c.dir));
+                    .and_then(|c| checkpoint::latest(&c.storage));
                 if attempt >= max_restarts || stopped.load(Ordering::SeqCst) {
                     eprintln!("error: job `{name}` failed: {e}");
                     return Ok(ExitCode::from(1));
@@ -246,7 +266,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     humantime::format_duration(delay),
                     start_from
                         .as_ref()
-                        .map_or("the beginning".to_string(), |p| p.display().to_string())
+                        .map_or("the beginning".to_string(), String::clone)
                 );
                 std::thread::sleep(delay);
             }

@@ -77,6 +77,7 @@ impl SubtaskInfo {
                 self.subtask,
                 self.parallelism,
                 self.max_parallelism,
+                matches!(self.state_backend, weir_state::Backend::RocksDb { .. }),
             )?),
         }
     }
@@ -152,12 +153,16 @@ pub trait Operator: Send {
     }
 
     /// Snapshots the operator's state for a checkpoint, when the barrier
-    /// passes it. The default has no state.
+    /// passes it: only what must happen at the barrier (freezing the
+    /// state); the writing is deferred to a writer thread. The default has
+    /// no state.
     ///
     /// # Errors
     /// As [`Operator::process_batch`].
-    fn snapshot(&mut self) -> Result<crate::checkpoint::SubtaskState, EngineError> {
-        Ok(crate::checkpoint::SubtaskState::default())
+    fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
+        Ok(crate::checkpoint::PendingState::Ready(
+            crate::checkpoint::SubtaskState::default(),
+        ))
     }
 
     /// Called when all inputs have ended; may emit final results. The default

@@ -22,7 +22,8 @@ use std::collections::VecDeque;
 
 use crate::channel::{Disconnected, EdgeSender, Envelope, TaskInput, TaskOutput};
 use crate::checkpoint::{
-    Ack, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, SubtaskState,
+    Ack, AckKind, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, PendingState,
+    SnapshotTarget, SubtaskState,
 };
 use crate::error::EngineError;
 use crate::graph::{Dataflow, NodeKind, NodeSpec};
@@ -211,8 +212,18 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
         None => None,
         Some(config) => {
             let first_id = flow.restore.as_ref().map_or(0, |r| r.id);
-            let trigger = Arc::new(std::sync::atomic::AtomicU64::new(first_id));
             let (acks, rx) = crossbeam_channel::unbounded();
+            let hooks = CheckpointHooks {
+                trigger: Arc::new(std::sync::atomic::AtomicU64::new(first_id)),
+                savepoint: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+                acks,
+                stats: stats.clone(),
+                completed: Arc::new(std::sync::Mutex::new(
+                    flow.restore.iter().map(|r| r.id).collect(),
+                )),
+                storage: config.storage.clone(),
+                mode: config.mode,
+            };
             let c = Coordinator {
                 config: config.clone(),
                 job: flow.name.clone(),
@@ -221,9 +232,8 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                     .iter()
                     .map(|n| (n.name.clone(), n.parallelism))
                     .collect(),
-                trigger: trigger.clone(),
+                shared: (&hooks).into(),
                 acks: rx,
-                stats: stats.clone(),
                 sources_ending: sources_ending.clone(),
                 first_id,
             };
@@ -236,11 +246,7 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                         message: format!("cannot start thread: {e}"),
                     })?,
             );
-            Some(CheckpointHooks {
-                trigger,
-                acks,
-                stats: stats.clone(),
-            })
+            Some(hooks)
         }
     };
 
@@ -534,27 +540,57 @@ impl SubtaskContext {
         let Some(hooks) = &self.hooks else {
             return Ok(());
         };
-        let ack = |node: usize, state: SubtaskState| {
+        let ack = |node: usize, state: Result<SubtaskState, String>| {
             // The coordinator may be gone at shutdown; nothing to do then.
             let _ = hooks.acks.send(Ack {
                 id,
                 node,
                 subtask: self.subtask,
                 state,
+                kind: AckKind::State,
             });
         };
+        let savepoint = hooks.savepoint.load(std::sync::atomic::Ordering::SeqCst) == id;
         if let Some((node, position)) = source {
-            ack(
-                node,
-                SubtaskState {
-                    keyed: None,
-                    operator: position,
-                },
-            );
+            ack(node, Ok(SubtaskState::operator(position)));
         }
         for c in ops.iter_mut() {
-            let state = c.op.snapshot()?;
-            ack(c.node, state);
+            let started = Instant::now();
+            let pending = c.op.snapshot()?;
+            hooks.stats.max_sync_us.fetch_max(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            match pending {
+                PendingState::Ready(state) => ack(c.node, Ok(state)),
+                PendingState::Deferred(task) => {
+                    // The asynchronous part: written while processing goes on.
+                    let node = &self.flow.nodes[c.node];
+                    let target = SnapshotTarget {
+                        id,
+                        savepoint,
+                        storage: hooks.storage.clone(),
+                        label: crate::checkpoint::subtask_label(&node.name, self.subtask),
+                        hooks: Some(hooks.clone()),
+                    };
+                    let (acks, node, subtask) = (hooks.acks.clone(), c.node, self.subtask);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("weir-snapshot-{}", target.label))
+                        .spawn(move || {
+                            let state = task(&target);
+                            let _ = acks.send(Ack {
+                                id,
+                                node,
+                                subtask,
+                                state,
+                                kind: AckKind::State,
+                            });
+                        });
+                    if let Err(e) = spawned {
+                        ack(c.node, Err(format!("cannot start a snapshot writer: {e}")));
+                    }
+                }
+            }
         }
         match tail {
             Tail::Sink {
@@ -570,19 +606,50 @@ impl SubtaskContext {
                     subtask: *subtask,
                     source,
                 })?;
-                ack(
-                    *node_id,
-                    SubtaskState {
-                        keyed: None,
-                        operator: position,
-                    },
-                );
+                ack(*node_id, Ok(SubtaskState::operator(position)));
             }
             Tail::Output(out) => out
                 .signal(Signal::Barrier(id))
                 .map_err(|Disconnected| interrupted("output"))?,
         }
         Ok(())
+    }
+
+    /// Whether checkpoint `id` is a savepoint (always aligned).
+    fn is_savepoint(&self, id: CheckpointId) -> bool {
+        self.hooks
+            .as_ref()
+            .is_some_and(|h| h.savepoint.load(std::sync::atomic::Ordering::SeqCst) == id)
+    }
+
+    /// Tells the coordinator that checkpoint `id` waits for this subtask's
+    /// in-flight records (sent before the snapshot, so it arrives first).
+    fn expect_inflight(&self, id: CheckpointId, node: usize) {
+        if let Some(h) = &self.hooks {
+            let _ = h.acks.send(Ack {
+                id,
+                node,
+                subtask: self.subtask,
+                state: Ok(SubtaskState::default()),
+                kind: AckKind::ExpectInflight,
+            });
+        }
+    }
+
+    /// Sends the in-flight records captured for unaligned checkpoint `id`.
+    fn send_inflight(&self, id: CheckpointId, node: usize, captured: &[RecordBatch]) {
+        if let Some(h) = &self.hooks {
+            let _ = h.acks.send(Ack {
+                id,
+                node,
+                subtask: self.subtask,
+                state: Ok(SubtaskState {
+                    inflight: crate::checkpoint::encode_records(captured),
+                    ..SubtaskState::default()
+                }),
+                kind: AckKind::Inflight,
+            });
+        }
     }
 
     fn node_error(&self, node: &NodeSpec, source: crate::BoxError) -> EngineError {
@@ -624,7 +691,8 @@ impl SubtaskContext {
             .ok_or_else(|| primary(interrupted("empty chain")))?;
         let tail_node = &flow.nodes[tail_id];
 
-        // Build the nodes of the chain, on this thread.
+        // Build the nodes of the chain, on this thread (restoring their state).
+        let building = Instant::now();
         let mut ops = Vec::new();
         for &id in &self.nodes {
             let node = &flow.nodes[id];
@@ -664,6 +732,12 @@ impl SubtaskContext {
             let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
             (e, secondary)
         };
+        if let (Some(_), Some(h)) = (&flow.restore, &self.hooks) {
+            h.stats.restore_ms.fetch_max(
+                building.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
 
         // Main loop.
         let subtask = self.subtask;
@@ -730,6 +804,24 @@ impl SubtaskContext {
             let mut ended_slots = vec![false; input.producers];
             let mut held: VecDeque<Envelope> = VecDeque::new();
             let mut replay: VecDeque<Envelope> = VecDeque::new();
+            // Unaligned checkpoints: the checkpoint whose in-flight records
+            // are being captured, the inputs whose barrier (or end) came, and
+            // the records that arrived on the others meanwhile.
+            let mut capturing: Option<(CheckpointId, Vec<bool>, Vec<RecordBatch>)> = None;
+            let unaligned = self
+                .hooks
+                .as_ref()
+                .is_some_and(|h| h.mode == crate::checkpoint::Mode::Unaligned);
+            // In-flight records of the unaligned checkpoint restored from go
+            // first.
+            if let Some(restored) = &flow.restore {
+                let batch = restored
+                    .inflight(&head.name, subtask, self.parallelism)
+                    .map_err(|e| primary(self.node_error(head, e.into())))?;
+                if let Some(batch) = batch {
+                    push(&mut ops, &mut tail, batch).map_err(classify)?;
+                }
+            }
             while ended < input.producers || !replay.is_empty() {
                 let received = if let Some(m) = replay.pop_front() {
                     Ok(m)
@@ -768,6 +860,11 @@ impl SubtaskContext {
                 let advanced = match msg {
                     Message::Data(batch) => {
                         time.on_data(slot);
+                        if let Some((_, done, captured)) = capturing.as_mut()
+                            && !done[slot]
+                        {
+                            captured.push(batch.clone());
+                        }
                         push(&mut ops, &mut tail, batch).map_err(classify)?;
                         None
                     }
@@ -780,6 +877,24 @@ impl SubtaskContext {
                                 .map_err(|Disconnected| (interrupted(&head.name), true))?;
                         }
                         advanced
+                    }
+                    Message::Signal(Signal::Barrier(id)) if unaligned && !self.is_savepoint(id) => {
+                        match capturing.as_mut() {
+                            Some((cur, done, _)) if *cur == id => done[slot] = true,
+                            Some((cur, _, _)) if *cur > id => {}
+                            _ => {
+                                // The first barrier of a new checkpoint:
+                                // snapshot and pass it on now, then capture
+                                // what the other inputs send before theirs.
+                                let mut done = ended_slots.clone();
+                                done[slot] = true;
+                                self.expect_inflight(id, self.nodes[0]);
+                                self.checkpoint(&mut ops, &mut tail, id, None)
+                                    .map_err(classify)?;
+                                capturing = Some((id, done, Vec::new()));
+                            }
+                        }
+                        None
                     }
                     Message::Signal(Signal::Barrier(id)) => {
                         match aligning {
@@ -803,11 +918,21 @@ impl SubtaskContext {
                     Message::Signal(Signal::EndOfData) => {
                         ended += 1;
                         ended_slots[slot] = true;
+                        if let Some((_, done, _)) = capturing.as_mut() {
+                            done[slot] = true;
+                        }
                         time.on_end(slot)
                     }
                 };
                 if let Some(wm) = advanced {
                     push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
+                }
+                if let Some((id, done, _)) = &capturing
+                    && done.iter().all(|d| *d)
+                {
+                    let id = *id;
+                    let captured = capturing.take().map(|c| c.2).unwrap_or_default();
+                    self.send_inflight(id, self.nodes[0], &captured);
                 }
                 if let Some((id, started)) = aligning
                     && (0..input.producers).all(|i| blocked[i] || ended_slots[i])

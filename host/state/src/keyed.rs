@@ -297,28 +297,54 @@ impl KeyedState {
         self.store.len()
     }
 
-    /// Every state entry, by key group (timers are added by the owner of the
-    /// timer services, see [`crate::snapshot::push_timer`]).
-    pub fn snapshot(&self) -> crate::KeyedSnapshot {
+    /// State names and kinds, by state id.
+    pub fn states(&self) -> Vec<(String, StateKind)> {
         let mut by_id: Vec<(String, StateKind)> =
             vec![(String::new(), StateKind::Value); self.names.len()];
         for (name, &(id, kind)) in &self.names {
             by_id[id as usize] = (name.clone(), kind);
         }
-        let mut snap = crate::KeyedSnapshot {
-            states: by_id,
-            ..Default::default()
-        };
-        self.store.scan_prefix(b"", &mut |k, v| {
-            if k.len() < 4 {
-                return;
+        by_id
+    }
+
+    /// Every state entry, by key group (timers are added by the owner of the
+    /// timer services, see [`crate::snapshot::push_timer`]).
+    pub fn snapshot(&self) -> crate::KeyedSnapshot {
+        crate::frozen::canonical(self.states(), |f| {
+            self.store.scan_prefix(b"", f);
+            Ok(())
+        })
+        .unwrap_or_default()
+    }
+
+    /// Freezes the state for a checkpoint written on another thread.
+    ///
+    /// # Errors
+    /// The backend's error, as text.
+    pub fn freeze(&mut self) -> Result<crate::FrozenKeyed, String> {
+        Ok(crate::FrozenKeyed {
+            states: self.states(),
+            store: self.store.freeze()?,
+        })
+    }
+
+    /// Keyed state over a store that already holds entries (a RocksDB
+    /// database restored from its checkpoint files), with the state ids
+    /// they were written with.
+    ///
+    /// # Errors
+    /// A name listed twice.
+    pub fn with_states(
+        store: Box<dyn StateStore>,
+        states: &[(String, StateKind)],
+    ) -> Result<Self, StateError> {
+        let mut s = Self::new(store);
+        for (i, (name, kind)) in states.iter().enumerate() {
+            if usize::from(s.register(name, *kind)?) != i {
+                return Err(StateError::Corrupt(format!("state `{name}` listed twice")));
             }
-            let group = u16::from_be_bytes([k[0], k[1]]);
-            let id = u16::from_be_bytes([k[2], k[3]]);
-            let blob = snap.groups.entry(group).or_default();
-            crate::snapshot::push_state(blob, id, &k[4..], v);
-        });
-        snap
+        }
+        Ok(s)
     }
 
     /// Loads the state entries of `snap` (all of its groups: merge it down

@@ -16,14 +16,16 @@
 //! [`TimerService`] holds event- and processing-time timers per key and
 //! namespace, ordered by time.
 
+pub mod frozen;
 pub mod keyed;
 pub mod rocks;
 pub mod snapshot;
 pub mod store;
 pub mod timers;
 
+pub use frozen::{Frozen, FrozenKeyed};
 pub use keyed::{KeyedState, StateError, StateId, StateKind};
-pub use rocks::RocksStore;
+pub use rocks::{RocksCheckpoint, RocksStore};
 pub use snapshot::KeyedSnapshot;
 pub use store::{HeapStore, StateStore};
 pub use timers::TimerService;
@@ -42,6 +44,32 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// A fresh working directory for one operator subtask's RocksDB
+    /// database, named by `label` (`None` on the heap).
+    ///
+    /// # Errors
+    /// The parent directory cannot be created.
+    pub fn fresh_path(&self, label: &str) -> Result<Option<std::path::PathBuf>, String> {
+        let Self::RocksDb { dir } = self else {
+            return Ok(None);
+        };
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let safe: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        Ok(Some(dir.join(format!("{safe}-{}-{n}", std::process::id()))))
+    }
+
     /// Opens a fresh store for one operator subtask, named by `label`.
     ///
     /// # Errors
@@ -49,22 +77,8 @@ impl Backend {
     pub fn open(&self, label: &str) -> Result<Box<dyn StateStore>, String> {
         match self {
             Self::Heap => Ok(Box::new(HeapStore::new())),
-            Self::RocksDb { dir } => {
-                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let safe: String = label
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = dir.join(format!("{safe}-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+            Self::RocksDb { .. } => {
+                let path = self.fresh_path(label)?.unwrap_or_default();
                 Ok(Box::new(RocksStore::open(&path, true)?))
             }
         }

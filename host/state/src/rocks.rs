@@ -7,13 +7,25 @@
 //! List appends are RocksDB merges (a concatenation), so adding to a list
 //! never reads it back.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{DB, Direction, IteratorMode, MergeOperands, Options, ReadOptions, WriteBatch};
 
 use crate::store::StateStore;
 
 /// Concatenates merge operands onto the existing value: list appends.
+fn options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.set_merge_operator_associative("concat", concat);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Checkpoints, not the write-ahead log, make state durable.
+    opts.set_manual_wal_flush(true);
+    opts
+}
+
 fn concat(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
     let mut out = existing.map(<[u8]>::to_vec).unwrap_or_default();
     for op in operands {
@@ -22,12 +34,45 @@ fn concat(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Opt
     Some(out)
 }
 
+/// Which of a database's SST files are already in checkpoint storage, and
+/// under which name: SST files never change, so an incremental checkpoint
+/// uploads only those not listed here.
+pub type SharedFiles = Arc<Mutex<SharedIndex>>;
+
+/// See [`SharedFiles`].
+#[derive(Debug, Default)]
+pub struct SharedIndex {
+    /// Files uploaded for a checkpoint known complete: file name → object.
+    pub confirmed: HashMap<String, String>,
+    /// Files uploaded for a checkpoint not yet known complete:
+    /// (checkpoint, file name, object). Reused only once it completed; an
+    /// abandoned checkpoint's uploads are forgotten (and removed from
+    /// storage by the coordinator).
+    pub pending: Vec<(u64, String, String)>,
+}
+
+/// A name unique to this database instance, for its uploaded files.
+fn instance_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{:x}",
+        nanos ^ (u64::from(std::process::id()) << 40) ^ (n << 20)
+    )
+}
+
 /// A RocksDB state store.
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
     /// Remove the directory when dropped (a subtask's working copy).
     remove_on_drop: bool,
+    shared: SharedFiles,
+    instance: String,
+    checkpoints: u64,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -45,19 +90,27 @@ impl RocksStore {
     /// # Errors
     /// RocksDB's error opening the database, with the path.
     pub fn open(path: &Path, remove_on_drop: bool) -> Result<Self, String> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.set_merge_operator_associative("concat", concat);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Checkpoints, not the write-ahead log, make state durable.
-        opts.set_manual_wal_flush(true);
-        let db = DB::open(&opts, path)
+        let db = DB::open(&options(), path)
             .map_err(|e| format!("cannot open RocksDB state at `{}`: {e}", path.display()))?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
             remove_on_drop,
+            shared: SharedFiles::default(),
+            instance: instance_name(),
+            checkpoints: 0,
         })
+    }
+
+    /// The files of this database already in checkpoint storage (seeded when
+    /// it was restored from an incremental checkpoint).
+    pub fn shared_files(&self) -> &SharedFiles {
+        &self.shared
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn fail(&self, what: &str, e: rocksdb::Error) -> ! {
@@ -159,6 +212,99 @@ impl StateStore for RocksStore {
         self.scan_prefix(b"", &mut |_, _| n += 1);
         n
     }
+
+    fn freeze(&mut self) -> Result<crate::Frozen, String> {
+        self.checkpoints += 1;
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".chk-{}", self.checkpoints));
+        let dir = self.path.with_file_name(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        // Flushes the memtable and hard-links the SST files: milliseconds,
+        // whatever the size of the state.
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(&dir))
+            .map_err(|e| {
+                format!(
+                    "cannot checkpoint RocksDB state at `{}`: {e}",
+                    self.path.display()
+                )
+            })?;
+        let mut c = RocksCheckpoint::adopt(dir, true);
+        c.shared = self.shared.clone();
+        c.instance = self.instance.clone();
+        Ok(crate::Frozen::Rocks(c))
+    }
+}
+
+/// A RocksDB checkpoint: a directory of hard links to a database's files
+/// at one moment, removed when dropped (if owned).
+#[derive(Debug)]
+pub struct RocksCheckpoint {
+    dir: PathBuf,
+    owned: bool,
+    /// The live database's record of files already in checkpoint storage.
+    pub shared: SharedFiles,
+    /// The live database's unique name.
+    pub instance: String,
+}
+
+impl RocksCheckpoint {
+    /// Wraps an existing directory; with `owned`, it is removed on drop.
+    pub fn adopt(dir: PathBuf, owned: bool) -> Self {
+        Self {
+            dir,
+            owned,
+            shared: SharedFiles::default(),
+            instance: instance_name(),
+        }
+    }
+
+    /// The checkpoint's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its files: (name, size in bytes), SST files first.
+    ///
+    /// # Errors
+    /// The directory cannot be listed.
+    pub fn files(&self) -> Result<Vec<(String, u64)>, String> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| format!("cannot list `{}`: {e}", self.dir.display()))?;
+        for e in entries {
+            let e = e.map_err(|e| format!("cannot list `{}`: {e}", self.dir.display()))?;
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((e.file_name().to_string_lossy().into_owned(), size));
+        }
+        out.sort_by_key(|(n, _)| (!n.ends_with(".sst"), n.clone()));
+        Ok(out)
+    }
+
+    /// Calls `f` for every entry, in key order, reading the checkpoint as a
+    /// read-only database.
+    ///
+    /// # Errors
+    /// RocksDB's error, with the path.
+    pub fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), String> {
+        let db = DB::open_for_read_only(&options(), &self.dir, false)
+            .map_err(|e| format!("cannot open RocksDB files at `{}`: {e}", self.dir.display()))?;
+        for item in db.iterator(IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| {
+                format!("cannot read RocksDB files at `{}`: {e}", self.dir.display())
+            })?;
+            f(&k, &v);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RocksCheckpoint {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +349,34 @@ mod tests {
         assert_eq!(back.snapshot().encode().len(), snap.encode().len());
         drop(s);
         assert!(!path.exists(), "the working copy is removed");
+    }
+
+    #[test]
+    fn a_frozen_store_keeps_the_state_of_its_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        for rocks in [false, true] {
+            let store: Box<dyn StateStore> = if rocks {
+                Box::new(RocksStore::open(&dir.path().join("f"), true).unwrap())
+            } else {
+                Box::new(crate::HeapStore::new())
+            };
+            let mut s = KeyedState::new(store);
+            let v = s.register("v", StateKind::Value).unwrap();
+            s.set_current_key(b"k", 5);
+            s.value_set(v, b"", b"before");
+            let live = s.snapshot();
+            let frozen = s.freeze().unwrap();
+            s.value_set(v, b"", b"after");
+            s.set_current_key(b"k2", 6);
+            s.value_set(v, b"", b"new");
+            assert_eq!(frozen.canonical().unwrap(), live, "rocks: {rocks}");
+            if let crate::Frozen::Rocks(c) = &frozen.store {
+                let files = c.files().unwrap();
+                assert!(files[0].0.ends_with(".sst"), "{files:?}");
+                let restored =
+                    crate::frozen::canonical_from_rocksdb(c.dir(), frozen.states.clone()).unwrap();
+                assert_eq!(restored, live);
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The state-store interface and the in-memory backend.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 /// An ordered byte key-value store: what every state backend provides.
@@ -26,15 +26,27 @@ pub trait StateStore: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Freezes the store as it is now, for a snapshot that is written out
+    /// on another thread while processing goes on (copy-on-write on the
+    /// heap, a hard-linked RocksDB checkpoint).
+    ///
+    /// # Errors
+    /// The backend's error, as text.
+    fn freeze(&mut self) -> Result<crate::Frozen, String>;
 }
 
 /// State on the heap: a hash map for point reads and writes (the hot path:
 /// an accumulator per key and window), plus an ordered index of the keys for
 /// prefix scans (map state, clearing a key's state). Updating an existing
 /// key touches only the hash map.
+///
+/// The map is persistent (a hash array mapped trie): freezing it for a
+/// checkpoint is a constant-time clone that shares structure, and later
+/// writes copy only the nodes they change, as Flink's copy-on-write heap
+/// state table does. The snapshot is then encoded on another thread.
 #[derive(Debug, Default, Clone)]
 pub struct HeapStore {
-    map: HashMap<Vec<u8>, Vec<u8>>,
+    map: imbl::HashMap<Vec<u8>, Vec<u8>>,
     index: BTreeSet<Vec<u8>>,
 }
 
@@ -107,6 +119,10 @@ impl StateStore for HeapStore {
 
     fn len(&self) -> usize {
         self.map.len()
+    }
+
+    fn freeze(&mut self) -> Result<crate::Frozen, String> {
+        Ok(crate::Frozen::Heap(self.map.clone()))
     }
 }
 

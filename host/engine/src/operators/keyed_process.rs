@@ -374,16 +374,14 @@ impl Operator for KeyedProcess {
         self.fire_timers(TimeDomain::ProcessingTime, now, out)
     }
 
-    fn snapshot(&mut self) -> Result<crate::checkpoint::SubtaskState, EngineError> {
+    fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
         let host = self.host()?;
-        Ok(crate::checkpoint::SubtaskState {
-            keyed: Some(super::snapshot_keyed(
-                &host.state,
-                &host.event_timers,
-                &host.processing_timers,
-                host.max_parallelism,
-            )),
-            operator: Vec::new(),
-        })
+        let pending = super::freeze_keyed(
+            &mut host.state,
+            &host.event_timers,
+            &host.processing_timers,
+            host.max_parallelism,
+        );
+        pending.map_err(|e| self.err(e))
     }
 }

@@ -1044,16 +1044,14 @@ impl Operator for WindowOperator {
         self.processing_timers.next_time()
     }
 
-    fn snapshot(&mut self) -> Result<crate::checkpoint::SubtaskState, EngineError> {
-        Ok(crate::checkpoint::SubtaskState {
-            keyed: Some(super::snapshot_keyed(
-                &self.state,
-                &self.event_timers,
-                &self.processing_timers,
-                self.max_parallelism,
-            )),
-            operator: Vec::new(),
-        })
+    fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
+        let pending = super::freeze_keyed(
+            &mut self.state,
+            &self.event_timers,
+            &self.processing_timers,
+            self.max_parallelism,
+        );
+        pending.map_err(|e| self.err(e))
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {

@@ -1,0 +1,758 @@
+//! Checkpoints, Chandy-Lamport style, as Flink takes them.
+//!
+//! The [`coordinator`] asks the sources for checkpoint `n` every interval.
+//! Each source subtask records its position, snapshots the operators fused
+//! behind it and sends a barrier down every channel, in order with the data.
+//! A task with several inputs *aligns*: once a barrier arrived on an input,
+//! that input's later messages wait until the barrier arrived on every input;
+//! then the task snapshots its operators and passes the barrier on. In
+//! *unaligned* mode it does not wait: it snapshots and passes the barrier on
+//! at the first barrier, and the records that arrive on the other inputs
+//! before their barriers are saved with the checkpoint as in-flight data,
+//! replayed first on restore. Sinks snapshot when the barrier reaches them.
+//!
+//! A snapshot has a synchronous part at the barrier, which only freezes the
+//! state (see [`weir_state::frozen`]), and an asynchronous part on a writer
+//! thread, which encodes or uploads it while processing goes on. Every node
+//! subtask then acknowledges; when all have, the coordinator writes the
+//! checkpoint's metadata and the checkpoint is complete. A checkpoint that
+//! does not complete within the timeout is abandoned.
+//!
+//! Storage ([`storage`]) is a local directory or S3-compatible object
+//! storage. Checkpoint `n` is `chk-<n>/` holding one object per node subtask
+//! and `_metadata` (JSON), written last: a checkpoint without `_metadata` is
+//! not complete. RocksDB state is checkpointed *incrementally*: its SST files
+//! never change, so each is uploaded once to `shared/` and referenced by
+//! every checkpoint that needs it; a shared file no retained checkpoint
+//! references is deleted. Savepoints (`sp-<n>/`) are always self-contained,
+//! in the portable format, whatever the backend.
+
+pub mod coordinator;
+pub mod storage;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use weir_record::RecordBatch;
+use weir_state::KeyedSnapshot;
+
+use crate::key_group::groups_of_subtask;
+pub(crate) use coordinator::{Ack, AckKind, CheckpointHooks, Coordinator};
+pub use coordinator::{CheckpointStats, Mode};
+pub use storage::CheckpointStorage;
+
+/// A checkpoint's number, increasing from 1.
+pub type CheckpointId = u64;
+
+/// A RocksDB file of an incremental checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeFile {
+    /// Its name in the database directory.
+    pub name: String,
+    /// The object holding it, relative to the checkpoint storage.
+    pub object: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether this checkpoint uploaded it (else an earlier one did).
+    pub uploaded: bool,
+}
+
+/// What one node subtask contributes to a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubtaskState {
+    /// Keyed state by key group (windows, keyed process functions). With
+    /// `native` files, only the state names and the timers.
+    pub keyed: Option<KeyedSnapshot>,
+    /// The RocksDB files holding the keyed state entries, for an
+    /// incremental checkpoint.
+    pub native: Vec<NativeFile>,
+    /// Non-keyed state of the subtask: a source's position, a sink's
+    /// committed length.
+    pub operator: Vec<u8>,
+    /// Records in flight to this subtask when it took an unaligned
+    /// checkpoint (see [`encode_records`]), replayed first on restore.
+    pub inflight: Vec<u8>,
+}
+
+impl SubtaskState {
+    /// Non-keyed state only.
+    pub fn operator(operator: Vec<u8>) -> Self {
+        Self {
+            operator,
+            ..Self::default()
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        fn part(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let flags = u8::from(self.keyed.is_some())
+            | (u8::from(!self.native.is_empty()) << 1)
+            | (u8::from(!self.inflight.is_empty()) << 2);
+        let mut out = vec![flags];
+        if let Some(k) = &self.keyed {
+            part(&mut out, &k.encode());
+        }
+        if !self.native.is_empty() {
+            part(
+                &mut out,
+                &serde_json::to_vec(&self.native).unwrap_or_default(),
+            );
+        }
+        if !self.inflight.is_empty() {
+            part(&mut out, &self.inflight);
+        }
+        out.extend_from_slice(&self.operator);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let bad = || "truncated subtask state".to_string();
+        let (&flags, mut rest) = bytes.split_first().ok_or_else(bad)?;
+        if flags > 7 {
+            return Err(format!("unknown subtask state format {flags}"));
+        }
+        let take = |rest: &mut &[u8]| -> Result<Vec<u8>, String> {
+            let len = u64::from_le_bytes(
+                rest.get(..8)
+                    .ok_or_else(bad)?
+                    .try_into()
+                    .map_err(|_| bad())?,
+            ) as usize;
+            let part = rest.get(8..8 + len).ok_or_else(bad)?.to_vec();
+            *rest = &rest[8 + len..];
+            Ok(part)
+        };
+        let mut out = Self::default();
+        if flags & 1 != 0 {
+            let keyed = take(&mut rest)?;
+            out.keyed = Some(KeyedSnapshot::decode(&keyed).map_err(|e| e.to_string())?);
+        }
+        if flags & 2 != 0 {
+            let files = take(&mut rest)?;
+            out.native = serde_json::from_slice(&files).map_err(|e| e.to_string())?;
+        }
+        if flags & 4 != 0 {
+            out.inflight = take(&mut rest)?;
+        }
+        out.operator = rest.to_vec();
+        Ok(out)
+    }
+}
+
+/// Encodes records (in-flight data of an unaligned checkpoint): per record
+/// key, value, timestamp and headers.
+pub fn encode_records(batches: &[RecordBatch]) -> Vec<u8> {
+    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    }
+    let mut out = Vec::new();
+    for batch in batches {
+        for r in batch.records() {
+            bytes(&mut out, r.key());
+            bytes(&mut out, r.value());
+            out.extend_from_slice(&r.timestamp().to_le_bytes());
+            let headers: Vec<_> = r.headers().collect();
+            out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+            for (k, v) in headers {
+                bytes(&mut out, k);
+                bytes(&mut out, v);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes what [`encode_records`] wrote, as one batch.
+///
+/// # Errors
+/// Truncated or malformed bytes.
+pub fn decode_records(mut b: &[u8]) -> Result<RecordBatch, String> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        let part = b.get(..n).ok_or("truncated in-flight records")?;
+        *b = &b[n..];
+        Ok(part)
+    }
+    fn u32_(b: &mut &[u8]) -> Result<usize, String> {
+        let x = take(b, 4)?;
+        Ok(u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
+    }
+    fn bytes<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], String> {
+        let n = u32_(b)?;
+        take(b, n)
+    }
+    let mut out = weir_record::BatchBuilder::default();
+    while !b.is_empty() {
+        let key = bytes(&mut b)?;
+        let value = bytes(&mut b)?;
+        let ts = take(&mut b, 8)?;
+        let ts = i64::from_le_bytes(ts.try_into().map_err(|_| "bad timestamp")?);
+        let n = u32_(&mut b)?;
+        let mut headers = Vec::with_capacity(n);
+        for _ in 0..n {
+            headers.push((bytes(&mut b)?, bytes(&mut b)?));
+        }
+        out.push_with_headers(key, value, ts, headers);
+    }
+    Ok(out.finish())
+}
+
+/// How a job checkpoints.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Time between checkpoints.
+    pub interval: Duration,
+    /// Where checkpoints are written.
+    pub storage: CheckpointStorage,
+    /// How many completed checkpoints to keep.
+    pub retain: usize,
+    /// A checkpoint not complete after this long is abandoned.
+    pub timeout: Duration,
+    /// Aligned (the default) or unaligned barriers.
+    pub mode: Mode,
+    /// Where savepoints go (`sp-<id>`), if the job takes them.
+    pub savepoints: Option<CheckpointStorage>,
+    /// A file whose appearance asks for a savepoint (`weir savepoint`
+    /// creates it); when the savepoint is written, its location is put in
+    /// `<file>.done` and the request is removed.
+    pub savepoint_request: Option<std::path::PathBuf>,
+}
+
+use std::time::Duration;
+
+impl CheckpointConfig {
+    /// Checkpoints every `interval` into `storage`, aligned, keeping 3,
+    /// abandoned after 10 minutes.
+    pub fn new(storage: CheckpointStorage, interval: Duration) -> Self {
+        Self {
+            interval,
+            storage,
+            retain: 3,
+            timeout: Duration::from_secs(600),
+            mode: Mode::Aligned,
+            savepoints: None,
+            savepoint_request: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Metadata {
+    id: CheckpointId,
+    job: String,
+    /// Unix ms at which it completed.
+    completed_at: i64,
+    nodes: Vec<NodeMeta>,
+    /// Objects under `shared/` that this checkpoint needs.
+    #[serde(default)]
+    shared: Vec<String>,
+    /// Whether it is a savepoint (self-contained).
+    #[serde(default)]
+    savepoint: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NodeMeta {
+    name: String,
+    parallelism: usize,
+}
+
+/// The state of a job read back from a checkpoint (or savepoint).
+#[derive(Debug)]
+pub struct RestoredJob {
+    /// The checkpoint's number.
+    pub id: CheckpointId,
+    /// Where it was read from.
+    pub location: String,
+    /// The storage it is in (incremental state is downloaded from it).
+    pub storage: CheckpointStorage,
+    nodes: HashMap<String, Vec<SubtaskState>>,
+}
+
+impl RestoredJob {
+    /// The state of node `name`'s subtask `subtask` of `parallelism`, for a
+    /// job with `max_parallelism` key groups: its own non-keyed state (only
+    /// when the parallelism is unchanged) and the keyed state of the key
+    /// groups it now owns, gathered from every old subtask. RocksDB files of
+    /// an incremental checkpoint are passed on as they are when the subtask
+    /// is unchanged and `native` (it runs on RocksDB); otherwise they are
+    /// read into the portable format first.
+    ///
+    /// # Errors
+    /// Non-keyed state that cannot be split across another parallelism (a
+    /// source's positions), unreadable files or malformed keyed state.
+    pub fn subtask(
+        &self,
+        name: &str,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: u32,
+        native: bool,
+    ) -> Result<Option<SubtaskState>, String> {
+        let Some(old) = self.nodes.get(name) else {
+            return Ok(None);
+        };
+        if old.len() == parallelism && native && !old[subtask].native.is_empty() {
+            return Ok(Some(old[subtask].clone()));
+        }
+        let operator = if old.len() == parallelism {
+            old[subtask].operator.clone()
+        } else if old
+            .iter()
+            .all(|s| s.operator.is_empty() && s.inflight.is_empty())
+        {
+            Vec::new()
+        } else {
+            return Err(format!(
+                "`{name}` ran with parallelism {} in checkpoint {} and has state that cannot be \
+                 split to parallelism {parallelism} (only keyed state rescales)",
+                old.len(),
+                self.id
+            ));
+        };
+        let owned = groups_of_subtask(subtask, max_parallelism, parallelism);
+        let mut parts = Vec::new();
+        for (i, s) in old.iter().enumerate() {
+            let Some(k) = &s.keyed else { continue };
+            if s.native.is_empty() {
+                parts.push(k.clone());
+                continue;
+            }
+            // Only old subtasks whose key groups overlap this one's.
+            let had = groups_of_subtask(i, max_parallelism, old.len());
+            if had.start < owned.end && owned.start < had.end {
+                parts.push(self.read_native(s, k)?);
+            }
+        }
+        let keyed = if parts.is_empty() {
+            None
+        } else {
+            Some(KeyedSnapshot::merge(parts.iter(), owned).map_err(|e| e.to_string())?)
+        };
+        Ok(Some(SubtaskState {
+            keyed,
+            operator,
+            ..SubtaskState::default()
+        }))
+    }
+
+    /// The in-flight records saved for node `name`'s subtask by an unaligned
+    /// checkpoint, if any.
+    ///
+    /// # Errors
+    /// In-flight records at another parallelism (they belong to one
+    /// subtask's channels: take a savepoint, always aligned, to rescale), or
+    /// malformed.
+    pub fn inflight(
+        &self,
+        name: &str,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Option<RecordBatch>, String> {
+        let Some(old) = self.nodes.get(name) else {
+            return Ok(None);
+        };
+        if old.iter().all(|s| s.inflight.is_empty()) {
+            return Ok(None);
+        }
+        if old.len() != parallelism {
+            return Err(format!(
+                "`{name}` has in-flight records in unaligned checkpoint {} taken at parallelism \
+                 {}; it restores only at that parallelism (take a savepoint to rescale)",
+                self.id,
+                old.len()
+            ));
+        }
+        decode_records(&old[subtask].inflight).map(Some)
+    }
+
+    /// Reads an incremental RocksDB checkpoint into the portable format,
+    /// its timers included.
+    fn read_native(
+        &self,
+        s: &SubtaskState,
+        keyed: &KeyedSnapshot,
+    ) -> Result<KeyedSnapshot, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-restore-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a restore directory: {e}"))?;
+        self.download(&s.native, dir.path())?;
+        let entries = weir_state::frozen::canonical_from_rocksdb(dir.path(), keyed.states.clone())?;
+        let all = 0..u32::from(u16::MAX) + 1;
+        KeyedSnapshot::merge([&entries, keyed], all).map_err(|e| e.to_string())
+    }
+
+    /// Downloads the files of an incremental checkpoint into `dir`.
+    ///
+    /// # Errors
+    /// A missing or unreadable object, naming it.
+    pub fn download(&self, files: &[NativeFile], dir: &std::path::Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        for f in files {
+            self.storage.get_file(&f.object, &dir.join(&f.name))?;
+        }
+        Ok(())
+    }
+
+    /// Names of the nodes with state.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.nodes.keys().map(String::as_str)
+    }
+}
+
+/// Where and for what a snapshot's asynchronous part writes.
+#[derive(Clone, Debug)]
+pub struct SnapshotTarget {
+    /// The checkpoint.
+    pub id: CheckpointId,
+    /// A savepoint (self-contained, portable) rather than a checkpoint.
+    pub savepoint: bool,
+    /// The checkpoint storage (incremental files go to its `shared/`).
+    pub storage: CheckpointStorage,
+    /// The node subtask's name in storage.
+    pub label: String,
+    pub(crate) hooks: Option<CheckpointHooks>,
+}
+
+impl SnapshotTarget {
+    /// Whether an earlier checkpoint completed (its uploads may be reused).
+    pub fn is_complete(&self, id: CheckpointId) -> bool {
+        self.hooks.as_ref().is_some_and(|h| h.is_complete(id))
+    }
+}
+
+/// The asynchronous part of a snapshot, run on a writer thread.
+pub type SnapshotTask = Box<dyn FnOnce(&SnapshotTarget) -> Result<SubtaskState, String> + Send>;
+
+/// What an operator's snapshot returns at the barrier.
+pub enum PendingState {
+    /// State already complete (small: positions, offsets).
+    Ready(SubtaskState),
+    /// Frozen state to be written out while processing goes on.
+    Deferred(SnapshotTask),
+}
+
+impl std::fmt::Debug for PendingState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(s) => f.debug_tuple("Ready").field(s).finish(),
+            Self::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
+}
+
+fn state_object(dir: &str, node: &str, subtask: usize) -> String {
+    format!("{dir}/{}.state", subtask_label(node, subtask))
+}
+
+/// A node subtask's name in storage: the node's name made safe, and the
+/// subtask.
+pub(crate) fn subtask_label(node: &str, subtask: usize) -> String {
+    let safe: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}-{subtask}")
+}
+
+/// Completed checkpoints in `storage`, oldest first, with their names
+/// (`chk-<n>`).
+pub fn completed(storage: &CheckpointStorage) -> Vec<(CheckpointId, String)> {
+    let mut out: Vec<(CheckpointId, String)> = storage
+        .list_dirs("")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|name| {
+            let id = name.strip_prefix("chk-")?.parse().ok()?;
+            storage
+                .exists(&format!("{name}/_metadata"))
+                .then_some((id, name))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The location of the latest completed checkpoint in `storage`, if any.
+pub fn latest(storage: &CheckpointStorage) -> Option<String> {
+    completed(storage).pop().map(|(_, n)| storage.display(&n))
+}
+
+/// Reads a checkpoint or savepoint: a directory or a URL (`s3://b/p/chk-7`).
+///
+/// # Errors
+/// A missing or unreadable object, or malformed contents, naming it.
+pub fn read(location: &str) -> Result<RestoredJob, String> {
+    let (storage, name) = CheckpointStorage::open_parent(location)?;
+    let meta_bytes = storage.get(&format!("{name}/_metadata"))?;
+    let meta: Metadata = serde_json::from_slice(&meta_bytes).map_err(|e| {
+        format!(
+            "`{}` is not checkpoint metadata: {e}",
+            storage.display(&format!("{name}/_metadata"))
+        )
+    })?;
+    let mut nodes = HashMap::new();
+    for n in meta.nodes {
+        let mut subtasks = Vec::with_capacity(n.parallelism);
+        for s in 0..n.parallelism {
+            let object = state_object(&name, &n.name, s);
+            let bytes = storage.get(&object)?;
+            subtasks.push(
+                SubtaskState::decode(&bytes)
+                    .map_err(|e| format!("`{}`: {e}", storage.display(&object)))?,
+            );
+        }
+        nodes.insert(n.name, subtasks);
+    }
+    Ok(RestoredJob {
+        id: meta.id,
+        location: storage.display(&name),
+        storage,
+        nodes,
+    })
+}
+
+/// The `shared/` objects that the checkpoint `name` references.
+fn shared_of(storage: &CheckpointStorage, name: &str) -> Result<Vec<String>, String> {
+    let bytes = storage.get(&format!("{name}/_metadata"))?;
+    let meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(meta.shared)
+}
+
+/// Writes a complete checkpoint: every subtask's state, then `_metadata`,
+/// whose presence marks it complete. Returns the bytes written for it (its
+/// objects and newly uploaded shared files) and the full size (with the
+/// shared files it references).
+fn write(
+    storage: &CheckpointStorage,
+    name: &str,
+    id: CheckpointId,
+    job: &str,
+    nodes: &[(String, usize)],
+    states: &HashMap<(usize, usize), SubtaskState>,
+    savepoint: bool,
+) -> Result<(u64, u64), String> {
+    // Leftovers of an earlier attempt under this name.
+    storage.delete(&format!("{name}/_metadata"))?;
+    let mut written = 0u64;
+    let mut full = 0u64;
+    let mut shared = Vec::new();
+    for (n, (node, parallelism)) in nodes.iter().enumerate() {
+        for s in 0..*parallelism {
+            let state = states.get(&(n, s));
+            let bytes = state.map(SubtaskState::encode).unwrap_or_else(|| vec![0]);
+            written += bytes.len() as u64;
+            full += bytes.len() as u64;
+            for f in state.map(|s| s.native.as_slice()).unwrap_or_default() {
+                full += f.size;
+                if f.uploaded {
+                    written += f.size;
+                }
+                if f.object.starts_with("shared/") {
+                    shared.push(f.object.clone());
+                }
+            }
+            storage.put(&state_object(name, node, s), bytes)?;
+        }
+    }
+    let meta = Metadata {
+        id,
+        job: job.to_string(),
+        completed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        nodes: nodes
+            .iter()
+            .map(|(name, parallelism)| NodeMeta {
+                name: name.clone(),
+                parallelism: *parallelism,
+            })
+            .collect(),
+        shared,
+        savepoint,
+    };
+    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+    storage.put(&format!("{name}/_metadata"), meta)?;
+    Ok((written, full))
+}
+
+/// Removes all but the newest `keep` completed checkpoints, then every
+/// shared file that no remaining checkpoint references and that was
+/// uploaded for a checkpoint up to `upto` (later uploads may belong to a
+/// checkpoint in progress).
+fn prune(storage: &CheckpointStorage, keep: usize, upto: CheckpointId) -> Result<(), String> {
+    let all = completed(storage);
+    for (_, name) in all.iter().take(all.len().saturating_sub(keep)) {
+        // Metadata first: a half-deleted checkpoint is never taken as
+        // complete.
+        storage.delete(&format!("{name}/_metadata"))?;
+        storage.delete_prefix(name)?;
+    }
+    // Files of checkpoints that never completed (abandoned, or cut short
+    // by a crash).
+    for name in storage.list_dirs("")? {
+        let abandoned = name
+            .strip_prefix("chk-")
+            .and_then(|id| id.parse::<CheckpointId>().ok())
+            .is_some_and(|id| id < upto);
+        if abandoned && !storage.exists(&format!("{name}/_metadata")) {
+            storage.delete_prefix(&name)?;
+        }
+    }
+    let mut referenced = std::collections::HashSet::new();
+    for (_, name) in completed(storage) {
+        referenced.extend(shared_of(storage, &name)?);
+    }
+    for (object, _) in storage.list("shared")? {
+        let uploaded_for = object
+            .strip_prefix("shared/")
+            .and_then(|n| n.split('-').next())
+            .and_then(|id| id.parse::<CheckpointId>().ok());
+        if uploaded_for.is_some_and(|id| id <= upto) && !referenced.contains(&object) {
+            storage.delete(&object)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_state::snapshot::push_state;
+
+    #[test]
+    fn checkpoints_are_written_read_and_rescaled_by_key_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyed = KeyedSnapshot {
+            states: vec![("s".into(), weir_state::StateKind::Value)],
+            ..Default::default()
+        };
+        for g in [1u16, 100] {
+            let mut blob = Vec::new();
+            push_state(&mut blob, 0, &[g as u8], b"v");
+            keyed.groups.insert(g, blob);
+        }
+        let mut states = HashMap::new();
+        states.insert((0, 0), SubtaskState::operator(b"pos=7".to_vec()));
+        let mut records = weir_record::BatchBuilder::default();
+        records.push_with_headers(b"k", b"v", 42, [(&b"h"[..], &b"x"[..])]);
+        records.push(b"", b"w", -1);
+        let records = records.finish();
+        states.insert(
+            (1, 0),
+            SubtaskState {
+                keyed: Some(keyed.clone()),
+                inflight: encode_records(std::slice::from_ref(&records)),
+                ..SubtaskState::default()
+            },
+        );
+        let nodes = vec![("src".to_string(), 1), ("win dow".to_string(), 1)];
+        let storage = CheckpointStorage::open(&dir.path().display().to_string()).unwrap();
+        write(&storage, "chk-4", 4, "j", &nodes, &states, false).unwrap();
+        write(&storage, "chk-5", 5, "j", &nodes, &states, false).unwrap();
+        assert_eq!(
+            latest(&storage).unwrap(),
+            dir.path().join("chk-5").display().to_string()
+        );
+
+        let r = read(&dir.path().join("chk-4").display().to_string()).unwrap();
+        assert_eq!(r.id, 4);
+        let src = r.subtask("src", 0, 1, 128, false).unwrap().unwrap();
+        assert_eq!(src.operator, b"pos=7");
+        assert_eq!(r.inflight("win dow", 0, 1).unwrap(), Some(records));
+        let e = r.inflight("win dow", 0, 2).unwrap_err();
+        assert!(e.contains("only at that parallelism"), "{e}");
+        // Rescale the window to 2 subtasks: groups 0..64 and 64..128 (the
+        // in-flight records are dropped from this checkpoint first: they
+        // cannot be split).
+        states.get_mut(&(1, 0)).unwrap().inflight.clear();
+        write(&storage, "chk-6", 6, "j", &nodes, &states, false).unwrap();
+        let r = read(&dir.path().join("chk-6").display().to_string()).unwrap();
+        let low = r.subtask("win dow", 0, 2, 128, false).unwrap().unwrap();
+        let high = r.subtask("win dow", 1, 2, 128, false).unwrap().unwrap();
+        assert_eq!(
+            low.keyed.unwrap().groups.keys().collect::<Vec<_>>(),
+            vec![&1]
+        );
+        assert_eq!(
+            high.keyed.unwrap().groups.keys().collect::<Vec<_>>(),
+            vec![&100]
+        );
+        // A source's position cannot be split.
+        let e = r.subtask("src", 0, 2, 128, false).unwrap_err();
+        assert!(e.contains("cannot be split"), "{e}");
+        assert!(r.subtask("other", 0, 1, 128, false).unwrap().is_none());
+    }
+
+    #[test]
+    fn pruning_keeps_the_shared_files_that_retained_checkpoints_reference() {
+        let storage = CheckpointStorage::open("memory:///prune-test").unwrap();
+        let nodes = vec![("w".to_string(), 1)];
+        let file = |object: &str| NativeFile {
+            name: object.rsplit('-').next().unwrap().to_string(),
+            object: object.to_string(),
+            size: 3,
+            uploaded: true,
+        };
+        // Checkpoint n references the shared files of n and n-1.
+        for n in 1..=4u64 {
+            let object = format!("shared/{n}-i-00000{n}.sst");
+            storage.put(&object, b"sst".to_vec()).unwrap();
+            let mut native = vec![file(&object)];
+            if n > 1 {
+                native.push(file(&format!("shared/{}-i-00000{}.sst", n - 1, n - 1)));
+            }
+            let state = SubtaskState {
+                keyed: Some(KeyedSnapshot::default()),
+                native,
+                ..SubtaskState::default()
+            };
+            let states = HashMap::from([((0, 0), state)]);
+            write(
+                &storage,
+                &format!("chk-{n}"),
+                n,
+                "j",
+                &nodes,
+                &states,
+                false,
+            )
+            .unwrap();
+            prune(&storage, 2, n).unwrap();
+        }
+        // An upload of a checkpoint still in progress is left alone.
+        storage
+            .put("shared/5-i-000005.sst", b"sst".to_vec())
+            .unwrap();
+        prune(&storage, 2, 4).unwrap();
+        let kept: Vec<u64> = completed(&storage).iter().map(|(id, _)| *id).collect();
+        assert_eq!(kept, vec![3, 4]);
+        let mut shared: Vec<String> = storage
+            .list("shared")
+            .unwrap()
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        shared.sort();
+        assert_eq!(
+            shared,
+            vec![
+                "shared/2-i-000002.sst",
+                "shared/3-i-000003.sst",
+                "shared/4-i-000004.sst",
+                "shared/5-i-000005.sst"
+            ]
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Frozen state: what a checkpoint writes out while processing goes on.
+//!
+//! A checkpoint has a synchronous part, at the barrier, and an asynchronous
+//! part, on another thread. The synchronous part only *freezes* the store:
+//! on the heap, a constant-time copy-on-write clone; in RocksDB, a RocksDB
+//! checkpoint (a memtable flush and hard links to the immutable SST files).
+//! The asynchronous part encodes the frozen copy into the portable format
+//! ([`FrozenKeyed::canonical`], for savepoints and heap checkpoints) or
+//! uploads RocksDB's files (incremental checkpoints, in the engine).
+
+use std::path::{Path, PathBuf};
+
+use crate::keyed::StateKind;
+use crate::rocks::RocksCheckpoint;
+use crate::snapshot::{KeyedSnapshot, push_state};
+
+/// A store frozen at a barrier.
+#[derive(Debug)]
+pub enum Frozen {
+    /// A heap store's map, sharing structure with the live one.
+    Heap(imbl::HashMap<Vec<u8>, Vec<u8>>),
+    /// A RocksDB checkpoint: hard links to the database's files.
+    Rocks(RocksCheckpoint),
+}
+
+impl Frozen {
+    /// Calls `f` for every entry (in no particular order on the heap).
+    ///
+    /// # Errors
+    /// RocksDB's error reading the checkpoint.
+    pub fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), String> {
+        match self {
+            Self::Heap(map) => {
+                for (k, v) in map {
+                    f(k, v);
+                }
+                Ok(())
+            }
+            Self::Rocks(c) => c.scan(f),
+        }
+    }
+}
+
+/// A subtask's keyed state frozen at a barrier: its store and state names.
+#[derive(Debug)]
+pub struct FrozenKeyed {
+    /// State names and kinds, by state id.
+    pub states: Vec<(String, StateKind)>,
+    /// The frozen store.
+    pub store: Frozen,
+}
+
+impl FrozenKeyed {
+    /// Encodes the frozen state into the portable snapshot format, by key
+    /// group (timers are added by their owner).
+    ///
+    /// # Errors
+    /// RocksDB's error reading the checkpoint.
+    pub fn canonical(&self) -> Result<KeyedSnapshot, String> {
+        canonical(self.states.clone(), |f| self.store.scan(f))
+    }
+}
+
+/// Builds a portable snapshot from every `(key, value)` that `scan` yields,
+/// keys in [`crate::KeyedState`]'s layout.
+pub(crate) fn canonical(
+    states: Vec<(String, StateKind)>,
+    scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])) -> Result<(), String>,
+) -> Result<KeyedSnapshot, String> {
+    let mut snap = KeyedSnapshot {
+        states,
+        ..Default::default()
+    };
+    scan(&mut |k, v| {
+        if k.len() < 4 {
+            return;
+        }
+        let group = u16::from_be_bytes([k[0], k[1]]);
+        let id = u16::from_be_bytes([k[2], k[3]]);
+        push_state(snap.groups.entry(group).or_default(), id, &k[4..], v);
+    })?;
+    Ok(snap)
+}
+
+/// Reads a RocksDB database restored from a checkpoint's files (at `dir`)
+/// into the portable format: the path to another parallelism or backend.
+///
+/// # Errors
+/// RocksDB's error opening or reading it, with the path.
+pub fn canonical_from_rocksdb(
+    dir: &Path,
+    states: Vec<(String, StateKind)>,
+) -> Result<KeyedSnapshot, String> {
+    let c = RocksCheckpoint::adopt(PathBuf::from(dir), false);
+    canonical(states, |f| c.scan(f))
+}
