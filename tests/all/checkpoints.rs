@@ -84,8 +84,18 @@ struct Scenario {
     /// Window parallelism of the restored run (the first runs at 1).
     restored_parallelism: usize,
     mode: Mode,
-    /// A `file://` URL rather than a plain directory.
-    url: bool,
+    /// Where checkpoints go.
+    storage: Storage,
+}
+
+/// Where a scenario's checkpoints go.
+enum Storage {
+    /// A local directory.
+    Dir,
+    /// The same as a `file://` URL.
+    FileUrl,
+    /// An S3 URL.
+    S3(String),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -108,10 +118,10 @@ fn backend(b: Backend, dir: &Path, run: &str) -> weir_state::Backend {
 fn restore_scenario(s: &Scenario, expected: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("checkpoints");
-    let location = if s.url {
-        format!("file://{}", local.display())
-    } else {
-        local.display().to_string()
+    let location = match &s.storage {
+        Storage::Dir => local.display().to_string(),
+        Storage::FileUrl => format!("file://{}", local.display()),
+        Storage::S3(url) => url.clone(),
     };
     let storage = CheckpointStorage::open(&location).unwrap();
     // First run: paced, checkpointing every 50 ms; stopped once five
@@ -249,7 +259,7 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
             sources: 1,
             restored_parallelism: 1,
             mode: Mode::Aligned,
-            url: false,
+            storage: Storage::Dir,
         },
         // Heap snapshots restore into RocksDB at another parallelism:
         // snapshots do not depend on the backend.
@@ -259,7 +269,7 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
             sources: 1,
             restored_parallelism: 3,
             mode: Mode::Aligned,
-            url: true,
+            storage: Storage::FileUrl,
         },
         // Incremental RocksDB checkpoints restore from the files themselves.
         Scenario {
@@ -268,7 +278,7 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
             sources: 2,
             restored_parallelism: 1,
             mode: Mode::Aligned,
-            url: false,
+            storage: Storage::Dir,
         },
         // ...and, read back into the portable format, into the heap at
         // another parallelism.
@@ -278,7 +288,7 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
             sources: 1,
             restored_parallelism: 3,
             mode: Mode::Aligned,
-            url: false,
+            storage: Storage::Dir,
         },
         // Unaligned: the window (two inputs) snapshots at the first barrier
         // and saves what the other input sends before its barrier.
@@ -288,10 +298,103 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
             sources: 2,
             restored_parallelism: 1,
             mode: Mode::Unaligned,
-            url: false,
+            storage: Storage::Dir,
         },
     ];
     for s in &scenarios {
         restore_scenario(s, &expected);
     }
+}
+
+/// An S3-compatible server (moto's, installed by `.ci/setup`) on loopback,
+/// killed when dropped.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_s3_server() -> S3Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot start python3 -m moto.server (run .ci/setup to install moto)");
+    let server = S3Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            // Create the bucket (the server does not check signatures).
+            use std::io::{Read, Write};
+            write!(
+                c,
+                "PUT /weir HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut answer = String::new();
+            let _ = c.read_to_string(&mut answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "creating the bucket: {answer}"
+            );
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the S3 server (python3 -m moto.server) did not start; run .ci/setup to install moto"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn incremental_checkpoints_go_to_s3_compatible_object_storage() {
+    let server = start_s3_server();
+    // SAFETY: only the object-storage client reads these variables, and
+    // every test that sets them sets the same values.
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT", format!("http://127.0.0.1:{}", server.port));
+        std::env::set_var("AWS_ALLOW_HTTP", "true");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "weir");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "weir-secret");
+        std::env::set_var("AWS_REGION", "us-east-1");
+    }
+    let reference = tempfile::tempdir().unwrap();
+    let flow = dataflow(&job_file(reference.path(), 1, None));
+    weir_engine::run(flow).unwrap().join().result.unwrap();
+    let expected = sorted_lines(&reference.path().join("out.jsonl"));
+    restore_scenario(
+        &Scenario {
+            name: "RocksDB incremental on S3",
+            backends: (Backend::RocksDb, Backend::RocksDb),
+            sources: 2,
+            restored_parallelism: 1,
+            mode: Mode::Aligned,
+            storage: Storage::S3("s3://weir/jobs/ckpt".into()),
+        },
+        &expected,
+    );
+    // The checkpoints really are in the bucket, under the prefix.
+    let storage = CheckpointStorage::open("s3://weir/jobs/ckpt").unwrap();
+    assert_eq!(checkpoint::completed(&storage).len(), 3);
+    assert!(!storage.list("shared").unwrap().is_empty());
 }

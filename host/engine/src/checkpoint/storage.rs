@@ -262,7 +262,12 @@ mod tests {
             s.put("chk-1/_metadata", b"m".to_vec()).unwrap();
             s.put("chk-1/a-0.state", b"aa".to_vec()).unwrap();
             s.put("shared/1-x-000.sst", b"sst".to_vec()).unwrap();
-            assert_eq!(s.list_dirs("").unwrap().len(), 2, "{location}: {:?}", s.list_dirs(""));
+            assert_eq!(
+                s.list_dirs("").unwrap().len(),
+                2,
+                "{location}: {:?}",
+                s.list_dirs("")
+            );
             assert!(s.exists("chk-1/_metadata"));
             assert_eq!(s.get("chk-1/a-0.state").unwrap(), b"aa");
             let mut all = s.list("chk-1").unwrap();
