@@ -406,6 +406,111 @@ fn keyed_process_timers_fire_on_the_watermark_and_state_is_per_key() {
 }
 
 #[test]
+fn keyed_state_with_a_time_to_live_expires_on_the_processing_clock() {
+    let boards_after = |ttl: Option<Duration>| {
+        let module = sandbox().load_file(&udf("leaderboard")).unwrap();
+        let f = KeyedProcessFactory::new(
+            module,
+            vec![("every_ms".into(), "1000".into())],
+            InstanceLimits::default(),
+            vec![],
+        )
+        .unwrap()
+        .with_state_ttl(ttl.map(|t| ("totals".to_string(), t)).into_iter().collect());
+        let clock = ManualClock::new(0);
+        let mut op = f.create(&info(&clock)).unwrap();
+        let mut out = Sink::default();
+        op.process_batch(batch(&[("A", r#"{"user":"x","score":5}"#, 100)]), &mut out)
+            .unwrap();
+        op.on_watermark(weir_engine::watermark::Watermark(999), &mut out)
+            .unwrap();
+        // 20 s later on the processing clock, a score for another user.
+        clock.set(20_000);
+        op.process_batch(
+            batch(&[("A", r#"{"user":"y","score":7}"#, 1_100)]),
+            &mut out,
+        )
+        .unwrap();
+        op.on_watermark(weir_engine::watermark::Watermark(1_999), &mut out)
+            .unwrap();
+        out.main
+            .iter()
+            .flat_map(|b| {
+                b.records()
+                    .map(|r| String::from_utf8_lossy(r.value()).into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let kept = boards_after(None);
+    assert_eq!(
+        kept[1],
+        r#"{"as_of":1999,"top":[{"rank":1,"user":"y","score":7},{"rank":2,"user":"x","score":5}]}"#
+    );
+    // With a 10 s TTL on `totals`, x's total (written at 0) is gone by 20 s.
+    let expired = boards_after(Some(Duration::from_secs(10)));
+    assert_eq!(
+        expired[0],
+        r#"{"as_of":999,"top":[{"rank":1,"user":"x","score":5}]}"#
+    );
+    assert_eq!(
+        expired[1],
+        r#"{"as_of":1999,"top":[{"rank":1,"user":"y","score":7}]}"#
+    );
+}
+
+#[test]
+fn state_ttl_in_a_job_file_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = |extra: &str| {
+        let f = dir.path().join("ttl.toml");
+        std::fs::write(
+            &f,
+            format!(
+                r#"
+[job]
+name = "ttl"
+
+[source.gen]
+kind = "generator"
+count = 10
+
+[operator.board]
+input = "gen"
+module = "leaderboard"
+{extra}
+
+[sink.out]
+input = "board"
+kind = "stdout"
+"#
+            ),
+        )
+        .unwrap();
+        weir_job::read_job(&f).and_then(|spec| {
+            weir_job::prepare(spec, sandbox(), &ModulePath::new(vec![udf_dir()])).map(|_| ())
+        })
+    };
+    job(r#"state_ttl = { totals = "1h", "*" = "1d" }"#).unwrap();
+    let e = job(r#"state_ttl = { totals = "soon" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ttl.toml:") && e.contains("state_ttl") && e.contains("soon"),
+        "{e}"
+    );
+    let e = job(r#"state_ttl = { totals = 5 }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("state `totals`") && e.contains("duration string"),
+        "{e}"
+    );
+    let e = job("module_x = 1").unwrap_err().to_string();
+    assert!(e.contains("module_x"), "{e}");
+}
+
+#[test]
 fn processing_time_timers_fire_in_a_running_job_on_the_manual_clock() {
     // A processing-time window job whose source stays open until the test
     // has seen the result: the runtime must fire the timer on its own.

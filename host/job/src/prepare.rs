@@ -166,6 +166,17 @@ pub fn prepare(
             ));
         }
         let (config, limits) = (o.spec.config.clone(), o.spec.limits);
+        if !o.spec.state_ttl.is_empty() && module.kind() != OperatorKind::KeyedProcess {
+            return Err(c.error(
+                "state_ttl",
+                format!(
+                    "module `{}` is a {} operator; `state_ttl` applies to keyed process operators \
+                     (window state is cleaned up by the window's own timers)",
+                    module.name(),
+                    module.kind()
+                ),
+            ));
+        }
         let factory: Arc<dyn weir_engine::OperatorFactory> = match (module.kind(), &o.spec.window) {
             (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new(
                 WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
@@ -199,7 +210,8 @@ pub fn prepare(
                     limits,
                     o.spec.side_outputs.clone(),
                 )
-                .map_err(|m| c.error("module", m))?,
+                .map_err(|m| c.error("module", m))?
+                .with_state_ttl(o.spec.state_ttl.clone()),
             ),
             (_, None) => {
                 if !o.spec.side_outputs.is_empty() {

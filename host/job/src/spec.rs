@@ -125,6 +125,9 @@ pub struct OperatorSpec {
     /// Names of the side outputs (a window's late output, a keyed process
     /// function's declared outputs), readable as `NODE.NAME`.
     pub side_outputs: Vec<String>,
+    /// Time-to-live of keyed states by name (`*` for all), for keyed
+    /// process operators.
+    pub state_ttl: Vec<(String, Duration)>,
 }
 
 /// A sink table.
@@ -215,6 +218,8 @@ struct RawOperator {
     late_output: Option<String>,
     #[serde(default)]
     side_outputs: Vec<String>,
+    #[serde(default)]
+    state_ttl: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +453,23 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
                 return Err(c.error("side_outputs", format!("side output `{s}` is named twice")));
             }
         }
+        let mut state_ttl = Vec::new();
+        for (state, ttl) in &raw.state_ttl {
+            let Some(text) = ttl.as_str() else {
+                return Err(c.error(
+                    "state_ttl",
+                    format!("the TTL of state `{state}` must be a duration string such as \"1h\""),
+                ));
+            };
+            let d = c.duration("state_ttl", text)?;
+            if d.is_zero() {
+                return Err(c.error(
+                    "state_ttl",
+                    format!("the TTL of state `{state}` must be positive"),
+                ));
+            }
+            state_ttl.push((state.clone(), d));
+        }
         // Windows and keyed process functions work per key: their input is
         // always partitioned by key.
         let keyed = window.is_some() || kind == Some(OperatorKind::KeyedProcess);
@@ -463,6 +485,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
                 limits,
                 window,
                 side_outputs,
+                state_ttl,
             },
             key_by: key_by || keyed,
             watermark: WatermarkSpec::default(),

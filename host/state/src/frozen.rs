@@ -48,6 +48,11 @@ pub struct FrozenKeyed {
     pub states: Vec<(String, StateKind)>,
     /// The frozen store.
     pub store: Frozen,
+    /// Time-to-live (ms) by state id.
+    pub ttl: Vec<Option<i64>>,
+    /// The processing time at the freeze: entries expired by then are
+    /// left out of the snapshot.
+    pub now: i64,
 }
 
 impl FrozenKeyed {
@@ -57,7 +62,25 @@ impl FrozenKeyed {
     /// # Errors
     /// RocksDB's error reading the checkpoint.
     pub fn canonical(&self) -> Result<KeyedSnapshot, String> {
-        canonical(self.states.clone(), |f| self.store.scan(f))
+        // Values and map entries of states with TTL that have expired.
+        let drop: Vec<bool> = self
+            .states
+            .iter()
+            .zip(self.ttl.iter().chain(std::iter::repeat(&None)))
+            .map(|((_, kind), ttl)| ttl.is_some() && *kind != StateKind::List)
+            .collect();
+        let now = self.now;
+        canonical(self.states.clone(), |f| {
+            self.store.scan(&mut |k, v| {
+                let id = k
+                    .get(2..4)
+                    .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                if drop.get(id).copied().unwrap_or(false) && crate::keyed::expired(v, now) {
+                    return;
+                }
+                f(k, v);
+            })
+        })
     }
 }
 

@@ -62,6 +62,11 @@ pub struct KeyedState {
     key_group: u16,
     /// Scratch buffer for composite keys.
     buf: Vec<u8>,
+    /// Time-to-live by state name (ms), and by state id once registered.
+    ttl_by_name: HashMap<String, i64>,
+    ttl: Vec<Option<i64>>,
+    /// The current processing time (ms), for TTL.
+    now: i64,
 }
 
 impl std::fmt::Debug for KeyedState {
@@ -83,7 +88,53 @@ impl KeyedState {
             key: Vec::new(),
             key_group: 0,
             buf: Vec::with_capacity(64),
+            ttl_by_name: HashMap::new(),
+            ttl: Vec::new(),
+            now: 0,
         }
+    }
+
+    /// Gives state `name` (`*`: every state without its own setting) a
+    /// time-to-live, as Flink's state TTL does: each value, list element
+    /// and map entry expires `ttl` after it was last written (processing
+    /// time, see [`Self::set_time`]); an expired entry is never returned
+    /// and is dropped when read and from snapshots.
+    pub fn set_ttl(&mut self, name: &str, ttl: std::time::Duration) {
+        self.ttl_by_name.insert(
+            name.to_string(),
+            ttl.as_millis().min(i64::MAX as u128) as i64,
+        );
+        for (n, &(id, _)) in &self.names {
+            self.ttl[id as usize] = self.ttl_of(n);
+        }
+    }
+
+    fn ttl_of(&self, name: &str) -> Option<i64> {
+        self.ttl_by_name
+            .get(name)
+            .or_else(|| self.ttl_by_name.get("*"))
+            .copied()
+    }
+
+    /// Sets the current processing time (ms) that TTL is measured against.
+    pub fn set_time(&mut self, now_ms: i64) {
+        self.now = now_ms;
+    }
+
+    /// The expiry stamp that a write of state `id` now carries, if it has a
+    /// TTL.
+    fn stamp(&self, id: StateId) -> Option<[u8; 8]> {
+        let ttl = (*self.ttl.get(id as usize)?)?;
+        Some(self.now.saturating_add(ttl).to_le_bytes())
+    }
+
+    /// Strips the expiry stamp of a value of a state with TTL: `None` if it
+    /// has expired.
+    fn live<'v>(&self, id: StateId, v: &'v [u8]) -> Option<&'v [u8]> {
+        if self.ttl.get(id as usize).copied().flatten().is_none() {
+            return Some(v);
+        }
+        unstamp(v, self.now)
     }
 
     /// The underlying store.
@@ -112,6 +163,7 @@ impl KeyedState {
         }
         self.names.insert(name.to_string(), (id as StateId, kind));
         self.kinds.push(kind);
+        self.ttl.push(self.ttl_of(name));
         Ok(id as StateId)
     }
 
@@ -147,7 +199,15 @@ impl KeyedState {
     /// The value of value state `id` in `namespace`.
     pub fn value_get(&mut self, id: StateId, namespace: &[u8]) -> Option<Vec<u8>> {
         self.prefix(id, namespace);
-        self.store.get(&self.buf)
+        let v = self.store.get(&self.buf)?;
+        match self.live(id, &v) {
+            Some(live) if live.len() == v.len() => Some(v),
+            Some(live) => Some(live.to_vec()),
+            None => {
+                self.store.delete(&self.buf);
+                None
+            }
+        }
     }
 
     /// Calls `f` with value state `id` in `namespace`, without copying it.
@@ -160,7 +220,13 @@ impl KeyedState {
         self.prefix(id, namespace);
         let mut f = Some(f);
         let mut out = None;
+        let ttl = self.ttl.get(id as usize).copied().flatten();
+        let now = self.now;
         self.store.with_value(&self.buf, &mut |v| {
+            let v = match ttl {
+                None => v,
+                Some(_) => v.and_then(|v| unstamp(v, now)),
+            };
             if let Some(f) = f.take() {
                 out = Some(f(v));
             }
@@ -175,8 +241,17 @@ impl KeyedState {
 
     /// Sets value state `id` in `namespace`.
     pub fn value_set(&mut self, id: StateId, namespace: &[u8], value: &[u8]) {
+        let stamp = self.stamp(id);
         self.prefix(id, namespace);
-        self.store.put(&self.buf, value);
+        match stamp {
+            None => self.store.put(&self.buf, value),
+            Some(stamp) => {
+                let mut v = Vec::with_capacity(8 + value.len());
+                v.extend_from_slice(&stamp);
+                v.extend_from_slice(value);
+                self.store.put(&self.buf, &v);
+            }
+        }
     }
 
     /// The elements of list state `id`.
@@ -184,17 +259,8 @@ impl KeyedState {
     /// # Errors
     /// [`StateError::Corrupt`] if the stored bytes are malformed.
     pub fn list_get(&mut self, id: StateId, namespace: &[u8]) -> Result<Vec<Vec<u8>>, StateError> {
-        self.prefix(id, namespace);
         let mut out = Vec::new();
-        let mut bad = false;
-        self.store.with_value(&self.buf, &mut |v| {
-            if let Some(v) = v {
-                bad = decode_list(v, |e| out.push(e.to_vec())).is_err();
-            }
-        });
-        if bad {
-            return Err(StateError::Corrupt(format!("#{id}")));
-        }
+        self.list_for_each(id, namespace, |e| out.push(e.to_vec()))?;
         Ok(out)
     }
 
@@ -210,9 +276,19 @@ impl KeyedState {
     ) -> Result<(), StateError> {
         self.prefix(id, namespace);
         let mut bad = false;
+        let ttl = self.ttl.get(id as usize).copied().flatten();
+        let now = self.now;
         self.store.with_value(&self.buf, &mut |v| {
             if let Some(v) = v {
-                bad = decode_list(v, &mut f).is_err();
+                bad = match ttl {
+                    None => decode_list(v, &mut f),
+                    Some(_) => decode_list(v, |e| {
+                        if let Some(e) = unstamp(e, now) {
+                            f(e);
+                        }
+                    }),
+                }
+                .is_err();
             }
         });
         if bad {
@@ -223,8 +299,11 @@ impl KeyedState {
 
     /// Appends to list state `id`.
     pub fn list_add(&mut self, id: StateId, namespace: &[u8], value: &[u8]) {
-        let mut entry = Vec::with_capacity(4 + value.len());
-        entry.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        let stamp = self.stamp(id);
+        let stamp = stamp.as_ref().map_or(&[][..], |s| &s[..]);
+        let mut entry = Vec::with_capacity(12 + value.len());
+        entry.extend_from_slice(&((stamp.len() + value.len()) as u32).to_le_bytes());
+        entry.extend_from_slice(stamp);
         entry.extend_from_slice(value);
         self.prefix(id, namespace);
         self.store.append(&self.buf, &entry);
@@ -237,9 +316,12 @@ impl KeyedState {
         namespace: &[u8],
         values: impl IntoIterator<Item = &'a [u8]>,
     ) {
+        let stamp = self.stamp(id);
+        let stamp = stamp.as_ref().map_or(&[][..], |s| &s[..]);
         let mut all = Vec::new();
         for v in values {
-            all.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            all.extend_from_slice(&((stamp.len() + v.len()) as u32).to_le_bytes());
+            all.extend_from_slice(stamp);
             all.extend_from_slice(v);
         }
         self.prefix(id, namespace);
@@ -254,14 +336,31 @@ impl KeyedState {
     pub fn map_get(&mut self, id: StateId, namespace: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
         self.prefix(id, namespace);
         self.buf.extend_from_slice(user_key);
-        self.store.get(&self.buf)
+        let v = self.store.get(&self.buf)?;
+        match self.live(id, &v) {
+            Some(live) if live.len() == v.len() => Some(v),
+            Some(live) => Some(live.to_vec()),
+            None => {
+                self.store.delete(&self.buf);
+                None
+            }
+        }
     }
 
     /// Sets `user_key` in map state `id`.
     pub fn map_put(&mut self, id: StateId, namespace: &[u8], user_key: &[u8], value: &[u8]) {
+        let stamp = self.stamp(id);
         self.prefix(id, namespace);
         self.buf.extend_from_slice(user_key);
-        self.store.put(&self.buf, value);
+        match stamp {
+            None => self.store.put(&self.buf, value),
+            Some(stamp) => {
+                let mut v = Vec::with_capacity(8 + value.len());
+                v.extend_from_slice(&stamp);
+                v.extend_from_slice(value);
+                self.store.put(&self.buf, &v);
+            }
+        }
     }
 
     /// Removes `user_key` from map state `id`.
@@ -275,9 +374,19 @@ impl KeyedState {
     pub fn map_entries(&mut self, id: StateId, namespace: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let at = self.prefix(id, namespace).len();
         let mut out = Vec::new();
-        self.store.scan_prefix(&self.buf, &mut |k, v| {
-            out.push((k[at..].to_vec(), v.to_vec()));
+        let mut expired = Vec::new();
+        let ttl = self.ttl.get(id as usize).copied().flatten();
+        let now = self.now;
+        self.store.scan_prefix(&self.buf, &mut |k, v| match ttl {
+            None => out.push((k[at..].to_vec(), v.to_vec())),
+            Some(_) => match unstamp(v, now) {
+                Some(v) => out.push((k[at..].to_vec(), v.to_vec())),
+                None => expired.push(k.to_vec()),
+            },
         });
+        for k in expired {
+            self.store.delete(&k);
+        }
         out
     }
 
@@ -325,6 +434,8 @@ impl KeyedState {
         Ok(crate::FrozenKeyed {
             states: self.states(),
             store: self.store.freeze()?,
+            ttl: self.ttl.clone(),
+            now: self.now,
         })
     }
 
@@ -388,6 +499,18 @@ impl KeyedState {
         }
         Ok(timers)
     }
+}
+
+/// The value after an expiry stamp, if it has not expired at `now`.
+fn unstamp(v: &[u8], now: i64) -> Option<&[u8]> {
+    let expires = i64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    (expires > now).then(|| &v[8..])
+}
+
+/// Whether a stored value of a state with TTL has expired at `now` (whole
+/// values and map entries; lists expire element by element).
+pub(crate) fn expired(v: &[u8], now: i64) -> bool {
+    unstamp(v, now).is_none()
 }
 
 fn decode_list(mut v: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), ()> {
@@ -477,5 +600,70 @@ mod tests {
             None,
             "group 9 belongs to another subtask"
         );
+    }
+
+    #[test]
+    fn entries_expire_after_their_time_to_live_and_leave_snapshots() {
+        for rocks in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Box<dyn StateStore> = if rocks {
+                Box::new(crate::RocksStore::open(&dir.path().join("db"), true).unwrap())
+            } else {
+                Box::new(HeapStore::new())
+            };
+            let mut s = KeyedState::new(store);
+            s.set_ttl("v", std::time::Duration::from_millis(100));
+            s.set_ttl("*", std::time::Duration::from_millis(50));
+            let v = s.register("v", StateKind::Value).unwrap();
+            let l = s.register("l", StateKind::List).unwrap();
+            let m = s.register("m", StateKind::Map).unwrap();
+            let forever = s.register("forever", StateKind::Value).unwrap();
+            s.set_ttl("forever", std::time::Duration::from_secs(3600));
+            s.set_current_key(b"k", 1);
+            s.set_time(1_000);
+            s.value_set(v, b"", b"v1");
+            s.value_set(forever, b"", b"f");
+            s.list_add(l, b"", b"old");
+            s.map_put(m, b"", b"a", b"1");
+            s.set_time(1_040);
+            s.list_add(l, b"", b"new");
+            s.map_put(m, b"", b"b", b"2");
+            // Nothing expired yet; stamps are invisible to readers.
+            assert_eq!(s.value_get(v, b"").as_deref(), Some(&b"v1"[..]));
+            assert_eq!(
+                s.value_with(v, b"", |x| x.map(<[u8]>::to_vec)),
+                Some(b"v1".to_vec())
+            );
+            assert_eq!(
+                s.list_get(l, b"").unwrap(),
+                vec![b"old".to_vec(), b"new".to_vec()]
+            );
+            assert_eq!(s.map_get(m, b"", b"a").as_deref(), Some(&b"1"[..]));
+            // At 1_060, what was written at 1_000 with a 50 ms TTL is gone.
+            s.set_time(1_060);
+            assert_eq!(s.list_get(l, b"").unwrap(), vec![b"new".to_vec()]);
+            assert_eq!(s.map_get(m, b"", b"a"), None);
+            assert_eq!(s.map_entries(m, b"").len(), 1);
+            assert_eq!(
+                s.value_get(v, b"").as_deref(),
+                Some(&b"v1"[..]),
+                "100 ms TTL"
+            );
+            // A snapshot leaves out expired values and map entries.
+            s.set_time(1_100);
+            let snap = s.freeze().unwrap().canonical().unwrap();
+            let mut states = 0;
+            for blob in snap.groups.values() {
+                states += crate::snapshot::entries(blob).unwrap().len();
+            }
+            // forever, and the list (elements expire one by one when read).
+            assert_eq!(states, 2, "rocks: {rocks}");
+            assert_eq!(s.value_get(v, b""), None);
+            assert_eq!(s.value_get(forever, b"").as_deref(), Some(&b"f"[..]));
+            // Writing again restarts the clock.
+            s.value_set(v, b"", b"v2");
+            s.set_time(1_150);
+            assert_eq!(s.value_get(v, b"").as_deref(), Some(&b"v2"[..]));
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct KeyedProcessFactory {
     limits: InstanceLimits,
     /// Declared side outputs; side output `i` is port `i + 1`.
     side_outputs: Vec<String>,
+    /// Time-to-live by state name (`*` for all).
+    state_ttl: Vec<(String, std::time::Duration)>,
 }
 
 impl KeyedProcessFactory {
@@ -60,7 +62,16 @@ impl KeyedProcessFactory {
             config,
             limits,
             side_outputs,
+            state_ttl: Vec::new(),
         })
+    }
+
+    /// Gives keyed states a time-to-live, by name (`*` for every state
+    /// without its own): see [`weir_state::KeyedState::set_ttl`].
+    #[must_use]
+    pub fn with_state_ttl(mut self, ttl: Vec<(String, std::time::Duration)>) -> Self {
+        self.state_ttl = ttl;
+        self
     }
 }
 
@@ -68,7 +79,10 @@ impl OperatorFactory for KeyedProcessFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
         let label = info.instance_label();
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
-        let (state, event_timers, processing_timers) = super::open_keyed(info)?;
+        let (mut state, event_timers, processing_timers) = super::open_keyed(info)?;
+        for (name, ttl) in &self.state_ttl {
+            state.set_ttl(name, *ttl);
+        }
         instance.set_keyed_context(Box::new(KeyedHost {
             state,
             event_timers,
@@ -100,6 +114,8 @@ impl KeyedHost {
     fn set_key(&mut self, key: &[u8]) {
         let kg = key_group(key, self.max_parallelism) as u16;
         self.state.set_current_key(key, kg);
+        // State TTL is measured in processing time.
+        self.state.set_time(self.clock.now_ms());
     }
 
     fn id(&mut self, name: &str, kind: StateKind) -> Result<StateId, String> {
