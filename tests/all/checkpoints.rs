@@ -398,3 +398,106 @@ fn incremental_checkpoints_go_to_s3_compatible_object_storage() {
     assert_eq!(checkpoint::completed(&storage).len(), 3);
     assert!(!storage.list("shared").unwrap().is_empty());
 }
+
+#[test]
+fn a_savepoint_restores_with_the_window_module_replaced_by_a_new_version() {
+    let reference = tempfile::tempdir().unwrap();
+    let flow = dataflow(&job_file(reference.path(), 1, None));
+    weir_engine::run(flow).unwrap().join().result.unwrap();
+    let expected = sorted_lines(&reference.path().join("out.jsonl"));
+
+    // Version 1 runs, paced; a savepoint is asked for as `weir savepoint`
+    // does, and the job is stopped after it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut flow = dataflow(&job_file(dir.path(), 1, Some(20_000)));
+    let mut config = CheckpointConfig::new(
+        CheckpointStorage::open(&dir.path().join("checkpoints").display().to_string()).unwrap(),
+        Duration::from_secs(3600),
+    );
+    config.savepoints = Some(
+        CheckpointStorage::open(&dir.path().join("savepoints").display().to_string()).unwrap(),
+    );
+    let request = dir.path().join("savepoint-request");
+    config.savepoint_request = Some(request.clone());
+    flow.checkpoints = Some(config);
+    let handle = weir_engine::run(flow).unwrap();
+    let m = handle.metrics().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m.records_read() < 10_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&request, "").unwrap();
+    let done = dir.path().join("savepoint-request.done");
+    while !done.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.cancel();
+    handle.join().result.unwrap();
+    let answer = std::fs::read_to_string(&done).unwrap();
+    let location = answer.strip_prefix("ok ").expect(&answer).to_string();
+
+    // Version 2 of the module, at window parallelism 2, from the savepoint.
+    let file = job_file(dir.path(), 2, None);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(r#"module = "bid-count""#, r#"module = "bid-count-v2""#);
+    std::fs::write(&file, text).unwrap();
+    let mut flow = dataflow(&file);
+    flow.restore = Some(Arc::new(checkpoint::read(&location).unwrap()));
+    weir_engine::run(flow).unwrap().join().result.unwrap();
+
+    // Every window counted once, whole: the windows open at the savepoint
+    // were finished by version 2 from version 1's accumulators.
+    let mut v2 = 0;
+    let mut got: Vec<String> = sorted_lines(&dir.path().join("out.jsonl"))
+        .into_iter()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let value = v["value"].as_object_mut().unwrap();
+            if value.remove("version").is_some() {
+                v2 += 1;
+                let per_second = value.remove("per_second").unwrap().as_f64().unwrap();
+                assert_eq!(per_second, value["count"].as_f64().unwrap(), "1 s windows");
+            }
+            canonical(&v)
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<String> = expected
+        .iter()
+        .map(|l| canonical(&serde_json::from_str(l).unwrap()))
+        .collect();
+    expected.sort();
+    assert!(v2 > 100, "version 2 wrote {v2} results");
+    assert!(
+        got.len() > v2,
+        "version 1 wrote results before the savepoint"
+    );
+    assert_eq!(got.len(), expected.len());
+    let diff: Vec<(&String, &String)> = got
+        .iter()
+        .zip(&expected)
+        .filter(|(a, b)| a != b)
+        .take(3)
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "results differ from an uninterrupted run: {diff:?}"
+    );
+}
+
+/// JSON with object keys sorted, to compare values whatever their key order.
+fn canonical(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<&String, String> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            let parts: Vec<String> = sorted
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
