@@ -56,8 +56,12 @@ fn line(
             count(ckpt.last_incremental_size.load(Ordering::Relaxed) as f64)
         )
     };
+    let restored = match ckpt.restore_ms.load(Ordering::Relaxed) {
+        0 => String::new(),
+        ms => format!("  restored in {ms} ms"),
+    };
     format!(
-        "{}: in {}  out {}  {} rec/s  watermark {}{checkpoint}  {:.1}s",
+        "{}: in {}  out {}  {} rec/s  watermark {}{checkpoint}{restored}  {:.1}s",
         m.job,
         count(read as f64),
         count(written as f64),

@@ -150,6 +150,24 @@ fn sliding_windows_overlap_and_every_window_fires_once_with_its_exact_count() {
 }
 
 #[test]
+fn a_window_over_many_keys_fires_in_bounded_guest_calls() {
+    // 20,000 keys in one window, fired at the end of input: more panes than
+    // one guest call takes (they are fired in chunks, each key once).
+    let ev: Vec<(String, i64)> = (0..20_000)
+        .map(|i| (format!("k{i}"), 100_000 + i))
+        .collect();
+    let j = job(
+        &count_job(r#"{ type = "tumbling", size = "1h" }"#, "", 1, 0)
+            .replace("batch_size = 7", "batch_size = 1024"),
+        &lines(&ev),
+    );
+    run(&j).unwrap().result.unwrap();
+    let f = firings(&output(&j, "out.jsonl"));
+    assert_eq!(f.len(), 20_000);
+    assert!(f.values().all(|c| c == &vec![1]), "each key counted once");
+}
+
+#[test]
 fn late_records_update_within_the_lateness_and_go_to_the_side_output_after() {
     // Watermark = max - 1 (no disorder allowed); lateness 30 s.
     let ev: Vec<(String, i64)> = [

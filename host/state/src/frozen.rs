@@ -18,7 +18,7 @@ use crate::snapshot::{KeyedSnapshot, push_state};
 #[derive(Debug)]
 pub enum Frozen {
     /// A heap store's map, sharing structure with the live one.
-    Heap(imbl::HashMap<Vec<u8>, Vec<u8>>),
+    Heap(crate::store::HeapMap),
     /// A RocksDB checkpoint: hard links to the database's files.
     Rocks(RocksCheckpoint),
 }

@@ -35,6 +35,11 @@ pub trait StateStore: Send {
     fn freeze(&mut self) -> Result<crate::Frozen, String>;
 }
 
+/// The heap store's map: keys and values behind reference counts, so that
+/// the nodes a write copies after a freeze share the entries instead of
+/// copying them, and a value not shared with a snapshot is changed in place.
+pub type HeapMap = imbl::HashMap<std::sync::Arc<[u8]>, std::sync::Arc<Vec<u8>>>;
+
 /// State on the heap: a hash map for point reads and writes (the hot path:
 /// an accumulator per key and window), plus an ordered index of the keys for
 /// prefix scans (map state, clearing a key's state). Updating an existing
@@ -46,7 +51,7 @@ pub trait StateStore: Send {
 /// state table does. The snapshot is then encoded on another thread.
 #[derive(Debug, Default, Clone)]
 pub struct HeapStore {
-    map: imbl::HashMap<Vec<u8>, Vec<u8>>,
+    map: HeapMap,
     index: BTreeSet<Vec<u8>>,
 }
 
@@ -65,21 +70,23 @@ impl HeapStore {
 
 impl StateStore for HeapStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.map.get(key).cloned()
+        self.map.get(key).map(|v| v.to_vec())
     }
 
     fn with_value(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
-        f(self.map.get(key).map(Vec::as_slice));
+        f(self.map.get(key).map(|v| v.as_slice()));
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
         match self.map.get_mut(key) {
             Some(v) => {
+                let v = std::sync::Arc::make_mut(v);
                 v.clear();
                 v.extend_from_slice(value);
             }
             None => {
-                self.map.insert(key.to_vec(), value.to_vec());
+                self.map
+                    .insert(key.into(), std::sync::Arc::new(value.to_vec()));
                 self.index.insert(key.to_vec());
             }
         }
@@ -87,9 +94,10 @@ impl StateStore for HeapStore {
 
     fn append(&mut self, key: &[u8], bytes: &[u8]) {
         match self.map.get_mut(key) {
-            Some(v) => v.extend_from_slice(bytes),
+            Some(v) => std::sync::Arc::make_mut(v).extend_from_slice(bytes),
             None => {
-                self.map.insert(key.to_vec(), bytes.to_vec());
+                self.map
+                    .insert(key.into(), std::sync::Arc::new(bytes.to_vec()));
                 self.index.insert(key.to_vec());
             }
         }
@@ -103,7 +111,7 @@ impl StateStore for HeapStore {
 
     fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) {
         for k in self.prefix_keys(prefix) {
-            if let Some(v) = self.map.get(k) {
+            if let Some(v) = self.map.get(k.as_slice()) {
                 f(k, v);
             }
         }
@@ -112,7 +120,7 @@ impl StateStore for HeapStore {
     fn delete_prefix(&mut self, prefix: &[u8]) {
         let keys: Vec<Vec<u8>> = self.prefix_keys(prefix).cloned().collect();
         for k in keys {
-            self.map.remove(&k);
+            self.map.remove(k.as_slice());
             self.index.remove(&k);
         }
     }

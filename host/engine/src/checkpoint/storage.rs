@@ -36,6 +36,9 @@ pub struct CheckpointStorage {
     store: Arc<dyn ObjectStore>,
     root: ObjectPath,
     location: String,
+    /// The directory, for a local location (whose emptied directories are
+    /// removed too).
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for CheckpointStorage {
@@ -77,10 +80,12 @@ impl CheckpointStorage {
                     )));
                 }
             };
+            let local = (url.scheme() == "file").then(|| url.path().into());
             return Ok(Self {
                 store,
                 root,
                 location,
+                local,
             });
         }
         let dir = if location.is_empty() { "/" } else { &location };
@@ -91,6 +96,7 @@ impl CheckpointStorage {
             store: Arc::new(store),
             root: ObjectPath::default(),
             location: dir.to_string(),
+            local: Some(dir.into()),
         })
     }
 
@@ -245,6 +251,12 @@ impl CheckpointStorage {
         for (name, _) in self.list(rel)? {
             self.delete(&name)?;
         }
+        if let Some(dir) = &self.local
+            && !rel.is_empty()
+        {
+            // A directory has no objects left, but may have directories.
+            let _ = std::fs::remove_dir_all(dir.join(rel));
+        }
         Ok(())
     }
 }
@@ -282,6 +294,10 @@ mod tests {
             assert!(e.contains("chk-1/_metadata"), "{e}");
         }
         assert!(dir.path().join("cp/shared/1-x-000.sst").is_file());
+        assert!(
+            !dir.path().join("cp/chk-1").exists(),
+            "no empty directory left"
+        );
         let (s, name) = CheckpointStorage::open_parent(&format!("{local}/chk-9")).unwrap();
         assert_eq!((s.location(), name.as_str()), (local.as_str(), "chk-9"));
         let e = CheckpointStorage::open("ftp://x/y").unwrap_err();

@@ -323,6 +323,9 @@ fn decode_windows(b: Option<Vec<u8>>) -> Vec<Window> {
         .unwrap_or_default()
 }
 
+/// Most panes fired in one guest call.
+const FIRE_CHUNK: usize = 4096;
+
 /// A pane touched by a batch.
 struct Touched {
     key: Vec<u8>,
@@ -744,9 +747,21 @@ impl WindowOperator {
         Ok(())
     }
 
-    /// Fires panes, in order, as one guest call; clears them if the trigger
-    /// purges.
+    /// Fires panes, in order, a bounded number per guest call (the end of
+    /// a window over millions of keys must not need a guest memory the size
+    /// of all their results); clears them if the trigger purges.
     fn fire(
+        &mut self,
+        panes: &[(Vec<u8>, Window)],
+        out: &mut dyn Collector,
+    ) -> Result<(), EngineError> {
+        for chunk in panes.chunks(FIRE_CHUNK) {
+            self.fire_chunk(chunk, out)?;
+        }
+        Ok(())
+    }
+
+    fn fire_chunk(
         &mut self,
         panes: &[(Vec<u8>, Window)],
         out: &mut dyn Collector,
