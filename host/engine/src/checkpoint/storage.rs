@@ -67,11 +67,14 @@ impl CheckpointStorage {
                     let root = ObjectPath::from_url_path(url.path()).map_err(|e| bad(&e))?;
                     (Arc::new(store), root)
                 }
-                "file" | "memory" => {
+                "file" => {
+                    // A directory, named by URL.
+                    let mut dir = Self::open(url.path())?;
+                    dir.location = location;
+                    return Ok(dir);
+                }
+                "memory" => {
                     let (store, root) = object_store::parse_url(&url).map_err(|e| bad(&e))?;
-                    if url.scheme() == "file" {
-                        std::fs::create_dir_all(url.path()).map_err(|e| bad(&e))?;
-                    }
                     (Arc::from(store), root)
                 }
                 other => {
@@ -80,18 +83,20 @@ impl CheckpointStorage {
                     )));
                 }
             };
-            let local = (url.scheme() == "file").then(|| url.path().into());
             return Ok(Self {
                 store,
                 root,
                 location,
-                local,
+                local: None,
             });
         }
         let dir = if location.is_empty() { "/" } else { &location };
         std::fs::create_dir_all(dir).map_err(|e| bad(&e))?;
-        let store =
-            object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e))?;
+        // Synced writes: a checkpoint's `_metadata` must never be durable
+        // before the state it describes.
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| bad(&e))?
+            .with_fsync(true);
         Ok(Self {
             store: Arc::new(store),
             root: ObjectPath::default(),
