@@ -175,6 +175,10 @@ fn udf_inspect_names_the_event_time_worlds() {
 }
 
 fn window_job(dir: &Path, rate: Option<u64>) -> PathBuf {
+    window_job_with(dir, rate, 1)
+}
+
+fn window_job_with(dir: &Path, rate: Option<u64>, sources: usize) -> PathBuf {
     let rate = rate.map_or(String::new(), |r| format!("rate = {r}"));
     let text = format!(
         r#"
@@ -187,6 +191,7 @@ count = 30_000
 keys = 13
 interval_ms = 7
 batch_size = 100
+parallelism = {sources}
 {rate}
 watermark = {{ strategy = "monotonous" }}
 
@@ -242,19 +247,31 @@ fn sigkill_and_restart_with_state_in_rocksdb() {
     kill_and_restart("rocksdb");
 }
 
+#[test]
+fn sigkill_and_restart_with_unaligned_checkpoints() {
+    // Two sources feed each window subtask: in-flight records are saved.
+    kill_and_restart_with("heap", 2, "unaligned");
+}
+
 fn kill_and_restart(backend: &str) {
+    kill_and_restart_with(backend, 1, "aligned");
+}
+
+fn kill_and_restart_with(backend: &str, sources: usize, mode: &str) {
     let reference = tempfile::tempdir().unwrap();
     let out = weir(&[
         "run",
         "-q",
-        window_job(reference.path(), None).to_str().unwrap(),
+        window_job_with(reference.path(), None, sources)
+            .to_str()
+            .unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let expected = sorted_lines(&reference.path().join("out.jsonl"));
     assert!(expected.len() > 50);
 
     let dir = tempfile::tempdir().unwrap();
-    let job = window_job(dir.path(), Some(6_000));
+    let job = window_job_with(dir.path(), Some(6_000), sources);
     let state = dir.path().join("state");
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -271,6 +288,8 @@ fn kill_and_restart(backend: &str) {
         "100ms",
         "--state-backend",
         backend,
+        "--checkpoint-mode",
+        mode,
     ];
     let mut killed_after = Vec::new();
     for _ in 0..2 {
