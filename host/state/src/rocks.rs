@@ -73,6 +73,9 @@ pub struct RocksStore {
     shared: SharedFiles,
     instance: String,
     checkpoints: u64,
+    /// Writes skip the write-ahead log: the database is a working copy
+    /// that checkpoints (which flush the memtable) make durable.
+    write: rocksdb::WriteOptions,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -99,6 +102,11 @@ impl RocksStore {
             shared: SharedFiles::default(),
             instance: instance_name(),
             checkpoints: 0,
+            write: {
+                let mut w = rocksdb::WriteOptions::default();
+                w.disable_wal(true);
+                w
+            },
         })
     }
 
@@ -157,19 +165,19 @@ impl StateStore for RocksStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        if let Err(e) = self.db.put(key, value) {
+        if let Err(e) = self.db.put_opt(key, value, &self.write) {
             self.fail("put", e);
         }
     }
 
     fn append(&mut self, key: &[u8], bytes: &[u8]) {
-        if let Err(e) = self.db.merge(key, bytes) {
+        if let Err(e) = self.db.merge_opt(key, bytes, &self.write) {
             self.fail("merge", e);
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        if let Err(e) = self.db.delete(key) {
+        if let Err(e) = self.db.delete_opt(key, &self.write) {
             self.fail("delete", e);
         }
     }
@@ -202,7 +210,7 @@ impl StateStore for RocksStore {
                 }
             }
         }
-        if let Err(e) = self.db.write(batch) {
+        if let Err(e) = self.db.write_opt(batch, &self.write) {
             self.fail("delete range", e);
         }
     }
