@@ -66,16 +66,15 @@ fn instance_name() -> String {
 
 /// A RocksDB state store.
 pub struct RocksStore {
-    db: DB,
+    /// The database; `None` only while being dropped (closed before its
+    /// directory is removed).
+    db: Option<DB>,
     path: PathBuf,
     /// Remove the directory when dropped (a subtask's working copy).
     remove_on_drop: bool,
     shared: SharedFiles,
     instance: String,
     checkpoints: u64,
-    /// Writes skip the write-ahead log: the database is a working copy
-    /// that checkpoints (which flush the memtable) make durable.
-    write: rocksdb::WriteOptions,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -94,6 +93,7 @@ impl RocksStore {
     /// RocksDB's error opening the database, with the path.
     pub fn open(path: &Path, remove_on_drop: bool) -> Result<Self, String> {
         let db = DB::open(&options(), path)
+            .map(Some)
             .map_err(|e| format!("cannot open RocksDB state at `{}`: {e}", path.display()))?;
         Ok(Self {
             db,
@@ -102,12 +102,13 @@ impl RocksStore {
             shared: SharedFiles::default(),
             instance: instance_name(),
             checkpoints: 0,
-            write: {
-                let mut w = rocksdb::WriteOptions::default();
-                w.disable_wal(true);
-                w
-            },
         })
+    }
+
+    fn db(&self) -> &DB {
+        self.db
+            .as_ref()
+            .expect("the database is open until the store is dropped")
     }
 
     /// The files of this database already in checkpoint storage (seeded when
@@ -130,6 +131,9 @@ impl RocksStore {
 
 impl Drop for RocksStore {
     fn drop(&mut self) {
+        // Close before removing the directory: closing must not write into
+        // a directory already gone.
+        drop(self.db.take());
         if self.remove_on_drop {
             let _ = DB::destroy(&Options::default(), &self.path);
             let _ = std::fs::remove_dir_all(&self.path);
@@ -151,33 +155,33 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl StateStore for RocksStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.db.get(key) {
+        match self.db().get(key) {
             Ok(v) => v,
             Err(e) => self.fail("get", e),
         }
     }
 
     fn with_value(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
-        match self.db.get_pinned(key) {
+        match self.db().get_pinned(key) {
             Ok(v) => f(v.as_deref()),
             Err(e) => self.fail("get", e),
         }
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        if let Err(e) = self.db.put_opt(key, value, &self.write) {
+        if let Err(e) = self.db().put(key, value) {
             self.fail("put", e);
         }
     }
 
     fn append(&mut self, key: &[u8], bytes: &[u8]) {
-        if let Err(e) = self.db.merge_opt(key, bytes, &self.write) {
+        if let Err(e) = self.db().merge(key, bytes) {
             self.fail("merge", e);
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        if let Err(e) = self.db.delete_opt(key, &self.write) {
+        if let Err(e) = self.db().delete(key) {
             self.fail("delete", e);
         }
     }
@@ -188,7 +192,7 @@ impl StateStore for RocksStore {
             ro.set_iterate_upper_bound(end);
         }
         for item in self
-            .db
+            .db()
             .iterator_opt(IteratorMode::From(prefix, Direction::Forward), ro)
         {
             match item {
@@ -210,7 +214,7 @@ impl StateStore for RocksStore {
                 }
             }
         }
-        if let Err(e) = self.db.write_opt(batch, &self.write) {
+        if let Err(e) = self.db().write(batch) {
             self.fail("delete range", e);
         }
     }
@@ -229,7 +233,7 @@ impl StateStore for RocksStore {
         let _ = std::fs::remove_dir_all(&dir);
         // Flushes the memtable and hard-links the SST files: milliseconds,
         // whatever the size of the state.
-        rocksdb::checkpoint::Checkpoint::new(&self.db)
+        rocksdb::checkpoint::Checkpoint::new(self.db())
             .and_then(|c| c.create_checkpoint(&dir))
             .map_err(|e| {
                 format!(
