@@ -113,6 +113,15 @@ fn backend(b: Backend, dir: &Path, run: &str) -> weir_state::Backend {
     }
 }
 
+/// Records the generator produced in a run.
+fn generated(metrics: &[weir_engine::NodeSnapshot]) -> u64 {
+    metrics
+        .iter()
+        .filter(|m| m.name == "gen")
+        .map(|m| m.records_out)
+        .sum()
+}
+
 /// Stops a paced run after five checkpoints, restores the latest, runs to
 /// the end and compares with an uninterrupted run.
 fn restore_scenario(s: &Scenario, expected: &[String]) {
@@ -141,12 +150,7 @@ fn restore_scenario(s: &Scenario, expected: &[String]) {
     handle.cancel();
     let first = handle.join();
     first.result.unwrap();
-    let read: u64 = first
-        .metrics
-        .iter()
-        .filter(|m| m.name == "gen")
-        .map(|m| m.records_out)
-        .sum();
+    let read = generated(&first.metrics);
     assert!(
         read < 60_000,
         "{}: stopped before the end: read {read}",
@@ -220,12 +224,7 @@ fn restore_scenario(s: &Scenario, expected: &[String]) {
     second.result.unwrap();
     // The source resumed from its checkpointed position instead of
     // starting over (window state and the sink's length did the rest).
-    let resumed: u64 = second
-        .metrics
-        .iter()
-        .filter(|m| m.name == "gen")
-        .map(|m| m.records_out)
-        .sum();
+    let resumed = generated(&second.metrics);
     assert!(
         resumed > 0 && resumed < 60_000,
         "{}: the restored run read {resumed} of 60000",

@@ -128,10 +128,43 @@ impl KeyedState {
         Some(self.now.saturating_add(ttl).to_le_bytes())
     }
 
+    /// The time-to-live (ms) of state `id`, if it has one.
+    fn ttl_of_id(&self, id: StateId) -> Option<i64> {
+        self.ttl.get(id as usize).copied().flatten()
+    }
+
+    /// The live value at the composite key in the scratch buffer: without
+    /// its expiry stamp, and deleted (`None`) if it has expired.
+    fn get_live(&mut self, id: StateId) -> Option<Vec<u8>> {
+        let v = self.store.get(&self.buf)?;
+        match self.live(id, &v) {
+            Some(live) if live.len() == v.len() => Some(v),
+            Some(live) => Some(live.to_vec()),
+            None => {
+                self.store.delete(&self.buf);
+                None
+            }
+        }
+    }
+
+    /// Writes `value` at the composite key in the scratch buffer, behind
+    /// `stamp` if the state has a TTL.
+    fn put_stamped(&mut self, stamp: Option<[u8; 8]>, value: &[u8]) {
+        match stamp {
+            None => self.store.put(&self.buf, value),
+            Some(stamp) => {
+                let mut v = Vec::with_capacity(8 + value.len());
+                v.extend_from_slice(&stamp);
+                v.extend_from_slice(value);
+                self.store.put(&self.buf, &v);
+            }
+        }
+    }
+
     /// Strips the expiry stamp of a value of a state with TTL: `None` if it
     /// has expired.
     fn live<'v>(&self, id: StateId, v: &'v [u8]) -> Option<&'v [u8]> {
-        if self.ttl.get(id as usize).copied().flatten().is_none() {
+        if self.ttl_of_id(id).is_none() {
             return Some(v);
         }
         unstamp(v, self.now)
@@ -199,15 +232,7 @@ impl KeyedState {
     /// The value of value state `id` in `namespace`.
     pub fn value_get(&mut self, id: StateId, namespace: &[u8]) -> Option<Vec<u8>> {
         self.prefix(id, namespace);
-        let v = self.store.get(&self.buf)?;
-        match self.live(id, &v) {
-            Some(live) if live.len() == v.len() => Some(v),
-            Some(live) => Some(live.to_vec()),
-            None => {
-                self.store.delete(&self.buf);
-                None
-            }
-        }
+        self.get_live(id)
     }
 
     /// Calls `f` with value state `id` in `namespace`, without copying it.
@@ -220,7 +245,7 @@ impl KeyedState {
         self.prefix(id, namespace);
         let mut f = Some(f);
         let mut out = None;
-        let ttl = self.ttl.get(id as usize).copied().flatten();
+        let ttl = self.ttl_of_id(id);
         let now = self.now;
         self.store.with_value(&self.buf, &mut |v| {
             let v = match ttl {
@@ -243,15 +268,7 @@ impl KeyedState {
     pub fn value_set(&mut self, id: StateId, namespace: &[u8], value: &[u8]) {
         let stamp = self.stamp(id);
         self.prefix(id, namespace);
-        match stamp {
-            None => self.store.put(&self.buf, value),
-            Some(stamp) => {
-                let mut v = Vec::with_capacity(8 + value.len());
-                v.extend_from_slice(&stamp);
-                v.extend_from_slice(value);
-                self.store.put(&self.buf, &v);
-            }
-        }
+        self.put_stamped(stamp, value);
     }
 
     /// The elements of list state `id`.
@@ -276,7 +293,7 @@ impl KeyedState {
     ) -> Result<(), StateError> {
         self.prefix(id, namespace);
         let mut bad = false;
-        let ttl = self.ttl.get(id as usize).copied().flatten();
+        let ttl = self.ttl_of_id(id);
         let now = self.now;
         self.store.with_value(&self.buf, &mut |v| {
             if let Some(v) = v {
@@ -336,15 +353,7 @@ impl KeyedState {
     pub fn map_get(&mut self, id: StateId, namespace: &[u8], user_key: &[u8]) -> Option<Vec<u8>> {
         self.prefix(id, namespace);
         self.buf.extend_from_slice(user_key);
-        let v = self.store.get(&self.buf)?;
-        match self.live(id, &v) {
-            Some(live) if live.len() == v.len() => Some(v),
-            Some(live) => Some(live.to_vec()),
-            None => {
-                self.store.delete(&self.buf);
-                None
-            }
-        }
+        self.get_live(id)
     }
 
     /// Sets `user_key` in map state `id`.
@@ -352,15 +361,7 @@ impl KeyedState {
         let stamp = self.stamp(id);
         self.prefix(id, namespace);
         self.buf.extend_from_slice(user_key);
-        match stamp {
-            None => self.store.put(&self.buf, value),
-            Some(stamp) => {
-                let mut v = Vec::with_capacity(8 + value.len());
-                v.extend_from_slice(&stamp);
-                v.extend_from_slice(value);
-                self.store.put(&self.buf, &v);
-            }
-        }
+        self.put_stamped(stamp, value);
     }
 
     /// Removes `user_key` from map state `id`.
@@ -375,7 +376,7 @@ impl KeyedState {
         let at = self.prefix(id, namespace).len();
         let mut out = Vec::new();
         let mut expired = Vec::new();
-        let ttl = self.ttl.get(id as usize).copied().flatten();
+        let ttl = self.ttl_of_id(id);
         let now = self.now;
         self.store.scan_prefix(&self.buf, &mut |k, v| match ttl {
             None => out.push((k[at..].to_vec(), v.to_vec())),
