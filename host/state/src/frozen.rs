@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::keyed::StateKind;
 use crate::rocks::RocksCheckpoint;
-use crate::snapshot::{KeyedSnapshot, push_state};
+use crate::snapshot::{KeyedSnapshot, push_state, push_timer};
 
 /// A store frozen at a barrier.
 #[derive(Debug)]
@@ -46,6 +46,9 @@ impl Frozen {
 pub struct FrozenKeyed {
     /// State names and kinds, by state id.
     pub states: Vec<(String, StateKind)>,
+    /// Timers held on the heap: (event time?, timers). Timers held in the
+    /// store are part of it.
+    pub timers: Vec<(bool, imbl::OrdSet<crate::timers::Timer>)>,
     /// The frozen store.
     pub store: Frozen,
     /// Time-to-live (ms) by state id.
@@ -56,8 +59,8 @@ pub struct FrozenKeyed {
 }
 
 impl FrozenKeyed {
-    /// Encodes the frozen state into the portable snapshot format, by key
-    /// group (timers are added by their owner).
+    /// Encodes the frozen state and timers into the portable snapshot
+    /// format, by key group.
     ///
     /// # Errors
     /// RocksDB's error reading the checkpoint.
@@ -70,7 +73,7 @@ impl FrozenKeyed {
             .map(|((_, kind), ttl)| ttl.is_some() && *kind != StateKind::List)
             .collect();
         let now = self.now;
-        canonical(self.states.clone(), |f| {
+        let mut snap = canonical(self.states.clone(), |f| {
             self.store.scan(&mut |k, v| {
                 let id = k
                     .get(2..4)
@@ -80,12 +83,28 @@ impl FrozenKeyed {
                 }
                 f(k, v);
             })
-        })
+        })?;
+        add_heap_timers(&mut snap, &self.timers);
+        Ok(snap)
+    }
+}
+
+/// Adds timers held on the heap to a snapshot, each in its key's group.
+pub(crate) fn add_heap_timers(
+    snap: &mut KeyedSnapshot,
+    timers: &[(bool, imbl::OrdSet<crate::timers::Timer>)],
+) {
+    for (event, set) in timers {
+        for t in set {
+            let blob = snap.groups.entry(t.group).or_default();
+            push_timer(blob, *event, t.time, &t.key, &t.namespace);
+        }
     }
 }
 
 /// Builds a portable snapshot from every `(key, value)` that `scan` yields,
-/// keys in [`crate::KeyedState`]'s layout.
+/// keys in [`crate::KeyedState`]'s layout (timers held in the store in
+/// [`crate::timers`]' layout).
 pub(crate) fn canonical(
     states: Vec<(String, StateKind)>,
     scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])) -> Result<(), String>,
@@ -100,7 +119,12 @@ pub(crate) fn canonical(
         }
         let group = u16::from_be_bytes([k[0], k[1]]);
         let id = u16::from_be_bytes([k[2], k[3]]);
-        push_state(snap.groups.entry(group).or_default(), id, &k[4..], v);
+        let blob = snap.groups.entry(group).or_default();
+        if id < crate::timers::FIRST_RESERVED_ID {
+            push_state(blob, id, &k[4..], v);
+        } else if let Some((event, t)) = crate::timers::decode_timer_key(k) {
+            push_timer(blob, event, t.time, &t.key, &t.namespace);
+        }
     })?;
     Ok(snap)
 }

@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 
 use crate::store::StateStore;
+use crate::timers::{
+    EVENT_TIMERS, FIRST_RESERVED_ID, PROCESSING_TIMERS, StoreTimers, Timer, TimerService,
+};
 
 /// Index of a registered state.
 pub type StateId = u16;
@@ -67,6 +70,8 @@ pub struct KeyedState {
     ttl: Vec<Option<i64>>,
     /// The current processing time (ms), for TTL.
     now: i64,
+    /// Event-time and processing-time timers.
+    timers: [TimerService; 2],
 }
 
 impl std::fmt::Debug for KeyedState {
@@ -81,7 +86,16 @@ impl std::fmt::Debug for KeyedState {
 impl KeyedState {
     /// Keyed state over `store`.
     pub fn new(store: Box<dyn StateStore>) -> Self {
+        let timers = if store.holds_timers() {
+            [
+                TimerService::Store(StoreTimers::recover(&*store, EVENT_TIMERS)),
+                TimerService::Store(StoreTimers::recover(&*store, PROCESSING_TIMERS)),
+            ]
+        } else {
+            [TimerService::heap(), TimerService::heap()]
+        };
         Self {
+            timers,
             store,
             names: HashMap::new(),
             kinds: Vec::new(),
@@ -191,8 +205,8 @@ impl KeyedState {
             return Ok(id);
         }
         let id = self.names.len();
-        if id > usize::from(u16::MAX) {
-            return Err(StateError::TooMany(usize::from(u16::MAX)));
+        if id >= usize::from(FIRST_RESERVED_ID) {
+            return Err(StateError::TooMany(usize::from(FIRST_RESERVED_ID)));
         }
         self.names.insert(name.to_string(), (id as StateId, kind));
         self.kinds.push(kind);
@@ -417,14 +431,54 @@ impl KeyedState {
         by_id
     }
 
-    /// Every state entry, by key group (timers are added by the owner of the
-    /// timer services, see [`crate::snapshot::push_timer`]).
+    /// Every state entry and timer, by key group.
     pub fn snapshot(&self) -> crate::KeyedSnapshot {
-        crate::frozen::canonical(self.states(), |f| {
+        let mut snap = crate::frozen::canonical(self.states(), |f| {
             self.store.scan_prefix(b"", f);
             Ok(())
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+        crate::frozen::add_heap_timers(&mut snap, &self.heap_timers());
+        snap
+    }
+
+    /// The heap's timer sets (constant-time copies): (event time?, timers).
+    fn heap_timers(&self) -> Vec<(bool, imbl::OrdSet<Timer>)> {
+        [true, false]
+            .into_iter()
+            .zip(&self.timers)
+            .filter_map(|(event, t)| Some((event, t.frozen()?)))
+            .collect()
+    }
+
+    /// Sets a timer for the current key in `namespace` (event time or
+    /// processing time); setting it again is a no-op.
+    pub fn register_timer(&mut self, event: bool, time: i64, namespace: &[u8]) {
+        let (group, key) = (self.key_group, std::mem::take(&mut self.key));
+        let store = &mut *self.store;
+        self.timers[usize::from(!event)].register(store, group, time, &key, namespace);
+        self.key = key;
+    }
+
+    /// Removes a timer of the current key, if set.
+    pub fn delete_timer(&mut self, event: bool, time: i64, namespace: &[u8]) {
+        let (group, key) = (self.key_group, std::mem::take(&mut self.key));
+        let store = &mut *self.store;
+        self.timers[usize::from(!event)].delete(store, group, time, &key, namespace);
+        self.key = key;
+    }
+
+    /// The earliest timer's time in a domain.
+    pub fn next_timer(&self, event: bool) -> Option<i64> {
+        self.timers[usize::from(!event)].next_time()
+    }
+
+    /// Removes and returns the earliest timer of a domain if it is due at
+    /// `time`: (time, key, namespace).
+    pub fn pop_due_timer(&mut self, event: bool, time: i64) -> Option<(i64, Vec<u8>, Vec<u8>)> {
+        let store = &mut *self.store;
+        let t = self.timers[usize::from(!event)].pop_due(store, time)?;
+        Some((t.time, t.key, t.namespace))
     }
 
     /// Freezes the state for a checkpoint written on another thread.
@@ -434,6 +488,7 @@ impl KeyedState {
     pub fn freeze(&mut self) -> Result<crate::FrozenKeyed, String> {
         Ok(crate::FrozenKeyed {
             states: self.states(),
+            timers: self.heap_timers(),
             store: self.store.freeze()?,
             ttl: self.ttl.clone(),
             now: self.now,
@@ -459,23 +514,17 @@ impl KeyedState {
         Ok(s)
     }
 
-    /// Loads the state entries of `snap` (all of its groups: merge it down
-    /// to the owned groups first). Returns the timers it holds, for the
-    /// caller's timer services: (event time?, time, key, namespace).
+    /// Loads the state entries and timers of `snap` (all of its groups:
+    /// merge it down to the owned groups first).
     ///
     /// # Errors
     /// [`StateError`] for a malformed snapshot or a name whose kind differs
     /// from the one this operator registered.
-    #[allow(clippy::type_complexity)]
-    pub fn restore(
-        &mut self,
-        snap: &crate::KeyedSnapshot,
-    ) -> Result<Vec<(bool, i64, Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn restore(&mut self, snap: &crate::KeyedSnapshot) -> Result<(), StateError> {
         let mut ids = Vec::with_capacity(snap.states.len());
         for (name, kind) in &snap.states {
             ids.push(self.register(name, *kind)?);
         }
-        let mut timers = Vec::new();
         for (&group, blob) in &snap.groups {
             for e in crate::snapshot::entries(blob)? {
                 match e {
@@ -494,11 +543,15 @@ impl KeyedState {
                         time,
                         key,
                         namespace,
-                    } => timers.push((event, time, key.to_vec(), namespace.to_vec())),
+                    } => {
+                        let store = &mut *self.store;
+                        self.timers[usize::from(!event)]
+                            .register(store, group, time, key, namespace);
+                    }
                 }
             }
         }
-        Ok(timers)
+        Ok(())
     }
 }
 
@@ -590,7 +643,8 @@ mod tests {
         // Another operator version registers in another order.
         let m2 = r.register("m", StateKind::Map).unwrap();
         let only_7 = crate::KeyedSnapshot::merge([&snap], 0..8).unwrap();
-        assert!(r.restore(&only_7).unwrap().is_empty());
+        r.restore(&only_7).unwrap();
+        assert_eq!(r.next_timer(true), None);
         let v2 = r.register("v", StateKind::Value).unwrap();
         r.set_current_key(b"k1", 7);
         assert_eq!(r.value_get(v2, b"").as_deref(), Some(&b"1"[..]));

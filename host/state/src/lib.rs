@@ -14,7 +14,9 @@
 //! Splitting state by key group is what lets a job restore with another
 //! parallelism: each subtask takes the ranges of the groups it now owns.
 //! [`TimerService`] holds event- and processing-time timers per key and
-//! namespace, ordered by time.
+//! namespace, ordered by time: on the heap, or in the store itself (RocksDB,
+//! one key range per key group, see [`timers`]). [`KeyedState`] owns both
+//! the states and the timers of an operator subtask.
 
 pub mod frozen;
 pub mod keyed;
@@ -28,7 +30,7 @@ pub use keyed::{KeyedState, StateError, StateId, StateKind};
 pub use rocks::{RocksCheckpoint, RocksStore};
 pub use snapshot::KeyedSnapshot;
 pub use store::{HeapStore, StateStore};
-pub use timers::TimerService;
+pub use timers::{Timer, TimerService};
 
 /// Which store keyed state lives in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -219,6 +219,24 @@ impl StateStore for RocksStore {
         }
     }
 
+    fn seek(&self, from: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            ro.set_iterate_upper_bound(end);
+        }
+        let mut it = self
+            .db()
+            .iterator_opt(IteratorMode::From(from, Direction::Forward), ro);
+        match it.next()? {
+            Ok((k, _)) => k.starts_with(prefix).then(|| k.to_vec()),
+            Err(e) => self.fail("seek", e),
+        }
+    }
+
+    fn holds_timers(&self) -> bool {
+        true
+    }
+
     fn len(&self) -> usize {
         let mut n = 0;
         self.scan_prefix(b"", &mut |_, _| n += 1);
@@ -346,19 +364,34 @@ mod tests {
         s.clear(m, b"");
         assert!(s.map_entries(m, b"").is_empty());
         assert_eq!(s.value_get(v, b"").as_deref(), Some(&b"1"[..]));
+        // Timers live in the database, beside the state.
+        s.register_timer(true, 50, b"w");
+        s.register_timer(false, -7, b"");
+        s.set_current_key(b"k2", 900);
+        s.register_timer(true, 40, b"w");
+        assert_eq!(s.next_timer(true), Some(40));
+        assert_eq!(s.store().len(), 2 + 3, "a value, a list and three timers");
 
-        // A RocksDB snapshot restores into the heap store and back.
+        // A RocksDB snapshot restores into the heap store and back, timers
+        // included.
         let snap = s.snapshot();
         let mut heap = KeyedState::new(Box::new(crate::HeapStore::new()));
         heap.restore(&snap).unwrap();
         let l2 = heap.register("l", StateKind::List).unwrap();
         heap.set_current_key(b"k", 3);
         assert_eq!(heap.list_get(l2, b"").unwrap().len(), 2);
+        assert_eq!(heap.next_timer(false), Some(-7));
         let mut back = KeyedState::new(Box::new(
             RocksStore::open(&dir.path().join("db2"), true).unwrap(),
         ));
         back.restore(&heap.snapshot()).unwrap();
-        assert_eq!(back.snapshot().encode().len(), snap.encode().len());
+        assert_eq!(back.snapshot(), snap);
+        assert_eq!(
+            back.pop_due_timer(true, 45),
+            Some((40, b"k2".to_vec(), b"w".to_vec()))
+        );
+        assert_eq!(back.pop_due_timer(true, 45), None);
+        assert_eq!(back.next_timer(true), Some(50));
         drop(s);
         assert!(!path.exists(), "the working copy is removed");
     }
@@ -376,9 +409,12 @@ mod tests {
             let v = s.register("v", StateKind::Value).unwrap();
             s.set_current_key(b"k", 5);
             s.value_set(v, b"", b"before");
+            s.register_timer(true, 10, b"");
             let live = s.snapshot();
             let frozen = s.freeze().unwrap();
             s.value_set(v, b"", b"after");
+            s.register_timer(true, 5, b"");
+            s.delete_timer(true, 10, b"");
             s.set_current_key(b"k2", 6);
             s.value_set(v, b"", b"new");
             assert_eq!(frozen.canonical().unwrap(), live, "rocks: {rocks}");

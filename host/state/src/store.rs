@@ -20,6 +20,14 @@ pub trait StateStore: Send {
     fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]));
     /// Removes every entry whose key starts with `prefix`.
     fn delete_prefix(&mut self, prefix: &[u8]);
+    /// The first key at or after `from` that starts with `prefix` (timers
+    /// in the store: a key group's next timer).
+    fn seek(&self, from: &[u8], prefix: &[u8]) -> Option<Vec<u8>>;
+    /// Whether timers live in this store ([`crate::timers::StoreTimers`])
+    /// rather than on the heap.
+    fn holds_timers(&self) -> bool {
+        false
+    }
     /// Number of entries (for metrics and tests).
     fn len(&self) -> usize;
     /// Whether the store is empty.
@@ -123,6 +131,14 @@ impl StateStore for HeapStore {
             self.map.remove(k.as_slice());
             self.index.remove(&k);
         }
+    }
+
+    fn seek(&self, from: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
+        self.index
+            .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+            .next()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
     }
 
     fn len(&self) -> usize {

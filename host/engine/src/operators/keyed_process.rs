@@ -17,7 +17,7 @@ use weir_sandbox::{
     Emitted, InstanceLimits, KeyedContext, OperatorInstance, OperatorKind, OperatorModule,
     TimeDomain,
 };
-use weir_state::{KeyedState, StateId, StateKind, TimerService};
+use weir_state::{KeyedState, StateId, StateKind};
 
 use crate::BoxError;
 use crate::error::EngineError;
@@ -79,14 +79,12 @@ impl OperatorFactory for KeyedProcessFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
         let label = info.instance_label();
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
-        let (mut state, event_timers, processing_timers) = super::open_keyed(info)?;
+        let mut state = super::open_keyed(info)?;
         for (name, ttl) in &self.state_ttl {
             state.set_ttl(name, *ttl);
         }
         instance.set_keyed_context(Box::new(KeyedHost {
             state,
-            event_timers,
-            processing_timers,
             watermark: i64::MIN,
             clock: info.clock.clone(),
             max_parallelism: info.max_parallelism,
@@ -103,8 +101,6 @@ impl OperatorFactory for KeyedProcessFactory {
 /// The state and timers behind a guest's imports.
 struct KeyedHost {
     state: KeyedState,
-    event_timers: TimerService,
-    processing_timers: TimerService,
     watermark: i64,
     clock: Arc<dyn Clock>,
     max_parallelism: u32,
@@ -120,13 +116,6 @@ impl KeyedHost {
 
     fn id(&mut self, name: &str, kind: StateKind) -> Result<StateId, String> {
         self.state.register(name, kind).map_err(|e| e.to_string())
-    }
-
-    fn timers(&mut self, d: TimeDomain) -> &mut TimerService {
-        match d {
-            TimeDomain::EventTime => &mut self.event_timers,
-            TimeDomain::ProcessingTime => &mut self.processing_timers,
-        }
     }
 }
 
@@ -181,13 +170,13 @@ impl KeyedContext for KeyedHost {
         Ok(())
     }
     fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String> {
-        let key = self.state.current_key().to_vec();
-        self.timers(domain).register(timestamp, &key, b"");
+        self.state
+            .register_timer(domain == TimeDomain::EventTime, timestamp, b"");
         Ok(())
     }
     fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String> {
-        let key = self.state.current_key().to_vec();
-        self.timers(domain).delete(timestamp, &key, b"");
+        self.state
+            .delete_timer(domain == TimeDomain::EventTime, timestamp, b"");
         Ok(())
     }
     fn current_watermark(&self) -> i64 {
@@ -307,7 +296,8 @@ impl KeyedProcess {
             let mut due: HashMap<Vec<u8>, Vec<(i64, TimeDomain)>> = HashMap::new();
             {
                 let host = self.host()?;
-                while let Some((ts, key, _)) = host.timers(domain).pop_due(time) {
+                let event = domain == TimeDomain::EventTime;
+                while let Some((ts, key, _)) = host.state.pop_due_timer(event, time) {
                     let e = due.entry(key.clone()).or_insert_with(|| {
                         order.push(key);
                         Vec::new()
@@ -383,7 +373,7 @@ impl Operator for KeyedProcess {
         self.instance
             .keyed_context_ref()
             .and_then(|c| c.as_any().downcast_ref::<KeyedHost>())
-            .and_then(|h| h.processing_timers.next_time())
+            .and_then(|h| h.state.next_timer(false))
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {
@@ -392,12 +382,7 @@ impl Operator for KeyedProcess {
 
     fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
         let host = self.host()?;
-        let pending = super::freeze_keyed(
-            &mut host.state,
-            &host.event_timers,
-            &host.processing_timers,
-            host.max_parallelism,
-        );
+        let pending = super::freeze_keyed(&mut host.state);
         pending.map_err(|e| self.err(e))
     }
 }

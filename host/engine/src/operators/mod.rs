@@ -15,66 +15,29 @@ pub mod native;
 pub mod wasm_udf;
 pub mod window;
 
-/// Adds the timers to a snapshot, each in its key's group.
-fn add_timers(
-    snap: &mut weir_state::KeyedSnapshot,
-    event: &weir_state::TimerService,
-    processing: &weir_state::TimerService,
-    max_parallelism: u32,
-) {
-    for (timers, is_event) in [(event, true), (processing, false)] {
-        for (time, key, namespace) in timers.iter() {
-            let group = crate::key_group::key_group(key, max_parallelism) as u16;
-            weir_state::snapshot::push_timer(
-                snap.groups.entry(group).or_default(),
-                is_event,
-                *time,
-                key,
-                namespace,
-            );
-        }
-    }
-}
-
 /// The synchronous part of a keyed operator's snapshot: freezes its state
 /// and timers (constant time on the heap, a RocksDB checkpoint of hard
 /// links) and defers the writing: the portable format for heap state and
-/// savepoints, an incremental upload of RocksDB's files for checkpoints.
-pub(crate) fn freeze_keyed(
-    state: &mut weir_state::KeyedState,
-    event: &weir_state::TimerService,
-    processing: &weir_state::TimerService,
-    max_parallelism: u32,
-) -> Result<PendingState, String> {
+/// savepoints, an incremental upload of RocksDB's files (timers included)
+/// for checkpoints.
+pub(crate) fn freeze_keyed(state: &mut weir_state::KeyedState) -> Result<PendingState, String> {
     let frozen = state.freeze()?;
-    let (event, processing) = (event.clone(), processing.clone());
-    Ok(PendingState::Deferred(Box::new(move |target| {
-        let mut timers = weir_state::KeyedSnapshot {
-            states: frozen.states.clone(),
-            ..Default::default()
-        };
-        add_timers(&mut timers, &event, &processing, max_parallelism);
-        match &frozen.store {
+    Ok(PendingState::Deferred(Box::new(
+        move |target| match &frozen.store {
             weir_state::Frozen::Rocks(c) if !target.savepoint => Ok(SubtaskState {
-                keyed: Some(timers),
+                keyed: Some(weir_state::KeyedSnapshot {
+                    states: frozen.states.clone(),
+                    ..Default::default()
+                }),
                 native: upload_incremental(c, target)?,
                 ..SubtaskState::default()
             }),
-            _ => {
-                let mut snap = frozen.canonical()?;
-                for (group, blob) in timers.groups {
-                    snap.groups
-                        .entry(group)
-                        .or_default()
-                        .extend_from_slice(&blob);
-                }
-                Ok(SubtaskState {
-                    keyed: Some(snap),
-                    ..SubtaskState::default()
-                })
-            }
-        }
-    })))
+            _ => Ok(SubtaskState {
+                keyed: Some(frozen.canonical()?),
+                ..SubtaskState::default()
+            }),
+        },
+    )))
 }
 
 /// Uploads a RocksDB checkpoint incrementally: SST (and options) files not
@@ -141,21 +104,13 @@ fn upload_incremental(
     Ok(out)
 }
 
-/// The keyed state and timers of one operator subtask: its store and its
-/// event- and processing-time timer services.
-pub(crate) type KeyedParts = (
-    weir_state::KeyedState,
-    weir_state::TimerService,
-    weir_state::TimerService,
-);
-
 /// Opens a keyed operator subtask's state store and timers, restored from
 /// the job's checkpoint if it has one (what [`freeze_keyed`] wrote): from
 /// the RocksDB files themselves when the subtask is unchanged and runs on
 /// RocksDB, else from the portable format.
-pub(crate) fn open_keyed(info: &crate::SubtaskInfo) -> Result<KeyedParts, crate::BoxError> {
-    let mut event = weir_state::TimerService::new();
-    let mut processing = weir_state::TimerService::new();
+pub(crate) fn open_keyed(
+    info: &crate::SubtaskInfo,
+) -> Result<weir_state::KeyedState, crate::BoxError> {
     let restored = info.restored_state()?;
     let mut state = match (&restored, &info.restored) {
         (Some(r), Some(job)) if !r.native.is_empty() => {
@@ -185,16 +140,9 @@ pub(crate) fn open_keyed(info: &crate::SubtaskInfo) -> Result<KeyedParts, crate:
         _ => weir_state::KeyedState::new(info.open_state_store()?),
     };
     if let Some(snap) = restored.as_ref().and_then(|r| r.keyed.as_ref()) {
-        for (is_event, time, key, namespace) in state.restore(snap)? {
-            let timers = if is_event {
-                &mut event
-            } else {
-                &mut processing
-            };
-            timers.register(time, &key, &namespace);
-        }
+        state.restore(snap)?;
     }
-    Ok((state, event, processing))
+    Ok(state)
 }
 
 use std::sync::PoisonError;

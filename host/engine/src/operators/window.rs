@@ -32,7 +32,7 @@ use weir_record::{BatchBuilder, BytesColumn, RecordBatch};
 use weir_sandbox::{
     InstanceLimits, OperatorInstance, OperatorKind, OperatorModule, SandboxError, WindowPane,
 };
-use weir_state::{KeyedState, StateId, StateKind, TimerService};
+use weir_state::{KeyedState, StateId, StateKind};
 
 use crate::BoxError;
 use crate::error::EngineError;
@@ -175,7 +175,7 @@ impl OperatorFactory for WindowOperatorFactory {
         } else {
             None
         };
-        let (mut state, event_timers, processing_timers) = super::open_keyed(info)?;
+        let mut state = super::open_keyed(info)?;
         let ids = StateIds {
             acc: state.register("acc", StateKind::Value)?,
             contents: state.register("contents", StateKind::List)?,
@@ -190,8 +190,6 @@ impl OperatorFactory for WindowOperatorFactory {
             spec: self.spec.clone(),
             state,
             ids,
-            event_timers,
-            processing_timers,
             watermark: i64::MIN,
             ending: false,
             clock: info.clock.clone(),
@@ -219,8 +217,6 @@ struct WindowOperator {
     spec: WindowSpec,
     state: KeyedState,
     ids: StateIds,
-    event_timers: TimerService,
-    processing_timers: TimerService,
     watermark: i64,
     /// Set at the end of the input: no new periodic timers.
     ending: bool,
@@ -371,12 +367,12 @@ impl WindowOperator {
         self.event_time() && self.cleanup_at(w) <= self.watermark
     }
 
-    fn register_cleanup(&mut self, key: &[u8], w: &Window) {
+    fn register_cleanup(&mut self, w: &Window) {
         let at = self.cleanup_at(w);
         if self.event_time() {
-            self.event_timers.register(at, key, &ns(w));
+            self.state.register_timer(true, at, &ns(w));
         } else {
-            self.processing_timers.register(at, key, &ns(w));
+            self.state.register_timer(false, at, &ns(w));
         }
     }
 
@@ -419,7 +415,7 @@ impl WindowOperator {
                     let next = ts - ts.rem_euclid(i) + i;
                     self.state
                         .value_set(self.ids.fire_at, &space, &encode_i64(next));
-                    self.event_timers.register(next, &t.key, &space);
+                    self.state.register_timer(true, next, &space);
                 }
             }
             Trigger::ContinuousProcessingTime { interval } => {
@@ -429,29 +425,29 @@ impl WindowOperator {
                     let next = now - now.rem_euclid(i) + i;
                     self.state
                         .value_set(self.ids.fire_at, &space, &encode_i64(next));
-                    self.processing_timers.register(next, &t.key, &space);
+                    self.state.register_timer(false, next, &space);
                 }
             }
         }
     }
 
-    /// Sets a new pane's timers: the trigger's end-of-window timer and the
-    /// cleanup timer (the same one when there is no lateness).
-    fn register_pane_timers(&mut self, key: &[u8], w: &Window) {
+    /// Sets a new pane's timers (of the current key): the trigger's
+    /// end-of-window timer and the cleanup timer (the same one when there
+    /// is no lateness).
+    fn register_pane_timers(&mut self, w: &Window) {
         let space = ns(w);
         match self.spec.trigger {
             Trigger::EventTime | Trigger::ContinuousEventTime { .. } => {
                 if w.max_timestamp() > self.watermark {
-                    self.event_timers.register(w.max_timestamp(), key, &space);
+                    self.state.register_timer(true, w.max_timestamp(), &space);
                 }
             }
             Trigger::ProcessingTime => {
-                self.processing_timers
-                    .register(w.max_timestamp(), key, &space);
+                self.state.register_timer(false, w.max_timestamp(), &space);
             }
             Trigger::Count { .. } | Trigger::ContinuousProcessingTime { .. } => {}
         }
-        self.register_cleanup(key, w);
+        self.register_cleanup(w);
     }
 
     /// Assigns the rows of `batch` to panes; returns the panes and the rows
@@ -636,14 +632,14 @@ impl WindowOperator {
                 self.state
                     .value_set(self.ids.count, &into_ns, &encode_i64(count));
             }
-            self.register_pane_timers(key, into);
+            self.register_pane_timers(into);
             if let Some(f) = fire_at {
                 self.state
                     .value_set(self.ids.fire_at, &into_ns, &encode_i64(f));
                 if self.event_time() {
-                    self.event_timers.register(f, key, &into_ns);
+                    self.state.register_timer(true, f, &into_ns);
                 } else {
-                    self.processing_timers.register(f, key, &into_ns);
+                    self.state.register_timer(false, f, &into_ns);
                 }
             }
         }
@@ -667,8 +663,8 @@ impl WindowOperator {
         let cleanup = self.cleanup_at(w);
         let fire_at = decode_i64(self.state.value_get(self.ids.fire_at, &space));
         for t in [w.max_timestamp(), cleanup].into_iter().chain(fire_at) {
-            self.event_timers.delete(t, key, &space);
-            self.processing_timers.delete(t, key, &space);
+            self.state.delete_timer(true, t, &space);
+            self.state.delete_timer(false, t, &space);
         }
         for id in [
             self.ids.acc,
@@ -711,7 +707,7 @@ impl WindowOperator {
                         }
                     });
                 if !existed {
-                    self.register_pane_timers(&t.key, &t.window);
+                    self.register_pane_timers(&t.window);
                 }
                 rows.extend_from_slice(seg);
                 groups.extend(std::iter::repeat_n(g as u32, seg.len()));
@@ -734,7 +730,7 @@ impl WindowOperator {
                 self.set_key(&t.key);
                 let space = ns(&t.window);
                 if !self.has_contents(&t.window) {
-                    self.register_pane_timers(&t.key, &t.window);
+                    self.register_pane_timers(&t.window);
                 }
                 self.set_key(&t.key);
                 for &row in seg {
@@ -894,12 +890,7 @@ impl WindowOperator {
             let mut cleaned: std::collections::HashSet<(Vec<u8>, Window)> =
                 std::collections::HashSet::new();
             loop {
-                let timers = if event {
-                    &mut self.event_timers
-                } else {
-                    &mut self.processing_timers
-                };
-                let Some((ts, key, space)) = timers.pop_due(time) else {
+                let Some((ts, key, space)) = self.state.pop_due_timer(event, time) else {
                     break;
                 };
                 let w = window_of(&space);
@@ -923,9 +914,9 @@ impl WindowOperator {
                                 self.state
                                     .value_set(self.ids.fire_at, &space, &encode_i64(next));
                                 if event {
-                                    self.event_timers.register(next, &key, &space);
+                                    self.state.register_timer(true, next, &space);
                                 } else {
-                                    self.processing_timers.register(next, &key, &space);
+                                    self.state.register_timer(false, next, &space);
                                 }
                             }
                         }
@@ -1056,16 +1047,11 @@ impl Operator for WindowOperator {
     }
 
     fn next_processing_time(&self) -> Option<i64> {
-        self.processing_timers.next_time()
+        self.state.next_timer(false)
     }
 
     fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
-        let pending = super::freeze_keyed(
-            &mut self.state,
-            &self.event_timers,
-            &self.processing_timers,
-            self.max_parallelism,
-        );
+        let pending = super::freeze_keyed(&mut self.state);
         pending.map_err(|e| self.err(e))
     }
 
