@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

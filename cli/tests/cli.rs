@@ -462,3 +462,91 @@ path = "out.jsonl"
     );
     assert_eq!(err.matches("operator `fail`").count(), 3, "{err}");
 }
+
+/// The fault test of the Kafka pipeline: Kafka → keyed window → Kafka with
+/// exactly-once delivery, killed with SIGKILL twice at random moments after
+/// a checkpoint and restarted; a `read_committed` consumer (kcat) then
+/// finds every window's count exactly once, equal to the input's.
+#[test]
+fn kafka_exactly_once_survives_sigkill_twice() {
+    use weir_tests::kafka::{
+        Broker, assert_same_windows, counted_windows, kafka_job, sample_input, window_counts,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("in", 4);
+    broker.create_topic("out", 3);
+    let records = sample_input(40_000, 23);
+    broker.produce("in", &records);
+    // Two source subtasks at 5,000 records/s each: about 4 s per full run.
+    let job = kafka_job(dir.path(), &broker.bootstrap(), "exactly-once", Some(5_000));
+    let state = dir.path().join("state");
+    let args = [
+        "run",
+        "-q",
+        job.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+    ];
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut killed_after = Vec::new();
+    for _ in 0..2 {
+        let before = latest_checkpoint(&state);
+        let mut child = spawn_weir(&args);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while latest_checkpoint(&state) <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            latest_checkpoint(&state) > before,
+            "a new checkpoint was written"
+        );
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let ms = 20 + seed % 900;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before it could be killed (killed after {killed_after:?} ms)"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed_after.push(ms);
+    }
+    // The last start resumes and reads to the end of the topic (killed
+    // after two minutes, with its output shown, if it does not).
+    let err = dir.path().join("final.err");
+    let mut child = command(&args)
+        .env("RUST_LOG", "warn,weir_kafka=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
+    assert!(stderr.contains("restoring from"), "{stderr}");
+    assert_same_windows(
+        &counted_windows(&broker.read_committed("out")),
+        &window_counts(&records),
+        &format!("after SIGKILLs {killed_after:?} ms after a checkpoint"),
+    );
+}

@@ -9,5 +9,6 @@ mod engine;
 mod event_time;
 mod examples;
 mod jobs;
+mod kafka;
 mod sandbox;
 mod windows;

@@ -103,7 +103,7 @@ impl Sink for FileSink {
             .map_err(|e| format!("cannot write `{}`: {e}", self.path.display()).into())
     }
 
-    fn snapshot(&mut self) -> Result<Vec<u8>, BoxError> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Vec<u8>, BoxError> {
         let fail = |e: std::io::Error| format!("cannot write `{}`: {e}", self.path.display());
         self.writer.flush().map_err(fail)?;
         self.writer.get_ref().sync_data().map_err(fail)?;

@@ -83,6 +83,18 @@ impl SubtaskInfo {
     }
 }
 
+impl SubtaskInfo {
+    /// The non-keyed state of every subtask of this node in the checkpoint
+    /// the job restores from (any parallelism), for state that is split
+    /// anew on restore; empty when not restoring.
+    pub fn restored_union_state(&self) -> Vec<Vec<u8>> {
+        self.restored
+            .as_ref()
+            .map(|r| r.operator_union(&self.node))
+            .unwrap_or_default()
+    }
+}
+
 /// Receives the output batches of an operator.
 pub trait Collector {
     /// Passes one batch downstream.
@@ -226,13 +238,53 @@ pub trait Sink: Send {
     /// A failure to flush.
     fn finish(&mut self) -> Result<(), BoxError>;
 
-    /// Makes everything written so far durable and returns what a restore
-    /// needs to go back to exactly this point. The default keeps nothing.
+    /// Called when barrier `checkpoint` reaches the sink: makes everything
+    /// written so far durable (or pre-commits it, for a transactional sink)
+    /// and returns what a restore needs to go back to exactly this point.
+    /// The default keeps nothing.
     ///
     /// # Errors
     /// A failure to flush.
-    fn snapshot(&mut self) -> Result<Vec<u8>, BoxError> {
+    fn snapshot(
+        &mut self,
+        checkpoint: crate::checkpoint::CheckpointId,
+    ) -> Result<Vec<u8>, BoxError> {
+        let _ = checkpoint;
         Ok(Vec::new())
+    }
+
+    /// Checkpoint `checkpoint` completed (every subtask of the job
+    /// acknowledged it and its metadata is written): a transactional sink
+    /// commits what it pre-committed up to it. Called on the sink's thread,
+    /// soon after completion, with the newest completed id (earlier ones may
+    /// be skipped). The default does nothing.
+    ///
+    /// # Errors
+    /// A failure to commit; the job fails and restarts from its checkpoint.
+    fn checkpoint_complete(
+        &mut self,
+        checkpoint: crate::checkpoint::CheckpointId,
+    ) -> Result<(), BoxError> {
+        let _ = checkpoint;
+        Ok(())
+    }
+
+    /// Called instead of [`Sink::finish`] when the job is cancelled before
+    /// its input ended: what came after the last completed checkpoint will
+    /// be written again by a restart, so a transactional sink aborts it.
+    /// The default finishes.
+    ///
+    /// # Errors
+    /// As [`Sink::finish`].
+    fn cancel(&mut self) -> Result<(), BoxError> {
+        self.finish()
+    }
+
+    /// Whether the sink holds pre-committed output waiting for
+    /// [`Sink::checkpoint_complete`]: its task then wakes up often enough
+    /// to deliver the notification even when no record arrives.
+    fn awaiting_commit(&self) -> bool {
+        false
     }
 }
 

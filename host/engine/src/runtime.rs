@@ -497,6 +497,10 @@ fn fire_processing_time(ops: &mut [Chained], tail: &mut Tail, now: i64) -> Resul
 /// pending, so a timer (or a manual clock moved by a test) is seen promptly.
 const TIMER_POLL: Duration = Duration::from_millis(10);
 
+/// How often a sink task waiting for a checkpoint to complete (to commit)
+/// looks for the completion when no message arrives.
+const COMMIT_POLL: Duration = Duration::from_millis(5);
+
 /// Advances event time down the chain: each operator sees the watermark
 /// (and may emit what it completes) before the next one, then the tail.
 fn push_watermark(
@@ -600,7 +604,7 @@ impl SubtaskContext {
                 id: node_id,
                 ..
             } => {
-                let position = sink.snapshot().map_err(|source| EngineError::Node {
+                let position = sink.snapshot(id).map_err(|source| EngineError::Node {
                     role: NodeRole::Sink,
                     node: node.clone(),
                     subtask: *subtask,
@@ -613,6 +617,42 @@ impl SubtaskContext {
                 .map_err(|Disconnected| interrupted("output"))?,
         }
         Ok(())
+    }
+
+    /// Tells a sink at the end of this task about the newest checkpoint
+    /// completed since it last heard (it commits what it pre-committed).
+    fn notify_completed(
+        &self,
+        tail: &mut Tail,
+        heard: &mut CheckpointId,
+    ) -> Result<(), EngineError> {
+        let (
+            Some(h),
+            Tail::Sink {
+                sink,
+                node,
+                subtask,
+                ..
+            },
+        ) = (&self.hooks, tail)
+        else {
+            return Ok(());
+        };
+        let last = h
+            .stats
+            .last_completed
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if last <= *heard {
+            return Ok(());
+        }
+        *heard = last;
+        sink.checkpoint_complete(last)
+            .map_err(|source| EngineError::Node {
+                role: NodeRole::Sink,
+                node: node.clone(),
+                subtask: *subtask,
+                source,
+            })
     }
 
     /// Whether checkpoint `id` is a savepoint (always aligned).
@@ -741,14 +781,18 @@ impl SubtaskContext {
 
         // Main loop.
         let subtask = self.subtask;
+        // The newest completed checkpoint the sink was told of.
+        let mut heard = flow.restore.as_ref().map_or(0, |r| r.id);
         if let Some(source) = source_slot.as_mut() {
             let source_metrics = self.metrics.node(self.nodes[0]);
             let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
-            let mut last_barrier = self
-                .hooks
-                .as_ref()
-                .map_or(0, |h| h.trigger.load(std::sync::atomic::Ordering::SeqCst));
+            // The checkpoint restored from: a checkpoint triggered while
+            // this source was still opening (a Kafka source takes a while)
+            // is one it must take part in.
+            let mut last_barrier = flow.restore.as_ref().map_or(0, |r| r.id);
             while !self.control.cancelled() {
+                self.notify_completed(&mut tail, &mut heard)
+                    .map_err(primary)?;
                 if let Some(h) = &self.hooks {
                     let t = h.trigger.load(std::sync::atomic::Ordering::SeqCst);
                     if t > last_barrier {
@@ -823,10 +867,18 @@ impl SubtaskContext {
                 }
             }
             while ended < input.producers || !replay.is_empty() {
+                self.notify_completed(&mut tail, &mut heard)
+                    .map_err(primary)?;
+                let awaiting = matches!(&tail, Tail::Sink { sink, .. } if sink.awaiting_commit());
                 let received = if let Some(m) = replay.pop_front() {
                     Ok(m)
                 } else {
                     match next_processing_time(&ops) {
+                        None if awaiting => match input.receiver.recv_timeout(COMMIT_POLL) {
+                            Ok(m) => Ok(m),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+                        },
                         None => input.receiver.recv().map_err(|_| ()),
                         Some(t) => {
                             let now = flow.clock.now_ms();
@@ -956,10 +1008,14 @@ impl SubtaskContext {
         // End of input: drain the chain, then finish the sink or tell the
         // consumers.
         end_chain(&mut ops, &mut tail).map_err(classify)?;
+        let cancelled = self.control.cancelled();
         match &mut tail {
-            Tail::Sink { sink, .. } => sink
-                .finish()
-                .map_err(|e| primary(self.node_error(tail_node, e))),
+            Tail::Sink { sink, .. } => if cancelled {
+                sink.cancel()
+            } else {
+                sink.finish()
+            }
+            .map_err(|e| primary(self.node_error(tail_node, e))),
             Tail::Output(out) => out
                 .signal(Signal::EndOfData)
                 .map_err(|Disconnected| (interrupted(&tail_node.name), true)),

@@ -110,6 +110,10 @@ pub fn prepare(
                 Arc::new(FileSourceFactory::new(o.clone())),
                 Some(o.parallelism.unwrap_or(1)),
             ),
+            SourceSpec::Kafka(o) => (
+                Arc::new(weir_kafka::KafkaSourceFactory::new(o.clone())),
+                o.parallelism,
+            ),
         };
         let mut node = NodeSpec::new(
             &s.name,
@@ -248,6 +252,10 @@ pub fn prepare(
         let (factory, p): (Arc<dyn weir_engine::SinkFactory>, _) = match &s.spec.kind {
             SinkKind::Stdout(o) => (Arc::new(StdoutSinkFactory::new(o.clone())), o.parallelism),
             SinkKind::File(o) => (Arc::new(FileSinkFactory::new(o.clone())), o.parallelism),
+            SinkKind::Kafka(o) => (
+                Arc::new(weir_kafka::KafkaSinkFactory::new(o.clone())),
+                o.parallelism,
+            ),
         };
         // Sinks default to one subtask: one output, in one order.
         let mut node = NodeSpec::new(&s.name, NodeKind::Sink(factory), p.unwrap_or(1), vec![]);

@@ -89,6 +89,8 @@ pub enum SourceSpec {
     Generator(GeneratorOptions),
     /// `kind = "file"`.
     File(FileSourceOptions),
+    /// `kind = "kafka"`.
+    Kafka(weir_kafka::KafkaSourceOptions),
 }
 
 impl SourceSpec {
@@ -98,6 +100,7 @@ impl SourceSpec {
             Self::Nexmark(o) => o.parallelism,
             Self::Generator(o) => o.parallelism,
             Self::File(o) => o.parallelism,
+            Self::Kafka(o) => o.parallelism,
         }
     }
 }
@@ -146,6 +149,8 @@ pub enum SinkKind {
     Stdout(StdoutOptions),
     /// `kind = "file"`.
     File(FileSinkOptions),
+    /// `kind = "kafka"`.
+    Kafka(weir_kafka::KafkaSinkOptions),
 }
 
 impl SinkKind {
@@ -154,6 +159,7 @@ impl SinkKind {
         match self {
             Self::Stdout(o) => o.parallelism,
             Self::File(o) => o.parallelism,
+            Self::Kafka(o) => o.parallelism,
         }
     }
 }
@@ -364,11 +370,12 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         check_name(&name, &header)?;
         let c = ctx("source", &name, &header);
         let mut table = table.into_inner();
-        let kind = c.take_kind(&mut table, &["nexmark", "generator", "file"])?;
+        let kind = c.take_kind(&mut table, &["nexmark", "generator", "file", "kafka"])?;
         let watermark = c.take_watermark(&mut table)?;
         let spec = match kind.as_str() {
             "nexmark" => SourceSpec::Nexmark(c.options(table)?),
             "generator" => SourceSpec::Generator(c.options(table)?),
+            "kafka" => SourceSpec::Kafka(c.options(table)?),
             _ => {
                 let mut o: FileSourceOptions = c.options(table)?;
                 resolve(&mut o.path);
@@ -499,7 +506,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         check_name(&name, &header)?;
         let c = ctx("sink", &name, &header);
         let mut table = table.into_inner();
-        let kind = c.take_kind(&mut table, &["stdout", "file"])?;
+        let kind = c.take_kind(&mut table, &["stdout", "file", "kafka"])?;
         let key_by = match table.remove("partition") {
             None => false,
             Some(toml::Value::String(p)) => c.partition(Some(&p))?,
@@ -523,6 +530,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         };
         let kind = match kind.as_str() {
             "stdout" => SinkKind::Stdout(c.options(table)?),
+            "kafka" => SinkKind::Kafka(c.options(table)?),
             _ => {
                 let mut o: FileSinkOptions = c.options(table)?;
                 resolve(&mut o.path);

@@ -273,6 +273,17 @@ pub struct RestoredJob {
 }
 
 impl RestoredJob {
+    /// The non-keyed state of every old subtask of node `name`, whatever the
+    /// parallelism then and now: Flink's union list state, for state that
+    /// each new subtask filters itself (a Kafka source's offsets per
+    /// partition).
+    pub fn operator_union(&self, name: &str) -> Vec<Vec<u8>> {
+        self.nodes
+            .get(name)
+            .map(|old| old.iter().map(|s| s.operator.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The state of node `name`'s subtask `subtask` of `parallelism`, for a
     /// job with `max_parallelism` key groups: its own non-keyed state (only
     /// when the parallelism is unchanged) and the keyed state of the key

@@ -1,0 +1,85 @@
+//! Kafka for weir: a source and a sink over librdkafka (the `rdkafka` crate).
+//!
+//! * [`source`] — a topic's partitions split across the source subtasks
+//!   (partition `p` goes to subtask `p % parallelism`, as Flink assigns
+//!   them, with no consumer-group rebalancing); the offset of each
+//!   partition is the source's checkpointed position, restored on recovery
+//!   and redistributed when the parallelism changes; new partitions are
+//!   picked up; committing offsets to the consumer group is informational.
+//! * [`sink`] — writes records with a chosen guarantee: `none`,
+//!   `at-least-once` (flushed at every checkpoint) or `exactly-once` (one
+//!   Kafka transaction per sink subtask per checkpoint, committed when the
+//!   checkpoint completes; see the module for recovery).
+//!
+//! Both take `bootstrap_servers`, a `topic` and free-form librdkafka
+//! `properties` (security settings and tuning), and name the broker
+//! address, topic and node in every error.
+
+pub mod sink;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::Client;
+
+pub use sink::{Guarantee, KafkaSinkFactory, KafkaSinkOptions};
+pub use source::{KafkaSourceFactory, KafkaSourceOptions, StartFrom};
+
+/// How long to wait for the cluster's metadata when a subtask starts.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client configuration for `bootstrap` with the user's `properties`.
+fn config(bootstrap: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The partitions of `topic`, with clear errors for an unreachable
+/// cluster, a missing topic or a refused client.
+fn partitions<C: rdkafka::client::ClientContext>(
+    client: &Client<C>,
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Vec<i32>, String> {
+    let metadata = client
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| describe(bootstrap, &e))?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
+    };
+    if let Some(e) = t.error() {
+        let e = rdkafka::types::RDKafkaRespErr::from(e);
+        return Err(match e {
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => {
+                format!("topic `{topic}` does not exist at `{bootstrap}`")
+            }
+            other => format!("topic `{topic}` at `{bootstrap}`: {other:?}"),
+        });
+    }
+    if t.partitions().is_empty() {
+        return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
+    }
+    let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// An rdkafka error as a sentence naming the cluster.
+fn describe(bootstrap: &str, e: &rdkafka::error::KafkaError) -> String {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve) => {
+            format!("cannot reach Kafka at `{bootstrap}`: {e}")
+        }
+        Some(C::Authentication | C::SaslAuthenticationFailed | C::ClusterAuthorizationFailed) => {
+            format!("Kafka at `{bootstrap}` refused the client's credentials: {e}")
+        }
+        _ => format!("Kafka at `{bootstrap}`: {e}"),
+    }
+}
