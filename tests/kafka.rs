@@ -262,8 +262,16 @@ pub fn counted_windows(lines: &[String]) -> BTreeMap<(String, i64), u64> {
 
 /// A job reading topic `in`, counting per key in 1 s tumbling windows
 /// (`bid-count`) and writing to topic `out` with `guarantee`; the source
-/// ends at the end of the topic.
-pub fn kafka_job(dir: &Path, bootstrap: &str, guarantee: &str, rate_limit: Option<u64>) -> PathBuf {
+/// ends at the end of the topic. Watermarks trail the newest record a
+/// source subtask read by `out_of_orderness_ms`; with one partition per
+/// subtask, records arrive in order and windows fire as the job runs.
+pub fn kafka_job(
+    dir: &Path,
+    bootstrap: &str,
+    guarantee: &str,
+    rate_limit: Option<u64>,
+    out_of_orderness_ms: u64,
+) -> PathBuf {
     let rate = rate_limit.map_or(String::new(), |r| format!("rate_limit = {r}"));
     let text = format!(
         r#"
@@ -278,8 +286,7 @@ stop_at_end = true
 batch_size = 200
 parallelism = 2
 {rate}
-# Partitions are read at different speeds: nothing is late.
-watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 100000000 }}
+watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = {out_of_orderness_ms} }}
 
 [operator.count]
 input = "in"

@@ -474,12 +474,21 @@ fn kafka_exactly_once_survives_sigkill_twice() {
     };
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
-    broker.create_topic("in", 4);
+    // One partition per source subtask: records arrive in order, windows
+    // fire and transactions commit while the job runs, so killed runs have
+    // committed output that the restarted ones must not repeat.
+    broker.create_topic("in", 2);
     broker.create_topic("out", 3);
     let records = sample_input(40_000, 23);
     broker.produce("in", &records);
     // Two source subtasks at 5,000 records/s each: about 4 s per full run.
-    let job = kafka_job(dir.path(), &broker.bootstrap(), "exactly-once", Some(5_000));
+    let job = kafka_job(
+        dir.path(),
+        &broker.bootstrap(),
+        "exactly-once",
+        Some(5_000),
+        1_000,
+    );
     let state = dir.path().join("state");
     let args = [
         "run",

@@ -90,12 +90,20 @@ fn run(file: &Path, checkpoints: Option<CheckpointConfig>) -> Result<(), String>
 fn kafka_to_kafka_exactly_once_through_a_window() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::start(dir.path());
-    b.create_topic("in", 4);
+    // One partition per source subtask: windows fire (and transactions
+    // commit) while the job runs.
+    b.create_topic("in", 2);
     b.create_topic("out", 3);
     let records = sample_input(6_000, 17);
     b.produce("in", &records);
 
-    let job = kafka_job(dir.path(), &b.bootstrap(), "exactly-once", Some(2_000));
+    let job = kafka_job(
+        dir.path(),
+        &b.bootstrap(),
+        "exactly-once",
+        Some(2_000),
+        1_000,
+    );
     let chk = dir.path().join("chk");
     let storage = CheckpointStorage::open(chk.to_str().unwrap()).unwrap();
     let config = CheckpointConfig::new(storage.clone(), Duration::from_millis(50));
@@ -117,7 +125,7 @@ fn kafka_errors_name_the_topic_and_the_cluster() {
     let b = Broker::start(dir.path());
     b.create_topic("out", 1);
     // The input topic does not exist.
-    let job = kafka_job(dir.path(), &b.bootstrap(), "at-least-once", None);
+    let job = kafka_job(dir.path(), &b.bootstrap(), "at-least-once", None, 1_000);
     let e = run(&job, None).unwrap_err();
     assert!(
         e.contains("topic `in` does not exist at `127.0.0.1:"),
@@ -135,6 +143,7 @@ fn kafka_errors_name_the_topic_and_the_cluster() {
         &format!("127.0.0.1:{closed}"),
         "at-least-once",
         None,
+        1_000,
     );
     let e = run(&job, None).unwrap_err();
     assert!(

@@ -54,7 +54,6 @@ fn partitions<C: rdkafka::client::ClientContext>(
         return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
     };
     if let Some(e) = t.error() {
-        let e = rdkafka::types::RDKafkaRespErr::from(e);
         return Err(match e {
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => {
                 format!("topic `{topic}` does not exist at `{bootstrap}`")

@@ -120,7 +120,7 @@ fn encode_position(next: &BTreeMap<i32, i64>) -> Vec<u8> {
 }
 
 fn decode_position(bytes: &[u8]) -> Result<Vec<(i32, i64)>, String> {
-    if bytes.len() % 12 != 0 {
+    if !bytes.len().is_multiple_of(12) {
         return Err("malformed Kafka source position in the checkpoint".into());
     }
     Ok(bytes
@@ -299,7 +299,6 @@ impl KafkaSource {
 
     /// With `stop_at_end`: whether every partition is read up to its end.
     fn at_end(&self) -> bool {
-        tracing::debug!(next = ?self.next, end = ?self.end, position = ?self.consumer.position(), "kafka source: at end?");
         let Ok(positions) = self.consumer.position() else {
             return false;
         };
@@ -338,12 +337,13 @@ fn fatal(e: &rdkafka::error::KafkaError) -> bool {
 impl Source for KafkaSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, BoxError> {
         let discovery = self.options.partition_discovery_ms;
-        if discovery > 0 && self.last_discovery.elapsed() >= Duration::from_millis(discovery) {
-            if let Err(e) = self.discover() {
-                // A metadata failure now is a broker away, not a reason to
-                // stop reading the partitions already assigned.
-                tracing::warn!(topic = %self.options.topic, "kafka source: {e}");
-            }
+        if discovery > 0
+            && self.last_discovery.elapsed() >= Duration::from_millis(discovery)
+            && let Err(e) = self.discover()
+        {
+            // A metadata failure now is a broker away, not a reason to stop
+            // reading the partitions already assigned.
+            tracing::warn!(topic = %self.options.topic, "kafka source: {e}");
         }
         let mut limit = self.options.batch_size;
         if let Some(rate) = self.options.rate_limit.filter(|r| *r > 0) {

@@ -889,10 +889,7 @@ impl WindowOperator {
             // timers were deleted by the cleanup (as Flink's `clear` does).
             let mut cleaned: std::collections::HashSet<(Vec<u8>, Window)> =
                 std::collections::HashSet::new();
-            loop {
-                let Some((ts, key, space)) = self.state.pop_due_timer(event, time) else {
-                    break;
-                };
+            while let Some((ts, key, space)) = self.state.pop_due_timer(event, time) {
                 let w = window_of(&space);
                 if cleaned.contains(&(key.clone(), w)) {
                     continue;
