@@ -40,6 +40,7 @@ pub use graph::{Dataflow, Input, NodeId, NodeKind, NodeSpec};
 pub use message::{Message, Signal};
 pub use metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
 pub use node::{
-    Collector, Operator, OperatorFactory, Sink, SinkFactory, Source, SourceFactory, SubtaskInfo,
+    Collector, Operator, OperatorFactory, Sink, SinkFactory, Source, SourceFactory, SplitInfo,
+    SubtaskInfo,
 };
 pub use runtime::{Canceller, JobHandle, JobOutcome, run};

@@ -213,6 +213,24 @@ pub trait Source: Send {
     fn position(&self) -> Vec<u8> {
         Vec::new()
     }
+
+    /// For a source that reads several splits (a topic's partitions): the
+    /// splits it reads now, and the split of each row of the batch it last
+    /// returned. Watermarks are then generated per split and combined
+    /// ([`crate::watermark::SplitWatermarks`]). `None` (the default): one
+    /// watermark for the subtask.
+    fn splits(&self) -> Option<SplitInfo<'_>> {
+        None
+    }
+}
+
+/// See [`Source::splits`].
+#[derive(Clone, Copy, Debug)]
+pub struct SplitInfo<'a> {
+    /// The splits read now (a finished one is left out).
+    pub assigned: &'a [u32],
+    /// The split of each row of the last batch.
+    pub rows: &'a [u32],
 }
 
 /// Builds the source split of each subtask.

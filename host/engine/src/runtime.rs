@@ -786,6 +786,9 @@ impl SubtaskContext {
         if let Some(source) = source_slot.as_mut() {
             let source_metrics = self.metrics.node(self.nodes[0]);
             let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
+            // Per split (partition), for sources that read several.
+            let mut split_watermarks =
+                crate::watermark::SplitWatermarks::new(head.watermarks, head.idle_timeout);
             // The checkpoint restored from: a checkpoint triggered while
             // this source was still opening (a Kafka source takes a while)
             // is one it must take part in.
@@ -814,17 +817,32 @@ impl SubtaskContext {
                     Err(e) => return Err(primary(self.node_error(head, e))),
                 };
                 let now = Instant::now();
+                let splits = source.splits();
+                let mut emit = splits.and_then(|s| split_watermarks.set_splits(s.assigned));
                 if batch.is_empty() {
                     // Nothing to read right now: perhaps idle.
-                    if let (Some(Emit::Idle), Tail::Output(out)) =
-                        (watermarks.on_no_data(now), &mut tail)
-                    {
-                        out.signal(Signal::Idle)
-                            .map_err(|Disconnected| (interrupted(&head.name), true))?;
+                    let quiet = match splits {
+                        Some(_) => split_watermarks.on_no_data(now),
+                        None => watermarks.on_no_data(now),
+                    };
+                    match (emit.or(quiet), &mut tail) {
+                        (Some(Emit::Idle), Tail::Output(out)) => {
+                            out.signal(Signal::Idle)
+                                .map_err(|Disconnected| (interrupted(&head.name), true))?;
+                        }
+                        (Some(Emit::Watermark(wm)), _) => {
+                            source_metrics.set_watermark(subtask, wm);
+                            push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
+                        }
+                        _ => {}
                     }
                     continue;
                 }
-                let emit = watermarks.on_batch(&batch.timestamps, now);
+                let advanced = match splits {
+                    Some(s) => split_watermarks.on_batch(&batch.timestamps, s.rows, now),
+                    None => watermarks.on_batch(&batch.timestamps, now),
+                };
+                emit = advanced.or(emit);
                 source_metrics.add_out(batch.len());
                 push(&mut ops, &mut tail, batch).map_err(classify)?;
                 if let Some(Emit::Watermark(wm)) = emit {

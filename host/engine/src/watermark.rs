@@ -115,6 +115,106 @@ impl WatermarkGenerator {
     pub fn current(&self) -> Watermark {
         self.emitted
     }
+
+    /// Whether the split is idle (no records for the idle timeout).
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+}
+
+/// Watermarks of a source subtask that reads several splits (the partitions
+/// of a Kafka topic), as Flink's per-partition watermarks: one generator per
+/// split, and the subtask's watermark the minimum over its splits that are
+/// not idle. A split assigned but not yet heard from holds time back, so a
+/// partition read later than another does not find its records late; a
+/// finished split (removed from the assignment) stops holding it back.
+#[derive(Debug)]
+pub struct SplitWatermarks {
+    strategy: WatermarkStrategy,
+    idle_timeout: Option<Duration>,
+    splits: std::collections::BTreeMap<u32, WatermarkGenerator>,
+    emitted: Watermark,
+    idle: bool,
+}
+
+impl SplitWatermarks {
+    /// No splits yet.
+    pub fn new(strategy: WatermarkStrategy, idle_timeout: Option<Duration>) -> Self {
+        Self {
+            strategy,
+            idle_timeout,
+            splits: std::collections::BTreeMap::new(),
+            emitted: Watermark::MIN,
+            idle: false,
+        }
+    }
+
+    /// The splits read now: new ones start holding time back, those gone
+    /// (finished) stop. Returns a watermark if that lets time advance.
+    pub fn set_splits(&mut self, assigned: &[u32]) -> Option<Emit> {
+        let known = self.splits.len();
+        self.splits.retain(|s, _| assigned.contains(s));
+        let removed = known != self.splits.len();
+        for &s in assigned {
+            self.splits
+                .entry(s)
+                .or_insert_with(|| WatermarkGenerator::new(self.strategy, self.idle_timeout));
+        }
+        if removed { self.combine() } else { None }
+    }
+
+    /// Accounts for a batch whose row `i` has timestamp `timestamps[i]` and
+    /// came from split `splits[i]`.
+    pub fn on_batch(&mut self, timestamps: &[i64], splits: &[u32], now: Instant) -> Option<Emit> {
+        let mut by_split: std::collections::BTreeMap<u32, i64> = std::collections::BTreeMap::new();
+        for (t, s) in timestamps.iter().zip(splits) {
+            let max = by_split.entry(*s).or_insert(i64::MIN);
+            *max = (*max).max(*t);
+        }
+        for (s, max) in by_split {
+            let (strategy, idle_timeout) = (self.strategy, self.idle_timeout);
+            self.splits
+                .entry(s)
+                .or_insert_with(|| WatermarkGenerator::new(strategy, idle_timeout))
+                .on_batch(&[max], now);
+        }
+        self.combine()
+    }
+
+    /// Called when nothing was read: splits quiet for the idle timeout stop
+    /// holding time back; all of them quiet make the subtask idle.
+    pub fn on_no_data(&mut self, now: Instant) -> Option<Emit> {
+        let mut changed = false;
+        for g in self.splits.values_mut() {
+            changed |= g.on_no_data(now).is_some();
+        }
+        if changed { self.combine() } else { None }
+    }
+
+    /// The last watermark emitted.
+    pub fn current(&self) -> Watermark {
+        self.emitted
+    }
+
+    fn combine(&mut self) -> Option<Emit> {
+        if self.strategy == WatermarkStrategy::None {
+            return None;
+        }
+        let active = self.splits.values().filter(|g| !g.is_idle());
+        let Some(wm) = active.map(WatermarkGenerator::current).min() else {
+            if self.splits.is_empty() || self.idle {
+                return None;
+            }
+            self.idle = true;
+            return Some(Emit::Idle);
+        };
+        let was_idle = std::mem::replace(&mut self.idle, false);
+        if wm > self.emitted || (was_idle && self.emitted > Watermark::MIN) {
+            self.emitted = self.emitted.max(wm);
+            return Some(Emit::Watermark(self.emitted));
+        }
+        None
+    }
 }
 
 /// The combined watermark of a task's input producers.
@@ -211,6 +311,35 @@ impl WatermarkCombiner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_watermarks_hold_time_for_the_slowest_split_until_it_is_idle_or_done() {
+        let t0 = Instant::now();
+        let mut w = SplitWatermarks::new(
+            WatermarkStrategy::Monotonous,
+            Some(Duration::from_millis(100)),
+        );
+        assert_eq!(w.set_splits(&[0, 2]), None);
+        // Split 0 far ahead; split 2 not heard from: time stays.
+        assert_eq!(w.on_batch(&[1000, 5000], &[0, 0], t0), None);
+        assert_eq!(
+            w.on_batch(&[200], &[2], t0),
+            Some(Emit::Watermark(Watermark(199)))
+        );
+        // Split 2 goes quiet past the timeout: split 0 alone counts.
+        let later = t0 + Duration::from_millis(150);
+        assert_eq!(w.on_batch(&[6000], &[0], later), None);
+        assert_eq!(
+            w.on_no_data(later + Duration::from_millis(10)),
+            Some(Emit::Watermark(Watermark(5999)))
+        );
+        // Finished split: removed from the assignment.
+        let mut w = SplitWatermarks::new(WatermarkStrategy::Monotonous, None);
+        w.set_splits(&[0, 1]);
+        w.on_batch(&[10, 50], &[0, 1], t0);
+        assert_eq!(w.current(), Watermark(9));
+        assert_eq!(w.set_splits(&[1]), Some(Emit::Watermark(Watermark(49))));
+    }
 
     #[test]
     fn bounded_out_of_orderness_trails_the_max_by_the_bound() {

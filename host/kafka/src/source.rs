@@ -13,6 +13,12 @@
 //! time; the read time when the record has none) and headers. By default
 //! only committed records of transactional producers are read
 //! (`read_committed`).
+//!
+//! Watermarks are generated per partition and combined (the minimum over the
+//! partitions that are not idle, see `SplitWatermarks` in the engine), so a
+//! subtask reading one partition ahead of another does not make the other's
+//! records late; with the job's `idle_timeout_ms`, a quiet partition stops
+//! holding event time back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -183,6 +189,8 @@ impl SourceFactory for KafkaSourceFactory {
             last_discovery: Instant::now(),
             started: Instant::now(),
             read: 0,
+            assigned: Vec::new(),
+            rows: Vec::new(),
         };
         source.discover()?;
         Ok(Box::new(source))
@@ -207,6 +215,10 @@ struct KafkaSource {
     /// For `rate_limit`: when reading started, and records read since.
     started: Instant,
     read: u64,
+    /// The partitions being read (finished ones left out), and the
+    /// partition of each row of the last batch: watermarks per partition.
+    assigned: Vec<u32>,
+    rows: Vec<u32>,
 }
 
 impl KafkaSource {
@@ -294,7 +306,19 @@ impl KafkaSource {
         self.consumer
             .incremental_assign(&tpl)
             .map_err(|e| self.err(&e))?;
+        self.update_assigned();
         Ok(())
+    }
+
+    /// The partitions still to read: all of them, or with `stop_at_end`
+    /// those not yet read to their end.
+    fn update_assigned(&mut self) {
+        self.assigned = self
+            .next
+            .iter()
+            .filter(|(p, next)| self.end.get(p).is_none_or(|end| *next < end))
+            .map(|(p, _)| *p as u32)
+            .collect();
     }
 
     /// With `stop_at_end`: whether every partition is read up to its end.
@@ -336,6 +360,7 @@ fn fatal(e: &rdkafka::error::KafkaError) -> bool {
 
 impl Source for KafkaSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, BoxError> {
+        self.rows.clear();
         let discovery = self.options.partition_discovery_ms;
         if discovery > 0
             && self.last_discovery.elapsed() >= Duration::from_millis(discovery)
@@ -396,6 +421,7 @@ impl Source for KafkaSource {
                         headers,
                     );
                     self.next.insert(m.partition(), m.offset() + 1);
+                    self.rows.push(m.partition() as u32);
                 }
             }
         }
@@ -403,7 +429,17 @@ impl Source for KafkaSource {
             return Ok(None);
         }
         self.read += batch.len() as u64;
+        if self.options.stop_at_end && !batch.is_empty() {
+            self.update_assigned();
+        }
         Ok(Some(batch.finish()))
+    }
+
+    fn splits(&self) -> Option<weir_engine::SplitInfo<'_>> {
+        Some(weir_engine::SplitInfo {
+            assigned: &self.assigned,
+            rows: &self.rows,
+        })
     }
 
     fn position(&self) -> Vec<u8> {
