@@ -3,6 +3,7 @@
 //! Thin by design: parse arguments, call the library crates, print. The
 //! subcommands live one per module.
 
+mod kafka;
 mod progress;
 mod run;
 mod savepoint;
@@ -32,6 +33,9 @@ enum Command {
     /// Build and inspect user operators (UDF components).
     #[command(subcommand)]
     Udf(udf::UdfCommand),
+    /// Create Kafka topics, write files into them, read them out.
+    #[command(subcommand)]
+    Kafka(kafka::KafkaCommand),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Savepoint(args) => savepoint::run(args),
         Command::Udf(cmd) => udf::run(cmd),
+        Command::Kafka(cmd) => kafka::run(cmd),
     };
     match result {
         Ok(code) => code,

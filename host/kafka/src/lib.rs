@@ -11,12 +11,16 @@
 //!   Kafka transaction per sink subtask per checkpoint, committed when the
 //!   checkpoint completes; see the module for recovery).
 //!
+//! * [`tools`] — what `weir kafka` does: create a topic, write a JSON Lines
+//!   file into it, read a topic out.
+//!
 //! Both take `bootstrap_servers`, a `topic` and free-form librdkafka
 //! `properties` (security settings and tuning), and name the broker
 //! address, topic and node in every error.
 
 pub mod sink;
 pub mod source;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +33,12 @@ pub use source::{KafkaSourceFactory, KafkaSourceOptions, StartFrom};
 
 /// How long to wait for the cluster's metadata when a subtask starts.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cluster a job file names none: `$WEIR_KAFKA`, else the local
+/// default.
+pub fn default_bootstrap() -> String {
+    std::env::var("WEIR_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
 
 /// A client configuration for `bootstrap` with the user's `properties`.
 fn config(bootstrap: &str, properties: &BTreeMap<String, String>) -> ClientConfig {

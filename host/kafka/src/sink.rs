@@ -64,7 +64,9 @@ pub enum Guarantee {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkOptions {
-    /// The cluster, `host:port[,host:port…]`.
+    /// The cluster, `host:port[,host:port…]`; default `$WEIR_KAFKA`, else
+    /// `127.0.0.1:9092`.
+    #[serde(default = "crate::default_bootstrap")]
     pub bootstrap_servers: String,
     /// The topic written (it must exist).
     pub topic: String,

@@ -49,7 +49,9 @@ pub enum StartFrom {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceOptions {
-    /// The cluster, `host:port[,host:port…]`.
+    /// The cluster, `host:port[,host:port…]`; default `$WEIR_KAFKA`, else
+    /// `127.0.0.1:9092`.
+    #[serde(default = "crate::default_bootstrap")]
     pub bootstrap_servers: String,
     /// The topic to read.
     pub topic: String,
