@@ -67,21 +67,25 @@ pub struct Broker {
     child: Option<Child>,
     port: u16,
     storage: String,
+    env: Vec<(&'static str, String)>,
     log: PathBuf,
 }
 
 impl Broker {
     /// A broker keeping its data in memory.
     pub fn start(dir: &Path) -> Self {
-        Self::start_with(dir, "memory://tansu/")
+        Self::start_with(dir, "memory://tansu/", Vec::new())
     }
 
-    /// A broker over storage `url` (`memory://…`, `s3://bucket/`).
-    pub fn start_with(dir: &Path, url: &str) -> Self {
+    /// A broker over storage `url` (`memory://…`, `s3://bucket/` with the
+    /// `AWS_*` variables in `env`): with S3 it keeps its data across
+    /// restarts.
+    pub fn start_with(dir: &Path, url: &str, env: Vec<(&'static str, String)>) -> Self {
         let mut b = Self {
             child: None,
             port: free_port(),
             storage: url.to_string(),
+            env,
             log: dir.join("tansu.log"),
         };
         b.spawn();
@@ -106,6 +110,7 @@ impl Broker {
                 &self.storage,
             ])
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
             .stdout(log.try_clone().expect("broker log"))
             .stderr(log)
             .spawn()

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod kafka;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

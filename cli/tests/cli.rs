@@ -622,3 +622,73 @@ fn the_ad_ctr_example_runs_on_kafka_as_documented() {
         assert_eq!(got, expected, "topic {topic}");
     }
 }
+
+/// The broker is killed and restarted (its data on S3-compatible storage,
+/// so it keeps it) while a Kafka → window → Kafka exactly-once job runs:
+/// the job fails over to its checkpoint and restarts as often as needed,
+/// and a `read_committed` consumer then finds every window's count once.
+#[test]
+fn a_kafka_job_recovers_from_a_broker_restart() {
+    use weir_tests::kafka::{
+        Broker, assert_same_windows, counted_windows, kafka_job, sample_input, window_counts,
+    };
+    let s3 = weir_tests::s3::S3Server::start("tansu");
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start_with(dir.path(), "s3://tansu/", s3.env());
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 2);
+    let records = sample_input(20_000, 23);
+    broker.produce("in", &records);
+    let job = kafka_job(
+        dir.path(),
+        &broker.bootstrap(),
+        "exactly-once",
+        Some(4_000),
+        1_000,
+    );
+    let state = dir.path().join("state");
+    let err = dir.path().join("job.err");
+    let mut child = command(&[
+        "run",
+        "-q",
+        job.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+        "--restart-attempts",
+        "20",
+        "--restart-delay",
+        "500ms",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&err).unwrap())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while latest_checkpoint(&state) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(latest_checkpoint(&state) >= 3, "the job checkpoints");
+    assert!(child.try_wait().unwrap().is_none(), "the job still runs");
+    broker.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
+    assert_same_windows(
+        &counted_windows(&broker.read_committed("out")),
+        &window_counts(&records),
+        &format!("after a broker restart\n{stderr}"),
+    );
+}

@@ -305,69 +305,9 @@ fn a_job_restored_from_a_checkpoint_finishes_exactly_once() {
     }
 }
 
-/// An S3-compatible server (moto's, installed by `.ci/setup`) on loopback,
-/// killed when dropped.
-struct S3Server {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_s3_server() -> S3Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("cannot start python3 -m moto.server (run .ci/setup to install moto)");
-    let server = S3Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            // Create the bucket (the server does not check signatures).
-            use std::io::{Read, Write};
-            write!(
-                c,
-                "PUT /weir HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut answer = String::new();
-            let _ = c.read_to_string(&mut answer);
-            assert!(
-                answer.starts_with("HTTP/1.1 200"),
-                "creating the bucket: {answer}"
-            );
-            return server;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the S3 server (python3 -m moto.server) did not start; run .ci/setup to install moto"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn incremental_checkpoints_go_to_s3_compatible_object_storage() {
-    let server = start_s3_server();
+    let server = weir_tests::s3::S3Server::start("weir");
     // SAFETY: only the object-storage client reads these variables, and
     // every test that sets them sets the same values.
     unsafe {
