@@ -179,7 +179,16 @@ fn window_job(dir: &Path, rate: Option<u64>) -> PathBuf {
 }
 
 fn window_job_with(dir: &Path, rate: Option<u64>, sources: usize) -> PathBuf {
+    window_job_into(dir, rate, sources, "file")
+}
+
+fn window_job_into(dir: &Path, rate: Option<u64>, sources: usize, sink: &str) -> PathBuf {
     let rate = rate.map_or(String::new(), |r| format!("rate = {r}"));
+    let format = if sink == "file" {
+        "format = \"envelope\""
+    } else {
+        ""
+    };
     let text = format!(
         r#"
 [job]
@@ -203,9 +212,9 @@ window = {{ type = "tumbling", size = "2s" }}
 
 [sink.out]
 input = "count"
-kind = "file"
+kind = "{sink}"
 path = "out.jsonl"
-format = "envelope"
+{format}
 "#
     );
     let f = dir.join("job.toml");
@@ -253,11 +262,22 @@ fn sigkill_and_restart_with_unaligned_checkpoints() {
     kill_and_restart_with("heap", 2, "unaligned");
 }
 
+#[test]
+fn sigkill_and_restart_with_the_idempotent_upsert_sink() {
+    // No transactions and no truncation: rows recomputed after a restart
+    // overwrite themselves.
+    kill_and_restart_into("heap", 1, "aligned", "upsert");
+}
+
 fn kill_and_restart(backend: &str) {
     kill_and_restart_with(backend, 1, "aligned");
 }
 
 fn kill_and_restart_with(backend: &str, sources: usize, mode: &str) {
+    kill_and_restart_into(backend, sources, mode, "file");
+}
+
+fn kill_and_restart_into(backend: &str, sources: usize, mode: &str, sink: &str) {
     let reference = tempfile::tempdir().unwrap();
     let out = weir(&[
         "run",
@@ -271,7 +291,7 @@ fn kill_and_restart_with(backend: &str, sources: usize, mode: &str) {
     assert!(expected.len() > 50);
 
     let dir = tempfile::tempdir().unwrap();
-    let job = window_job_with(dir.path(), Some(6_000), sources);
+    let job = window_job_into(dir.path(), Some(6_000), sources, sink);
     let state = dir.path().join("state");
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,7 +6,8 @@
 //!
 //! Sources: [`nexmark`] (the Nexmark auction event generator), [`generator`]
 //! (a simple keyed event generator), [`file`] (a JSON Lines file).
-//! Sinks: [`file_sink`] (a JSON Lines file), [`stdout`].
+//! Sinks: [`file_sink`] (a JSON Lines file), [`stdout`], [`upsert`] (a table
+//! keyed by key and window: idempotent, effectively exactly-once).
 //!
 //! Sources are bounded here (they end after a configured count, or at the end
 //! of the file); Kafka, the unbounded one, comes with its own crate.
@@ -16,6 +17,7 @@ pub mod file_sink;
 pub mod generator;
 pub mod nexmark;
 pub mod stdout;
+pub mod upsert;
 
 mod pacing;
 

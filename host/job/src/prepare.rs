@@ -252,6 +252,10 @@ pub fn prepare(
         let (factory, p): (Arc<dyn weir_engine::SinkFactory>, _) = match &s.spec.kind {
             SinkKind::Stdout(o) => (Arc::new(StdoutSinkFactory::new(o.clone())), o.parallelism),
             SinkKind::File(o) => (Arc::new(FileSinkFactory::new(o.clone())), o.parallelism),
+            SinkKind::Upsert(o) => (
+                Arc::new(weir_connectors::upsert::UpsertSinkFactory::new(o.clone())),
+                o.parallelism,
+            ),
             SinkKind::Kafka(o) => (
                 Arc::new(weir_kafka::KafkaSinkFactory::new(o.clone())),
                 o.parallelism,

@@ -151,6 +151,8 @@ pub enum SinkKind {
     File(FileSinkOptions),
     /// `kind = "kafka"`.
     Kafka(weir_kafka::KafkaSinkOptions),
+    /// `kind = "upsert"`.
+    Upsert(weir_connectors::upsert::UpsertSinkOptions),
 }
 
 impl SinkKind {
@@ -160,6 +162,7 @@ impl SinkKind {
             Self::Stdout(o) => o.parallelism,
             Self::File(o) => o.parallelism,
             Self::Kafka(o) => o.parallelism,
+            Self::Upsert(o) => o.parallelism,
         }
     }
 }
@@ -506,7 +509,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         check_name(&name, &header)?;
         let c = ctx("sink", &name, &header);
         let mut table = table.into_inner();
-        let kind = c.take_kind(&mut table, &["stdout", "file", "kafka"])?;
+        let kind = c.take_kind(&mut table, &["stdout", "file", "kafka", "upsert"])?;
         let key_by = match table.remove("partition") {
             None => false,
             Some(toml::Value::String(p)) => c.partition(Some(&p))?,
@@ -531,6 +534,11 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let kind = match kind.as_str() {
             "stdout" => SinkKind::Stdout(c.options(table)?),
             "kafka" => SinkKind::Kafka(c.options(table)?),
+            "upsert" => {
+                let mut o: weir_connectors::upsert::UpsertSinkOptions = c.options(table)?;
+                resolve(&mut o.path);
+                SinkKind::Upsert(o)
+            }
             _ => {
                 let mut o: FileSinkOptions = c.options(table)?;
                 resolve(&mut o.path);
