@@ -249,3 +249,59 @@ fn the_broker_reports_partition_ends_and_resumes_at_any_offset() {
     }
     assert_eq!(total, 9_000);
 }
+
+/// Where a source starts when the job does not restore: `earliest` reads
+/// everything, `latest` nothing that was there, `committed` from the
+/// group's committed offsets.
+#[test]
+fn the_source_starts_where_it_is_told() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path());
+    b.create_topic("in", 2);
+    b.produce("in", &sample_input(1_000, 7));
+    // The group `g` has read the first 100 records of each partition.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("group.id", "g")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset("in", p, rdkafka::Offset::Offset(100))
+            .unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+    let read = |start: &str| {
+        let text = format!(
+            r#"
+[job]
+name = "start-{start}"
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "{}"
+topic = "in"
+group_id = "g"
+start = "{start}"
+stop_at_end = true
+
+[sink.out]
+input = "in"
+kind = "file"
+path = "out-{start}.jsonl"
+"#,
+            b.bootstrap()
+        );
+        let f = dir.path().join(format!("start-{start}.toml"));
+        std::fs::write(&f, text).unwrap();
+        run(&f, None).unwrap();
+        std::fs::read_to_string(dir.path().join(format!("out-{start}.jsonl")))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(read("earliest"), 1_000);
+    assert_eq!(read("latest"), 0);
+    assert_eq!(read("committed"), 1_000 - 2 * 100);
+}
