@@ -246,6 +246,64 @@ fn latest_checkpoint(state: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts `weir ARGS` twice, each time SIGKILLing it a random
+/// `min_ms..min_ms + spread_ms` after it wrote a new checkpoint; returns
+/// the delays.
+fn kill_twice_after_checkpoints(
+    args: &[&str],
+    state: &Path,
+    min_ms: u64,
+    spread_ms: u64,
+) -> Vec<u64> {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut killed_after = Vec::new();
+    for _ in 0..2 {
+        let before = latest_checkpoint(state);
+        let mut child = spawn_weir(args);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while latest_checkpoint(state) <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            latest_checkpoint(state) > before,
+            "a new checkpoint was written"
+        );
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let ms = min_ms + seed % spread_ms;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before it could be killed (killed after {killed_after:?} ms)"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed_after.push(ms);
+    }
+    killed_after
+}
+
+/// Waits up to `secs` for `child`; kills it then (`None`).
+fn wait_or_kill(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn sigkill_at_random_moments_then_restart_gives_exactly_the_uninterrupted_results() {
     kill_and_restart("heap");
@@ -293,11 +351,6 @@ fn kill_and_restart_into(backend: &str, sources: usize, mode: &str, sink: &str) 
     let dir = tempfile::tempdir().unwrap();
     let job = window_job_into(dir.path(), Some(6_000), sources, sink);
     let state = dir.path().join("state");
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-        | 1;
     let args = [
         "run",
         "-q",
@@ -311,31 +364,7 @@ fn kill_and_restart_into(backend: &str, sources: usize, mode: &str, sink: &str) 
         "--checkpoint-mode",
         mode,
     ];
-    let mut killed_after = Vec::new();
-    for _ in 0..2 {
-        let before = latest_checkpoint(&state);
-        let mut child = spawn_weir(&args);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while latest_checkpoint(&state) <= before && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(
-            latest_checkpoint(&state) > before,
-            "a new checkpoint was written"
-        );
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let ms = 50 + seed % 700;
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job ended before it could be killed (killed after {killed_after:?} ms)"
-        );
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        killed_after.push(ms);
-    }
+    let killed_after = kill_twice_after_checkpoints(&args, &state, 50, 700);
     // The third start resumes from the latest checkpoint and runs to the end.
     let out = weir(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -519,36 +548,7 @@ fn kafka_exactly_once_survives_sigkill_twice() {
         "--checkpoint-interval",
         "100ms",
     ];
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-        | 1;
-    let mut killed_after = Vec::new();
-    for _ in 0..2 {
-        let before = latest_checkpoint(&state);
-        let mut child = spawn_weir(&args);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while latest_checkpoint(&state) <= before && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(
-            latest_checkpoint(&state) > before,
-            "a new checkpoint was written"
-        );
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let ms = 20 + seed % 900;
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job ended before it could be killed (killed after {killed_after:?} ms)"
-        );
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        killed_after.push(ms);
-    }
+    let killed_after = kill_twice_after_checkpoints(&args, &state, 20, 900);
     // The last start resumes and reads to the end of the topic (killed
     // after two minutes, with its output shown, if it does not).
     let err = dir.path().join("final.err");
@@ -558,18 +558,7 @@ fn kafka_exactly_once_survives_sigkill_twice() {
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = wait_or_kill(&mut child, 120);
     let stderr = std::fs::read_to_string(&err).unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
     assert!(stderr.contains("restoring from"), "{stderr}");
@@ -692,18 +681,7 @@ fn a_kafka_job_recovers_from_a_broker_restart() {
     assert!(latest_checkpoint(&state) >= 3, "the job checkpoints");
     assert!(child.try_wait().unwrap().is_none(), "the job still runs");
     broker.restart();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = wait_or_kill(&mut child, 180);
     let stderr = std::fs::read_to_string(&err).unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
     assert_same_windows(
