@@ -155,7 +155,10 @@ impl StoreTimers {
 }
 
 fn time_of(k: &[u8]) -> i64 {
-    let b: [u8; 8] = k[4..12].try_into().unwrap_or_default();
+    let b: [u8; 8] = k
+        .get(4..12)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or_default();
     (u64::from_be_bytes(b) ^ (1 << 63)) as i64
 }
 
