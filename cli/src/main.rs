@@ -3,10 +3,13 @@
 //! Thin by design: parse arguments, call the library crates, print. The
 //! subcommands live one per module.
 
+mod client;
 mod kafka;
 mod progress;
+mod remote;
 mod run;
 mod savepoint;
+mod serve;
 mod udf;
 
 use std::process::ExitCode;
@@ -36,6 +39,15 @@ enum Command {
     /// Create Kafka topics, write files into them, read them out.
     #[command(subcommand)]
     Kafka(kafka::KafkaCommand),
+    /// Run the multi-tenant control plane (gRPC API, module registry, job
+    /// hosting).
+    Serve(serve::ServeArgs),
+    /// Manage tenants of a server (admin token).
+    #[command(subcommand)]
+    Tenant(remote::TenantCommand),
+    /// Submit and manage jobs on a server (a tenant's token).
+    #[command(subcommand)]
+    Job(remote::JobCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +63,9 @@ fn main() -> ExitCode {
         Command::Savepoint(args) => savepoint::run(args),
         Command::Udf(cmd) => udf::run(cmd),
         Command::Kafka(cmd) => kafka::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Tenant(cmd) => remote::tenant(cmd),
+        Command::Job(cmd) => remote::job(cmd),
     };
     match result {
         Ok(code) => code,

@@ -165,3 +165,20 @@ pub fn summary(job: &str, nodes: &[NodeSnapshot], elapsed: Duration) -> String {
     }
     s
 }
+
+/// A byte progress bar for an upload (hidden when stderr is not a terminal
+/// or output is JSON).
+pub fn upload_bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "uploading {msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}

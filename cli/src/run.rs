@@ -2,15 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use weir_engine::Canceller;
 use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStorage};
-use weir_job::ModulePath;
+use weir_job::{Ended, Event, ModulePath, Supervision};
 use weir_sandbox::{Sandbox, SandboxConfig};
 
 use crate::progress;
@@ -140,25 +139,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(d)
             .with_context(|| format!("cannot create state directory `{}`", d.display()))?;
     }
-    // Where to start: an explicit checkpoint or savepoint, else the latest
-    // checkpoint in the state directory.
-    let explicit = args.from_checkpoint.clone().or(args.from_savepoint.clone());
-    let mut start_from = explicit.clone().or_else(|| {
-        checkpoints
-            .as_ref()
-            .and_then(|c| checkpoint::latest(&c.storage))
-    });
     let max_restarts = args
         .restart_attempts
         .unwrap_or(if checkpoints.is_some() { 3 } else { 0 });
+    let sup = Supervision {
+        checkpoints,
+        start_from: args.from_checkpoint.clone().or(args.from_savepoint.clone()),
+        max_restarts,
+        restart_delay: args.restart_delay,
+        exponential: matches!(args.restart_strategy, RestartStrategy::Exponential),
+    };
 
     // First Ctrl-C (or SIGTERM): stop the sources and let the job drain, so
     // sinks flush and the summary is printed. Second: leave at once.
-    let current: Arc<Mutex<Option<Canceller>>> = Arc::new(Mutex::new(None));
     let stopped = Arc::new(AtomicBool::new(false));
     {
         let flag = stopped.clone();
-        let current = current.clone();
         let installed = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
@@ -166,31 +162,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "\nstopping: sources end, in-flight records drain (press Ctrl-C again to quit now)"
             );
-            if let Some(c) = current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-            {
-                c.cancel();
-            }
         });
         if let Err(e) = installed {
             tracing::warn!("cannot install the Ctrl-C handler: {e}");
         }
     }
 
-    let mut attempt = 0u32;
-    loop {
-        let spec = weir_job::read_job(&args.job)?;
-        let name = spec.name.clone();
-        let prepared = weir_job::prepare(spec, &sandbox, &modules)?;
+    let build = |attempt: u32| -> Result<weir_engine::Dataflow, String> {
+        let spec = weir_job::read_job(&args.job).map_err(|e| e.to_string())?;
+        let prepared = weir_job::prepare(spec, &sandbox, &modules).map_err(|e| e.to_string())?;
         if attempt == 0 {
             for (op, m) in &prepared.modules {
                 tracing::info!(operator = %op, module = m.name(), digest = %m.digest(), kind = %m.kind(), "module ready");
             }
         }
         let mut flow = prepared.dataflow;
-        flow.checkpoints = checkpoints.clone();
         match args.state_backend.as_deref() {
             None => {}
             Some("heap") => flow.state_backend = weir_state::Backend::Heap,
@@ -200,7 +186,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Some(other) => {
-                anyhow::bail!("unknown --state-backend `{other}`; expected heap or rocksdb")
+                return Err(format!(
+                    "unknown --state-backend `{other}`; expected heap or rocksdb"
+                ));
             }
         }
         if let (weir_state::Backend::RocksDb { dir }, Some(state)) =
@@ -211,65 +199,59 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             *dir = state.join("rocksdb");
             let _ = std::fs::remove_dir_all(&*dir);
         }
-        if let Some(path) = &start_from {
-            let restored = checkpoint::read(path)
-                .map_err(|e| anyhow::anyhow!("cannot restore job `{name}`: {e}"))?;
-            eprintln!("job `{name}`: restoring from {path}");
-            flow.restore = Some(Arc::new(restored));
-        }
-        let handle =
-            weir_engine::run(flow).with_context(|| format!("cannot start job `{name}`"))?;
-        if args.plan && attempt == 0 {
-            for t in &handle.plan().tasks {
-                eprintln!("task [{}] x{}", t.name, t.parallelism);
+        Ok(flow)
+    };
+    let mut name = String::new();
+    let mut stats = None;
+    let ended = weir_job::supervise(&sup, build, &stopped, |event| match event {
+        Event::Started {
+            handle,
+            attempt,
+            restored,
+        } => {
+            name.clone_from(&handle.metrics().job);
+            if let Some(path) = restored {
+                eprintln!("job `{name}`: restoring from {path}");
             }
-        }
-        *current.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.canceller());
-        if stopped.load(Ordering::SeqCst) {
-            handle.cancel();
-        }
-        progress::follow(&handle, args.quiet);
-        let stats = handle.checkpoints().clone();
-        let outcome = handle.join();
-        eprint!(
-            "{}",
-            progress::summary(&name, &outcome.metrics, outcome.elapsed)
-        );
-        eprint!("{}", progress::checkpoint_summary(&stats));
-        match outcome.result {
-            Ok(()) if stopped.load(Ordering::SeqCst) => {
-                eprintln!("job `{name}` was stopped before its sources ended");
-                return Ok(ExitCode::from(130));
-            }
-            Ok(()) => return Ok(ExitCode::SUCCESS),
-            Err(e) => {
-                let latest = checkpoints
-                    .as_ref()
-                    .and_then(|c| checkpoint::latest(&c.storage));
-                if attempt >= max_restarts || stopped.load(Ordering::SeqCst) {
-                    eprintln!("error: job `{name}` failed: {e}");
-                    return Ok(ExitCode::from(1));
+            if args.plan && attempt == 0 {
+                for t in &handle.plan().tasks {
+                    eprintln!("task [{}] x{}", t.name, t.parallelism);
                 }
-                attempt += 1;
-                let delay = match args.restart_strategy {
-                    RestartStrategy::Fixed => args.restart_delay,
-                    RestartStrategy::Exponential => args
-                        .restart_delay
-                        .saturating_mul(1 << (attempt - 1).min(16))
-                        .min(Duration::from_secs(60)),
-                };
-                // No checkpoint yet: start over from the beginning (or the
-                // explicit start point).
-                start_from = latest.or_else(|| explicit.clone());
-                eprintln!(
-                    "error: job `{name}` failed: {e}\nrestarting in {} from {} (attempt {attempt} of {max_restarts})",
-                    humantime::format_duration(delay),
-                    start_from
-                        .as_ref()
-                        .map_or("the beginning".to_string(), String::clone)
-                );
-                std::thread::sleep(delay);
+            }
+            stats = Some(handle.checkpoints().clone());
+            progress::follow(handle, args.quiet);
+        }
+        Event::Ended { outcome } => {
+            eprint!(
+                "{}",
+                progress::summary(&name, &outcome.metrics, outcome.elapsed)
+            );
+            if let Some(stats) = &stats {
+                eprint!("{}", progress::checkpoint_summary(stats));
             }
         }
-    }
+        Event::Restarting {
+            error,
+            delay,
+            from,
+            attempt,
+            max,
+        } => eprintln!(
+            "error: job `{name}` failed: {error}\nrestarting in {} from {} (attempt {attempt} of {max})",
+            humantime::format_duration(delay),
+            from.unwrap_or("the beginning")
+        ),
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(match ended {
+        Ended::Finished => ExitCode::SUCCESS,
+        Ended::Stopped => {
+            eprintln!("job `{name}` was stopped before its sources ended");
+            ExitCode::from(130)
+        }
+        Ended::Failed(e) => {
+            eprintln!("error: job `{name}` failed: {e}");
+            ExitCode::from(1)
+        }
+    })
 }

@@ -10,9 +10,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 
 /// Arguments of `weir savepoint`.
@@ -28,7 +28,7 @@ pub struct SavepointArgs {
 
 /// The request file in a state directory.
 pub fn request_file(state_dir: &std::path::Path) -> PathBuf {
-    state_dir.join("savepoint-request")
+    weir_engine::checkpoint::savepoint_request_file(state_dir)
 }
 
 /// Requests a savepoint and prints its path.
@@ -40,31 +40,16 @@ pub fn run(args: SavepointArgs) -> anyhow::Result<ExitCode> {
             args.state_dir.display()
         );
     }
-    let request = request_file(&args.state_dir);
-    let mut done = request.clone().into_os_string();
-    done.push(".done");
-    let done = PathBuf::from(done);
-    let _ = std::fs::remove_file(&done);
-    std::fs::write(&request, b"savepoint\n")
-        .with_context(|| format!("cannot write `{}`", request.display()))?;
-    let deadline = Instant::now() + args.timeout;
-    while Instant::now() < deadline {
-        if let Ok(answer) = std::fs::read_to_string(&done) {
-            let _ = std::fs::remove_file(&done);
-            return match answer.strip_prefix("ok ") {
-                Some(path) => {
-                    println!("{path}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                None => bail!("savepoint failed: {}", answer.trim_start_matches("error ")),
-            };
+    match weir_engine::checkpoint::request_savepoint(&request_file(&args.state_dir), args.timeout) {
+        Ok(path) => {
+            println!("{path}");
+            Ok(ExitCode::SUCCESS)
         }
-        std::thread::sleep(Duration::from_millis(20));
+        Err(e) if e.starts_with("no savepoint within") => bail!(
+            "no savepoint within {}: is a job running with `weir run --state-dir {}`?",
+            humantime::format_duration(args.timeout),
+            args.state_dir.display()
+        ),
+        Err(e) => bail!("{e}"),
     }
-    let _ = std::fs::remove_file(&request);
-    bail!(
-        "no savepoint within {}: is a job running with `weir run --state-dir {}`?",
-        humantime::format_duration(args.timeout),
-        args.state_dir.display()
-    )
 }

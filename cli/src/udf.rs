@@ -1,4 +1,5 @@
-//! `weir udf build|inspect`.
+//! `weir udf build|inspect|wit`, and the registry commands
+//! (`upload|list|inspect|rm`, in [`crate::remote`]).
 //!
 //! `build` turns a UDF source directory into a component in the output
 //! directory (`target/udfs` by default), named after the operator:
@@ -40,13 +41,40 @@ pub enum UdfCommand {
         #[arg(long, default_value = "target/udfs")]
         out: PathBuf,
     },
-    /// Validate a component and show what it is.
+    /// Validate a component file and show what it is; or, given
+    /// `NAME[@VERSION]` that is not a file, show that module of the
+    /// server's registry.
     Inspect {
+        /// The component file, or a registry module.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: crate::client::Connect,
+    },
+    /// Upload a component to the server's registry as `NAME@VERSION`.
+    Upload {
         /// The component file.
         file: PathBuf,
-        /// Print JSON.
+        /// The module's name [default: the file's stem].
         #[arg(long)]
-        json: bool,
+        name: Option<String>,
+        /// The version to upload as.
+        #[arg(long = "version", value_name = "VERSION")]
+        module_version: String,
+        #[command(flatten)]
+        conn: crate::client::Connect,
+    },
+    /// List the modules in the server's registry.
+    List {
+        #[command(flatten)]
+        conn: crate::client::Connect,
+    },
+    /// Delete `NAME@VERSION` from the registry (refused while a running job
+    /// uses it).
+    Rm {
+        /// `NAME@VERSION`.
+        module: String,
+        #[command(flatten)]
+        conn: crate::client::Connect,
     },
     /// Write the WIT package this weir implements into a directory (for
     /// bindings generators of other languages).
@@ -70,7 +98,21 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        UdfCommand::Inspect { file, json } => {
+        UdfCommand::Upload {
+            file,
+            name,
+            module_version,
+            conn,
+        } => crate::remote::upload(&file, name, &module_version, &conn),
+        UdfCommand::List { conn } => crate::remote::list_modules(&conn),
+        UdfCommand::Rm { module, conn } => crate::remote::remove_module(&module, &conn),
+        UdfCommand::Inspect { file, conn }
+            if !file.exists() && !file.to_string_lossy().ends_with(".wasm") =>
+        {
+            crate::remote::inspect_module(&file.to_string_lossy(), &conn)
+        }
+        UdfCommand::Inspect { file, conn } => {
+            let json = conn.json;
             let sandbox = Sandbox::new(SandboxConfig {
                 cache_dir: Some(crate::run::default_cache_dir()),
                 max_instances: 4,

@@ -690,3 +690,216 @@ fn a_kafka_job_recovers_from_a_broker_restart() {
         &format!("after a broker restart\n{stderr}"),
     );
 }
+
+/// `weir serve` on free ports: (child, gRPC endpoint, metrics address).
+fn start_server(data: &Path) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = command(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--checkpoint-interval",
+        "200ms",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("weir serve starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut endpoint, mut metrics) = (None, None);
+    while endpoint.is_none() {
+        let line = lines
+            .next()
+            .expect("weir serve prints where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("metrics on http://") {
+            metrics = Some(rest.trim_end_matches("/metrics").to_string());
+        }
+        if let Some(rest) = line.strip_prefix("weir serve: listening on ") {
+            endpoint = Some(format!("http://{}", rest.split(' ').next().unwrap()));
+        }
+    }
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, endpoint.unwrap(), metrics.unwrap())
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn a_tenant_uploads_a_module_and_runs_a_job_on_weir_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, endpoint, metrics) = start_server(&data);
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let remote = |token: &str, args: &[&str]| {
+        command(args)
+            .env("WEIR_ENDPOINT", &endpoint)
+            .env("WEIR_TOKEN", token.trim())
+            .output()
+            .unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "stdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let created = ok(remote(
+        &admin,
+        &["tenant", "create", "acme", "--max-jobs", "2"],
+    ));
+    let token = created
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(remote(&admin, &["tenant", "list", "--json"]))).unwrap();
+    assert_eq!(listed[0]["name"], "acme");
+    assert_eq!(listed[0]["quotas"]["max_jobs"], 2);
+
+    let uploaded = ok(remote(
+        &token,
+        &[
+            "udf",
+            "upload",
+            "target/udfs/bid-count.wasm",
+            "--version",
+            "1.0.0",
+        ],
+    ));
+    assert!(
+        uploaded.contains("uploaded bid-count@1.0.0: aggregate operator"),
+        "{uploaded}"
+    );
+    let modules: serde_json::Value =
+        serde_json::from_str(&ok(remote(&token, &["udf", "list", "--json"]))).unwrap();
+    assert_eq!(modules[0]["name"], "bid-count");
+    let inspected: serde_json::Value = serde_json::from_str(&ok(remote(
+        &token,
+        &["udf", "inspect", "bid-count", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(inspected["world"], "weir:udf/aggregate-operator@0.1.0");
+
+    let job_file = dir.path().join("job.toml");
+    std::fs::write(
+        &job_file,
+        r#"[job]
+name = "served"
+
+[source.gen]
+kind = "generator"
+count = 5_000_000
+keys = 37
+interval_ms = 3
+rate = 20_000
+watermark = { strategy = "monotonous" }
+
+[operator.count]
+input = "gen"
+module = "bid-count@1.0.0"
+window = { type = "tumbling", size = "1s" }
+
+[sink.out]
+input = "count"
+kind = "file"
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let submitted: serde_json::Value = serde_json::from_str(&ok(remote(
+        &token,
+        &["job", "submit", job_file.to_str().unwrap(), "--json"],
+    )))
+    .unwrap();
+    let id = submitted["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(remote(&token, &["job", "status", &id, "--json"]))).unwrap();
+        if status["records_read"].as_u64().unwrap() > 0
+            && status["last_checkpoint"].as_u64().unwrap() > 0
+        {
+            assert_eq!(status["state"], "running");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let human = ok(remote(&token, &["job", "status", &id]));
+    assert!(
+        human.contains("count") && human.contains("module count: bid-count@1.0.0"),
+        "{human}"
+    );
+    let scraped = http_get(&metrics, "/metrics");
+    assert!(
+        scraped.contains(&format!(
+            "weir_records_in_total{{job=\"{id}\",operator=\"count\",tenant=\"acme\"}}"
+        )),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("weir_checkpoint_last_size_bytes"),
+        "{scraped}"
+    );
+    let sp = ok(remote(&token, &["job", "savepoint", &id]));
+    assert!(sp.trim().starts_with(&format!("{id}/sp-")), "{sp}");
+    assert!(ok(remote(&token, &["job", "savepoints", &id])).contains(sp.trim()));
+    let cancelled: serde_json::Value =
+        serde_json::from_str(&ok(remote(&token, &["job", "cancel", &id, "--json"]))).unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(ok(remote(&token, &["job", "list"])).contains(&id));
+    assert!(
+        ok(remote(&token, &["udf", "rm", "bid-count@1.0.0"])).contains("deleted bid-count@1.0.0")
+    );
+
+    // Errors a user can act on, with exit code 2.
+    let out = remote("weir_wrong", &["job", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not authenticated: unknown API token"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[job]\nname = \"x\"\n\n[source.s]\nkind = \"nope\"\n").unwrap();
+    let out = remote(&token, &["job", "submit", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:5:", bad.display())) && err.contains("source `s`"),
+        "{err}"
+    );
+    let out = command(&["job", "list", "--endpoint", "127.0.0.1:1", "--token", "x"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("cannot connect to the weir server at `http://127.0.0.1:1`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // SIGTERM: a clean stop.
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_or_kill(&mut server, 60).expect("weir serve stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

@@ -196,3 +196,166 @@ fn a_guest_rejecting_its_config_names_the_key() {
     assert!(e.contains("failed in `init`"), "{e}");
     assert!(e.contains("`min_price`"), "{e}");
 }
+
+/// A small deterministic generator (xorshift), so a failing case can be
+/// replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Cuts, duplicates, swaps and replaces pieces of `text`.
+fn mutate(rng: &mut Rng, text: &str) -> String {
+    const PIECES: &[&str] = &[
+        "=",
+        "\"",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\n",
+        ",",
+        "0",
+        "-1",
+        "1e999",
+        "\"\"",
+        "[job]",
+        "[source.x]",
+        "kind = \"file\"",
+        "input = \"nope\"",
+        "parallelism = 0",
+        "window = {}",
+        "é",
+        "\u{0}",
+        "module = \"\"",
+        "= =",
+        "#",
+    ];
+    let mut s: Vec<char> = text.chars().collect();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(s.len() + 1);
+        match rng.below(4) {
+            0 if !s.is_empty() => {
+                let end = (at + 1 + rng.below(20)).min(s.len());
+                s.drain(at.min(end)..end);
+            }
+            1 => {
+                let piece = PIECES[rng.below(PIECES.len())];
+                s.splice(at..at, piece.chars());
+            }
+            2 if !s.is_empty() => {
+                let from = rng.below(s.len());
+                let end = (from + rng.below(40)).min(s.len());
+                let copy: Vec<char> = s[from..end].to_vec();
+                s.splice(at..at, copy);
+            }
+            _ if at < s.len() => s[at] = char::from(b' ' + (rng.below(95) as u8)),
+            _ => {}
+        }
+    }
+    s.into_iter().collect()
+}
+
+#[test]
+fn mutated_job_files_never_panic_the_parser_and_errors_name_a_line_in_the_file() {
+    let root = weir_tests::root();
+    let seeds: Vec<(String, String)> = [
+        "udfs/jobs/bids-demo.toml",
+        "udfs/jobs/bids-window-count.toml",
+        "udfs/examples/ad-ctr/job.toml",
+        "udfs/examples/ad-ctr/kafka.toml",
+        "udfs/examples/fraud/job.toml",
+        "udfs/examples/sessions/job.toml",
+    ]
+    .iter()
+    .map(|p| {
+        (
+            p.to_string(),
+            std::fs::read_to_string(root.join(p)).unwrap(),
+        )
+    })
+    .collect();
+    let mut rng = Rng(0x5eed_cafe_f00d_d00d);
+    let (mut refused, mut accepted) = (0, 0);
+    for case in 0..3_000 {
+        let (name, seed) = &seeds[case % seeds.len()];
+        let text = mutate(&mut rng, seed);
+        let path = std::path::Path::new("fuzzed.toml");
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            weir_job::parse_job(path, &text)
+        }));
+        let Ok(parsed) = parsed else {
+            panic!("case {case} (from {name}) panicked the parser on:\n{text}");
+        };
+        match parsed {
+            Ok(_) => accepted += 1,
+            Err(weir_job::JobError::At {
+                file,
+                line,
+                message,
+            }) => {
+                refused += 1;
+                assert_eq!(file, path);
+                let lines = text.lines().count().max(1);
+                assert!(
+                    (1..=lines + 1).contains(&line),
+                    "case {case}: line {line} of a {lines}-line file: {message}\n{text}"
+                );
+                assert!(!message.trim().is_empty(), "case {case}: empty message");
+            }
+            Err(other) => panic!("case {case}: unexpected error kind {other}"),
+        }
+    }
+    // The mutations exercise both paths.
+    assert!(
+        refused > 1_000 && accepted > 50,
+        "refused {refused}, accepted {accepted}"
+    );
+}
+
+#[test]
+fn mutated_components_are_refused_with_the_modules_name_and_never_panic() {
+    let original = std::fs::read(udf("bid-filter")).unwrap();
+    let mut rng = Rng(0x0dd_ba11_5eed);
+    for case in 0..40 {
+        let mut bytes = original.clone();
+        match case % 4 {
+            0 => bytes.truncate(rng.below(bytes.len())),
+            1 => {
+                for _ in 0..1 + rng.below(8) {
+                    let at = rng.below(bytes.len());
+                    bytes[at] = rng.next() as u8;
+                }
+            }
+            2 => {
+                let at = rng.below(bytes.len());
+                bytes.splice(at..at, (0..rng.below(64)).map(|_| rng.next() as u8));
+            }
+            _ => bytes = (0..rng.below(4096)).map(|_| rng.next() as u8).collect(),
+        }
+        let name = format!("fuzzed-{case}");
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sandbox().load_bytes(&name, &bytes).map(|_| ())
+        }));
+        match loaded {
+            Err(_) => panic!("case {case}: loading panicked"),
+            // A byte flip can land in a custom section or padding and leave
+            // a valid component.
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => assert!(
+                e.to_string().contains(&format!("`{name}`")),
+                "case {case}: {e}"
+            ),
+        }
+    }
+}

@@ -11,4 +11,5 @@ mod examples;
 mod jobs;
 mod kafka;
 mod sandbox;
+mod server;
 mod windows;

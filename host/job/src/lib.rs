@@ -28,16 +28,19 @@
 //! fields and bad values with the file, line and field; [`modules`] finds the
 //! component a `module` names; [`prepare`] checks the references between
 //! nodes, loads every module into the sandbox (compiling it once) and builds
-//! the engine's [`weir_engine::Dataflow`].
+//! the engine's [`weir_engine::Dataflow`]; [`supervise`] runs it, restarting
+//! it from its latest checkpoint after a failure.
 
 pub mod modules;
 pub mod prepare;
 pub mod spec;
+pub mod supervise;
 
 mod error;
 mod locate;
 
 pub use error::JobError;
-pub use modules::ModulePath;
+pub use modules::{ModulePath, ModuleSource};
 pub use prepare::{PreparedJob, prepare};
 pub use spec::{JobSpec, parse_job, read_job};
+pub use supervise::{Ended, Event, Supervision, supervise};

@@ -7,6 +7,23 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where a job's `module` references are found: the module path of `weir
+/// run`, or a tenant's registry in the control plane.
+pub trait ModuleSource {
+    /// The component file `module` (as written in the job file at
+    /// `job_file`) names.
+    ///
+    /// # Errors
+    /// A message saying what was looked for, and where.
+    fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, String>;
+}
+
+impl ModuleSource for ModulePath {
+    fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, String> {
+        ModulePath::resolve(self, job_file, module)
+    }
+}
+
 /// Directories where named modules are looked up, in order.
 #[derive(Clone, Debug, Default)]
 pub struct ModulePath {

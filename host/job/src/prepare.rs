@@ -15,7 +15,7 @@ use weir_sandbox::OperatorKind;
 use weir_sandbox::{OperatorModule, Sandbox};
 
 use crate::error::JobError;
-use crate::modules::ModulePath;
+use crate::modules::ModuleSource;
 use crate::spec::{JobSpec, NodeContext, SinkKind, SourceSpec};
 
 /// A job ready to run: its dataflow and the modules it loaded.
@@ -36,7 +36,7 @@ pub struct PreparedJob {
 pub fn prepare(
     job: JobSpec,
     sandbox: &Sandbox,
-    modules: &ModulePath,
+    modules: &dyn ModuleSource,
 ) -> Result<PreparedJob, JobError> {
     let ctx = |role: &'static str, name: &str, header: &std::ops::Range<usize>| NodeContext {
         path: &job.file,
@@ -311,7 +311,7 @@ fn load_module(
     job_file: &Path,
     module: &str,
     sandbox: &Sandbox,
-    modules: &ModulePath,
+    modules: &dyn ModuleSource,
 ) -> Result<Arc<OperatorModule>, JobError> {
     let path = modules
         .resolve(job_file, module)

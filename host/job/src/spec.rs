@@ -578,6 +578,59 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
     })
 }
 
+impl JobSpec {
+    /// An error about `field` of the node called `name`, at the line that
+    /// sets it (for checks made outside this crate, such as a tenant's
+    /// quotas).
+    pub fn error_at(&self, name: &str, field: &str, message: String) -> JobError {
+        let found = self
+            .sources
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| ("source", &n.header))
+            .or_else(|| {
+                self.operators
+                    .iter()
+                    .find(|n| n.name == name)
+                    .map(|n| ("operator", &n.header))
+            })
+            .or_else(|| {
+                self.sinks
+                    .iter()
+                    .find(|n| n.name == name)
+                    .map(|n| ("sink", &n.header))
+            });
+        let (role, header) = found.unwrap_or(("node", &(0..0)));
+        NodeContext {
+            path: &self.file,
+            text: &self.text,
+            role,
+            name: name.to_string(),
+            header: header.clone(),
+        }
+        .error(field, message)
+    }
+
+    /// The local files the job reads or writes, by node name: file sources,
+    /// file and upsert sinks (for a server to keep them in a tenant's area).
+    pub fn local_files_mut(&mut self) -> Vec<(String, &mut PathBuf)> {
+        let mut files = Vec::new();
+        for n in &mut self.sources {
+            if let SourceSpec::File(o) = &mut n.spec {
+                files.push((n.name.clone(), &mut o.path));
+            }
+        }
+        for n in &mut self.sinks {
+            match &mut n.spec.kind {
+                SinkKind::File(o) => files.push((n.name.clone(), &mut o.path)),
+                SinkKind::Upsert(o) => files.push((n.name.clone(), &mut o.path)),
+                _ => {}
+            }
+        }
+        files
+    }
+}
+
 /// Where a node is, for its error messages.
 pub(crate) struct NodeContext<'a> {
     pub(crate) path: &'a Path,

@@ -123,6 +123,8 @@ pub struct OperatorModule {
     name: String,
     digest: ModuleDigest,
     kind: OperatorKind,
+    imports: Vec<String>,
+    exports: Vec<String>,
     pub(crate) pre: KindPre,
 }
 
@@ -145,6 +147,9 @@ impl OperatorModule {
     ) -> Result<Arc<Self>, SandboxError> {
         let engine = &sandbox.inner.engine;
         let kind = detect_kind(name, engine, &component)?;
+        let ty = component.component_type();
+        let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
         let pre: InstancePre<GuestState> = sandbox
             .inner
             .linker
@@ -184,6 +189,8 @@ impl OperatorModule {
             name: name.to_string(),
             digest,
             kind,
+            imports,
+            exports,
             pre,
         }))
     }
@@ -201,6 +208,16 @@ impl OperatorModule {
     /// The operator world the component implements.
     pub fn kind(&self) -> OperatorKind {
         self.kind
+    }
+
+    /// The interfaces the component imports (all granted by the sandbox).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// The interfaces the component exports.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
     }
 
     /// Creates a warm instance and calls its `init` with `config`.

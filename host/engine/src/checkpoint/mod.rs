@@ -637,6 +637,48 @@ fn prune(storage: &CheckpointStorage, keep: usize, upto: CheckpointId) -> Result
     Ok(())
 }
 
+/// The file a job's checkpoint coordinator watches for savepoint requests
+/// ([`CheckpointConfig::savepoint_request`]), in the job's state directory.
+pub fn savepoint_request_file(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("savepoint-request")
+}
+
+/// Asks the job watching `request` for a savepoint and waits up to
+/// `timeout` for its location.
+///
+/// # Errors
+/// Why the savepoint failed, or that no job answered in time.
+pub fn request_savepoint(
+    request: &std::path::Path,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let mut done = request.to_path_buf().into_os_string();
+    done.push(".done");
+    let done = std::path::PathBuf::from(done);
+    let _ = std::fs::remove_file(&done);
+    std::fs::write(request, b"savepoint\n")
+        .map_err(|e| format!("cannot write `{}`: {e}", request.display()))?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(answer) = std::fs::read_to_string(&done) {
+            let _ = std::fs::remove_file(&done);
+            return match answer.strip_prefix("ok ") {
+                Some(path) => Ok(path.to_string()),
+                None => Err(format!(
+                    "savepoint failed: {}",
+                    answer.trim_start_matches("error ")
+                )),
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(request);
+    Err(format!(
+        "no savepoint within {} ms: is the job running?",
+        timeout.as_millis()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,576 @@
+//! The commands that call a `weir serve`: `weir tenant …`, `weir job …`, and
+//! the registry half of `weir udf …` (upload, list, inspect, rm).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use weir_server::proto;
+
+use crate::client::{Client, Connect, failed, print_json};
+
+/// `weir tenant …` (admin token).
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints its API token once.
+    Create {
+        /// Name: lowercase letters, digits and `-`.
+        name: String,
+        /// Quota: module versions [default: the server's].
+        #[arg(long)]
+        max_modules: Option<u32>,
+        /// Quota: bytes of all module versions.
+        #[arg(long)]
+        max_module_bytes: Option<u64>,
+        /// Quota: running jobs.
+        #[arg(long)]
+        max_jobs: Option<u32>,
+        /// Quota: subtasks of all running jobs.
+        #[arg(long)]
+        max_parallelism: Option<u32>,
+        /// Quota: memory of one guest instance, MiB.
+        #[arg(long)]
+        max_memory_mb: Option<u32>,
+        /// Quota: time of one guest call, ms.
+        #[arg(long)]
+        max_cpu_deadline_ms: Option<u32>,
+        /// Quota: size of one job's latest checkpoint, bytes.
+        #[arg(long)]
+        max_state_bytes: Option<u64>,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// List tenants with their quotas and usage.
+    List {
+        #[command(flatten)]
+        conn: Connect,
+    },
+}
+
+/// `weir job …` (a tenant's token).
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Submit a job file whose operators name registry modules.
+    Submit {
+        /// The job file (TOML).
+        file: PathBuf,
+        /// Start from this savepoint (`JOB/sp-N`).
+        #[arg(long, value_name = "SAVEPOINT")]
+        from_savepoint: Option<String>,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// List the tenant's jobs.
+    List {
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// A job's state and per-operator figures.
+    Status {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// Stop a job (with --savepoint: take a savepoint first).
+    Cancel {
+        /// Job id.
+        id: String,
+        /// Take a savepoint first; cancel only if it succeeds.
+        #[arg(long)]
+        savepoint: bool,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// Take a savepoint of a running job; prints its id.
+    Savepoint {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// List a job's savepoints.
+    Savepoints {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// Submit a job file starting from a savepoint (`JOB/sp-N`).
+    Restore {
+        /// The savepoint.
+        savepoint: String,
+        /// The job file (the same, or a new version of it).
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Connect,
+    },
+}
+
+/// Runs a `weir tenant` command.
+pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TenantCommand::Create {
+            name,
+            max_modules,
+            max_module_bytes,
+            max_jobs,
+            max_parallelism,
+            max_memory_mb,
+            max_cpu_deadline_ms,
+            max_state_bytes,
+            conn,
+        } => {
+            let c = Client::connect(&conn)?;
+            let quotas = proto::Quotas {
+                max_modules: max_modules.unwrap_or(0),
+                max_module_bytes: max_module_bytes.unwrap_or(0),
+                max_jobs: max_jobs.unwrap_or(0),
+                max_parallelism: max_parallelism.unwrap_or(0),
+                max_memory_mb: max_memory_mb.unwrap_or(0),
+                max_cpu_deadline_ms: max_cpu_deadline_ms.unwrap_or(0),
+                max_state_bytes: max_state_bytes.unwrap_or(0),
+            };
+            let r = c
+                .block_on(
+                    c.tenants()
+                        .create_tenant(c.request(proto::CreateTenantRequest {
+                            name,
+                            quotas: Some(quotas),
+                        })),
+                )
+                .map_err(failed)?
+                .into_inner();
+            let t = r.tenant.unwrap_or_default();
+            if c.json {
+                print_json(&json!({"tenant": tenant_json(&t), "token": r.token}));
+            } else {
+                println!("tenant `{}` created", t.name);
+                println!("token: {}", r.token);
+                eprintln!("(shown once: the server keeps only its hash)");
+            }
+        }
+        TenantCommand::List { conn } => {
+            let c = Client::connect(&conn)?;
+            let r = c
+                .block_on(
+                    c.tenants()
+                        .list_tenants(c.request(proto::ListTenantsRequest {})),
+                )
+                .map_err(failed)?
+                .into_inner();
+            if c.json {
+                print_json(&Value::Array(r.tenants.iter().map(tenant_json).collect()));
+            } else {
+                println!(
+                    "{:<20} {:>9} {:>12} {:>6} {:>12}",
+                    "TENANT", "MODULES", "MODULE MB", "JOBS", "SUBTASKS"
+                );
+                for t in &r.tenants {
+                    let u = t.usage.unwrap_or_default();
+                    let q = t.quotas.unwrap_or_default();
+                    println!(
+                        "{:<20} {:>9} {:>12} {:>6} {:>12}",
+                        t.name,
+                        format!("{}/{}", u.modules, q.max_modules),
+                        format!("{}/{}", u.module_bytes >> 20, q.max_module_bytes >> 20),
+                        format!("{}/{}", u.running_jobs, q.max_jobs),
+                        format!("{}/{}", u.parallelism, q.max_parallelism),
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tenant_json(t: &proto::Tenant) -> Value {
+    let q = t.quotas.unwrap_or_default();
+    let u = t.usage.unwrap_or_default();
+    json!({
+        "name": t.name,
+        "created_ms": t.created_ms,
+        "quotas": {
+            "max_modules": q.max_modules,
+            "max_module_bytes": q.max_module_bytes,
+            "max_jobs": q.max_jobs,
+            "max_parallelism": q.max_parallelism,
+            "max_memory_mb": q.max_memory_mb,
+            "max_cpu_deadline_ms": q.max_cpu_deadline_ms,
+            "max_state_bytes": q.max_state_bytes,
+        },
+        "usage": {
+            "modules": u.modules,
+            "module_bytes": u.module_bytes,
+            "running_jobs": u.running_jobs,
+            "parallelism": u.parallelism,
+        },
+    })
+}
+
+/// Module json.
+pub fn module_json(m: &proto::Module) -> Value {
+    json!({
+        "name": m.name,
+        "version": m.version,
+        "digest": m.digest,
+        "size": m.size,
+        "kind": m.kind,
+        "world": m.world,
+        "imports": m.imports,
+        "exports": m.exports,
+        "uploaded_ms": m.uploaded_ms,
+        "used_by": m.used_by,
+    })
+}
+
+fn job_json(j: &proto::Job) -> Value {
+    json!({
+        "id": j.id,
+        "name": j.name,
+        "state": j.state,
+        "error": j.error,
+        "submitted_ms": j.submitted_ms,
+        "parallelism": j.parallelism,
+        "records_read": j.records_read,
+        "records_written": j.records_written,
+        "last_checkpoint": j.last_checkpoint,
+        "last_checkpoint_bytes": j.last_checkpoint_bytes,
+        "restarts": j.restarts,
+        "savepoint": j.savepoint,
+        "modules": j.modules,
+        "operators": j.operators.iter().map(|o| json!({
+            "name": o.name,
+            "role": o.role,
+            "parallelism": o.parallelism,
+            "records_in": o.records_in,
+            "records_out": o.records_out,
+            "backpressure": o.backpressure,
+            "watermark": o.watermark,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_job(j: &proto::Job) {
+    println!("job {} ({}): {}", j.id, j.name, j.state);
+    if !j.error.is_empty() {
+        println!("  error: {}", j.error);
+    }
+    println!(
+        "  read {}, written {}, subtasks {}, restarts {}",
+        j.records_read, j.records_written, j.parallelism, j.restarts
+    );
+    if j.last_checkpoint > 0 {
+        println!(
+            "  last checkpoint {} ({} bytes)",
+            j.last_checkpoint, j.last_checkpoint_bytes
+        );
+    }
+    if !j.savepoint.is_empty() {
+        println!("  savepoint {}", j.savepoint);
+    }
+    for (op, m) in &j.modules {
+        println!("  module {op}: {m}");
+    }
+    if !j.operators.is_empty() {
+        println!(
+            "  {:<20} {:<8} {:>4} {:>12} {:>12} {:>6} WATERMARK",
+            "OPERATOR", "ROLE", "PAR", "IN", "OUT", "BP"
+        );
+        for o in &j.operators {
+            println!(
+                "  {:<20} {:<8} {:>4} {:>12} {:>12} {:>5.0}% {}",
+                o.name,
+                o.role,
+                o.parallelism,
+                o.records_in,
+                o.records_out,
+                o.backpressure * 100.0,
+                crate::progress::watermark(o.watermark)
+            );
+        }
+    }
+}
+
+fn read_file(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read job file `{}`", file.display()))
+}
+
+/// Runs a `weir job` command.
+pub fn job(cmd: JobCommand) -> anyhow::Result<ExitCode> {
+    let show = |c: &Client, j: &proto::Job| {
+        if c.json {
+            print_json(&job_json(j));
+        } else {
+            print_job(j);
+        }
+    };
+    match cmd {
+        JobCommand::Submit {
+            file,
+            from_savepoint,
+            conn,
+        } => submit(&file, from_savepoint.unwrap_or_default(), &conn, show),
+        JobCommand::Restore {
+            savepoint,
+            file,
+            conn,
+        } => submit(&file, savepoint, &conn, show),
+        JobCommand::List { conn } => {
+            let c = Client::connect(&conn)?;
+            let r = c
+                .block_on(c.jobs().list_jobs(c.request(proto::ListJobsRequest {})))
+                .map_err(failed)?
+                .into_inner();
+            if c.json {
+                print_json(&Value::Array(r.jobs.iter().map(job_json).collect()));
+            } else {
+                println!(
+                    "{:<32} {:<20} {:<11} {:>12} {:>12}",
+                    "ID", "NAME", "STATE", "READ", "WRITTEN"
+                );
+                for j in &r.jobs {
+                    println!(
+                        "{:<32} {:<20} {:<11} {:>12} {:>12}",
+                        j.id, j.name, j.state, j.records_read, j.records_written
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Status { id, conn } => {
+            let c = Client::connect(&conn)?;
+            let j = c
+                .block_on(c.jobs().get_job(c.request(proto::JobRef { id })))
+                .map_err(failed)?
+                .into_inner();
+            show(&c, &j);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Cancel {
+            id,
+            savepoint,
+            conn,
+        } => {
+            let c = Client::connect(&conn)?;
+            let j = c
+                .block_on(
+                    c.jobs()
+                        .cancel_job(c.request(proto::CancelJobRequest { id, savepoint })),
+                )
+                .map_err(failed)?
+                .into_inner();
+            show(&c, &j);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Savepoint { id, conn } => {
+            let c = Client::connect(&conn)?;
+            let s = c
+                .block_on(c.jobs().trigger_savepoint(c.request(proto::JobRef { id })))
+                .map_err(failed)?
+                .into_inner();
+            if c.json {
+                print_json(&json!({"id": s.id, "job_id": s.job_id, "created_ms": s.created_ms}));
+            } else {
+                println!("{}", s.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Savepoints { id, conn } => {
+            let c = Client::connect(&conn)?;
+            let r = c
+                .block_on(c.jobs().list_savepoints(c.request(proto::JobRef { id })))
+                .map_err(failed)?
+                .into_inner();
+            if c.json {
+                print_json(&Value::Array(
+                    r.savepoints
+                        .iter()
+                        .map(
+                            |s| json!({"id": s.id, "job_id": s.job_id, "created_ms": s.created_ms}),
+                        )
+                        .collect(),
+                ));
+            } else {
+                for s in &r.savepoints {
+                    println!("{}", s.id);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn submit(
+    file: &Path,
+    from_savepoint: String,
+    conn: &Connect,
+    show: impl Fn(&Client, &proto::Job),
+) -> anyhow::Result<ExitCode> {
+    let job_file = read_file(file)?;
+    let c = Client::connect(conn)?;
+    let j = c
+        .block_on(c.jobs().submit_job(c.request(proto::SubmitJobRequest {
+            job_file,
+            from_savepoint,
+        })))
+        .map_err(|s| {
+            // The server names lines of `job.toml`: say which file that is.
+            let e = failed(s);
+            anyhow::anyhow!(
+                e.to_string()
+                    .replace("job.toml:", &format!("{}:", file.display()))
+            )
+        })?
+        .into_inner();
+    show(&c, &j);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The size of each upload message.
+const CHUNK: usize = 256 << 10;
+
+/// `weir udf upload FILE`.
+pub fn upload(
+    file: &Path,
+    name: Option<String>,
+    version: &str,
+    conn: &Connect,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let name = match name {
+        Some(n) => n,
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .with_context(|| {
+                format!(
+                    "cannot name a module after `{}`; pass --name",
+                    file.display()
+                )
+            })?,
+    };
+    let c = Client::connect(conn)?;
+    let bar = crate::progress::upload_bar(bytes.len() as u64, &format!("{name}@{version}"), c.json);
+    let header = proto::UploadModuleRequest {
+        part: Some(proto::upload_module_request::Part::Header(
+            proto::UploadHeader {
+                name: name.clone(),
+                version: version.to_string(),
+                size: bytes.len() as u64,
+            },
+        )),
+    };
+    let mut parts = vec![header];
+    for chunk in bytes.chunks(CHUNK) {
+        parts.push(proto::UploadModuleRequest {
+            part: Some(proto::upload_module_request::Part::Chunk(chunk.to_vec())),
+        });
+    }
+    let progress = bar.clone();
+    let stream = tokio_stream::iter(parts.into_iter().inspect(move |p| {
+        if let Some(proto::upload_module_request::Part::Chunk(c)) = &p.part {
+            progress.inc(c.len() as u64);
+        }
+    }));
+    let result = c.block_on(c.modules(CHUNK * 2).upload_module(c.request(stream)));
+    bar.finish_and_clear();
+    let m = result.map_err(failed)?.into_inner();
+    if c.json {
+        print_json(&module_json(&m));
+    } else {
+        println!(
+            "uploaded {}@{}: {} operator ({}), {} bytes, sha256 {}",
+            m.name, m.version, m.kind, m.world, m.size, m.digest
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir udf list`.
+pub fn list_modules(conn: &Connect) -> anyhow::Result<ExitCode> {
+    let c = Client::connect(conn)?;
+    let r = c
+        .block_on(
+            c.modules(CHUNK)
+                .list_modules(c.request(proto::ListModulesRequest {})),
+        )
+        .map_err(failed)?
+        .into_inner();
+    if c.json {
+        print_json(&Value::Array(r.modules.iter().map(module_json).collect()));
+    } else {
+        println!(
+            "{:<32} {:<15} {:>10} {:<14} USED BY",
+            "MODULE", "KIND", "BYTES", "SHA256"
+        );
+        for m in &r.modules {
+            println!(
+                "{:<32} {:<15} {:>10} {:<14} {}",
+                format!("{}@{}", m.name, m.version),
+                m.kind,
+                m.size,
+                &m.digest[..m.digest.len().min(12)],
+                m.used_by.join(",")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn module_ref(spec: &str) -> proto::ModuleRef {
+    let (name, version) = spec.split_once('@').unwrap_or((spec, ""));
+    proto::ModuleRef {
+        name: name.to_string(),
+        version: version.to_string(),
+    }
+}
+
+/// `weir udf inspect NAME[@VERSION]` against the registry.
+pub fn inspect_module(spec: &str, conn: &Connect) -> anyhow::Result<ExitCode> {
+    let c = Client::connect(conn)?;
+    let m = c
+        .block_on(c.modules(CHUNK).inspect_module(c.request(module_ref(spec))))
+        .map_err(failed)?
+        .into_inner();
+    if c.json {
+        print_json(&module_json(&m));
+    } else {
+        println!("{}@{}", m.name, m.version);
+        println!("  kind     {}", m.kind);
+        println!("  world    {}", m.world);
+        println!("  size     {} bytes", m.size);
+        println!("  sha256   {}", m.digest);
+        println!("  imports  {}", m.imports.join(", "));
+        println!("  exports  {}", m.exports.join(", "));
+        if !m.used_by.is_empty() {
+            println!("  used by  {}", m.used_by.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir udf rm NAME@VERSION`.
+pub fn remove_module(spec: &str, conn: &Connect) -> anyhow::Result<ExitCode> {
+    let r = module_ref(spec);
+    if r.version.is_empty() {
+        bail!("name the version to delete: `{spec}@VERSION`");
+    }
+    let c = Client::connect(conn)?;
+    let m = c
+        .block_on(c.modules(CHUNK).delete_module(c.request(r)))
+        .map_err(failed)?
+        .into_inner()
+        .module
+        .unwrap_or_default();
+    if c.json {
+        print_json(&module_json(&m));
+    } else {
+        println!("deleted {}@{}", m.name, m.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}

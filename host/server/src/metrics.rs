@@ -1,0 +1,188 @@
+//! The Prometheus endpoint (`GET /metrics`, text format), read off the live
+//! jobs at each scrape: per tenant, job and operator.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `weir_records_in_total`, `weir_records_out_total` | tenant, job, operator |
+//! | `weir_backpressure_ratio` (time blocked on a full queue / time working or blocked) | tenant, job, operator |
+//! | `weir_watermark_lag_seconds` (now − the operator's watermark) | tenant, job, operator |
+//! | `weir_checkpoint_last_duration_seconds`, `weir_checkpoint_last_size_bytes`, `weir_checkpoints_completed_total`, `weir_checkpoints_abandoned_total` | tenant, job |
+//! | `weir_job_restarts_total` (each restart follows a guest trap, a deadline interrupt or another failure) | tenant, job |
+//! | `weir_job_running` | tenant, job |
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::Server;
+use crate::jobs::LiveJob;
+
+/// The metrics text of every job this process runs or ran.
+///
+/// # Errors
+/// Only if the metric definitions are inconsistent (a bug).
+pub fn render(server: &Server) -> Result<String, prometheus::Error> {
+    let registry = Registry::new();
+    let op = &["tenant", "job", "operator"];
+    let job = &["tenant", "job"];
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        IntCounterVec::new(Opts::new(name, help), labels).and_then(|c| {
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        })
+    };
+    let gauge = |name: &str, help: &str, labels: &[&str]| {
+        GaugeVec::new(Opts::new(name, help), labels).and_then(|g| {
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        })
+    };
+    let records_in = counter(
+        "weir_records_in_total",
+        "Records an operator received (sources: produced).",
+        op,
+    )?;
+    let records_out = counter("weir_records_out_total", "Records an operator emitted.", op)?;
+    let backpressure = gauge(
+        "weir_backpressure_ratio",
+        "Share of an operator's time spent blocked on a full downstream queue.",
+        op,
+    )?;
+    let lag = gauge(
+        "weir_watermark_lag_seconds",
+        "Wall-clock time minus the operator's watermark.",
+        op,
+    )?;
+    let ckpt_duration = gauge(
+        "weir_checkpoint_last_duration_seconds",
+        "Duration of the job's latest completed checkpoint.",
+        job,
+    )?;
+    let ckpt_size = gauge(
+        "weir_checkpoint_last_size_bytes",
+        "Full size of the job's latest completed checkpoint.",
+        job,
+    )?;
+    let ckpt_done = counter(
+        "weir_checkpoints_completed_total",
+        "Completed checkpoints.",
+        job,
+    )?;
+    let ckpt_abandoned = counter(
+        "weir_checkpoints_abandoned_total",
+        "Abandoned checkpoints.",
+        job,
+    )?;
+    let restarts = counter(
+        "weir_job_restarts_total",
+        "Restarts after failures (guest traps, deadline interrupts, other errors).",
+        job,
+    )?;
+    let running = IntGaugeVec::new(Opts::new("weir_job_running", "1 while the job runs."), job)?;
+    registry.register(Box::new(running.clone()))?;
+
+    let jobs: Vec<Arc<LiveJob>> = server
+        .inner
+        .jobs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
+    let now = crate::now_ms();
+    for j in jobs {
+        let r = j
+            .record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let (t, id) = (r.tenant.as_str(), r.id.as_str());
+        running
+            .with_label_values(&[t, id])
+            .set(i64::from(r.state.is_active()));
+        restarts
+            .with_label_values(&[t, id])
+            .inc_by(u64::from(r.restarts));
+        let metrics = j
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some((m, stats)) = metrics else { continue };
+        for n in m.snapshot() {
+            let labels = [t, id, n.name.as_str()];
+            records_in.with_label_values(&labels).inc_by(n.records_in);
+            records_out.with_label_values(&labels).inc_by(n.records_out);
+            let total = (n.busy + n.backpressured).as_secs_f64();
+            if total > 0.0 {
+                backpressure
+                    .with_label_values(&labels)
+                    .set(n.backpressured.as_secs_f64() / total);
+            }
+            if let Some(wm) = n.watermark.filter(|w| *w != i64::MAX) {
+                lag.with_label_values(&labels)
+                    .set((now - wm) as f64 / 1000.0);
+            }
+        }
+        ckpt_duration
+            .with_label_values(&[t, id])
+            .set(stats.last_duration_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        ckpt_size
+            .with_label_values(&[t, id])
+            .set(stats.last_size.load(Ordering::Relaxed) as f64);
+        ckpt_done
+            .with_label_values(&[t, id])
+            .inc_by(stats.completed.load(Ordering::Relaxed));
+        ckpt_abandoned
+            .with_label_values(&[t, id])
+            .inc_by(stats.abandoned.load(Ordering::Relaxed));
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(server: Server, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let server = server.clone();
+                async move {
+                    let response = if req.uri().path() == "/metrics" {
+                        match tokio::task::spawn_blocking(move || render(&server)).await {
+                            Ok(Ok(text)) => Response::builder()
+                                .header("content-type", "text/plain; version=0.0.4")
+                                .body(Full::new(Bytes::from(text))),
+                            Ok(Err(e)) => Response::builder()
+                                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                                .body(Full::new(Bytes::from(e.to_string()))),
+                            Err(e) => Response::builder()
+                                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                                .body(Full::new(Bytes::from(e.to_string()))),
+                        }
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from("see /metrics\n")))
+                    };
+                    Ok::<_, Infallible>(response.unwrap_or_default())
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,173 @@
+//! Tenant isolation: how much of its throughput a quiet tenant's job keeps
+//! beside a noisy tenant on the same server.
+//!
+//! `cargo bench -p weir-tests --bench isolation` (after `bash .ci/setup`
+//! built the UDFs). Each figure is the median of three runs of the quiet
+//! job: a keyed 1 s window count over generated records, as fast as it
+//! goes. Neighbours:
+//! * runaway — two jobs of another tenant whose UDFs loop forever (stopped
+//!   at the CPU deadline) or allocate without end (stopped at the memory
+//!   cap), restarted by the server again and again;
+//! * greedy — another tenant's valid, CPU-bound job running flat out.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use weir_server::{Quotas, Server, ServerConfig};
+
+const RECORDS: u64 = 3_000_000;
+
+fn count_job(name: &str, count: u64, out: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "{name}"
+
+[source.gen]
+kind = "generator"
+count = {count}
+keys = 1000
+interval_ms = 1
+watermark = {{ strategy = "monotonous" }}
+
+[operator.count]
+input = "gen"
+module = "bid-count"
+window = {{ type = "tumbling", size = "1s" }}
+
+[sink.out]
+input = "count"
+kind = "file"
+path = "{out}"
+"#
+    )
+}
+
+fn misbehaving_job(mode: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "noisy-{mode}"
+
+[source.gen]
+kind = "generator"
+count = 100_000_000
+keys = 10
+rate = 1000
+
+[operator.bad]
+input = "gen"
+module = "misbehave"
+config = {{ mode = "{mode}", trigger = "seq" }}
+
+[sink.out]
+input = "bad"
+kind = "file"
+path = "{mode}.jsonl"
+"#
+    )
+}
+
+fn wait_finished(server: &Server, tenant: &str, id: &str) {
+    loop {
+        let (r, _) = server.get_job(tenant, id).unwrap();
+        match r.state.name() {
+            "finished" => return,
+            "running" => std::thread::sleep(Duration::from_millis(10)),
+            other => panic!("quiet job {id} is {other}: {}", r.error),
+        }
+    }
+}
+
+fn quiet_run(server: &Server, n: usize) -> f64 {
+    let (job, _) = server
+        .submit_job(
+            "quiet",
+            &count_job("quiet", RECORDS, &format!("q{n}.jsonl")),
+            "",
+        )
+        .unwrap();
+    let start = Instant::now();
+    wait_finished(server, "quiet", &job.id);
+    RECORDS as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(server: &Server, base: usize) -> f64 {
+    let mut v: Vec<f64> = (0..3).map(|i| quiet_run(server, base + i)).collect();
+    v.sort_by(f64::total_cmp);
+    v[1]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
+    config.max_restarts = 1_000_000;
+    config.checkpoint_interval = Duration::from_secs(10);
+    let (server, _) = Server::open(config).unwrap();
+    let quotas = Quotas {
+        max_cpu_deadline_ms: 100,
+        max_memory_mb: 64,
+        ..Quotas::default()
+    };
+    server.create_tenant("quiet", quotas).unwrap();
+    server.create_tenant("noisy", quotas).unwrap();
+    let read = |n: &str| std::fs::read(weir_tests::udf(n)).unwrap();
+    server
+        .upload_module("quiet", "bid-count", "1", &read("bid-count"))
+        .unwrap();
+    server
+        .upload_module("noisy", "bid-count", "1", &read("bid-count"))
+        .unwrap();
+    server
+        .upload_module("noisy", "misbehave", "1", &read("misbehave"))
+        .unwrap();
+
+    let alone = median(&server, 0);
+    println!("quiet alone: {alone:.0} records/s");
+
+    let mut noisy = Vec::new();
+    for mode in ["spin", "hog"] {
+        let (j, _) = server
+            .submit_job("noisy", &misbehaving_job(mode), "")
+            .unwrap();
+        noisy.push(j.id);
+    }
+    // Both have failed (and been restarted) before the quiet job starts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while noisy
+        .iter()
+        .any(|id| server.get_job("noisy", id).unwrap().0.restarts == 0)
+    {
+        assert!(Instant::now() < deadline, "the noisy jobs never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runaway = median(&server, 10);
+    let restarts: u32 = noisy
+        .iter()
+        .map(|id| server.get_job("noisy", id).unwrap().0.restarts)
+        .sum();
+    println!(
+        "quiet beside runaway UDFs: {runaway:.0} records/s ({:.0}% of alone; the runaway jobs restarted {restarts} times)",
+        100.0 * runaway / alone
+    );
+    for id in &noisy {
+        let _ = server.cancel_job("noisy", id, false);
+    }
+
+    let (greedy, _) = server
+        .submit_job(
+            "noisy",
+            &count_job("greedy", 1_000_000_000, "greedy.jsonl"),
+            "",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let beside_greedy = median(&server, 20);
+    println!(
+        "quiet beside a greedy valid job: {beside_greedy:.0} records/s ({:.0}% of alone)",
+        100.0 * beside_greedy / alone
+    );
+    let _ = server.cancel_job("noisy", &greedy.id, false);
+    server.detach_jobs();
+}
