@@ -831,3 +831,73 @@ fn a_restarted_server_resumes_running_jobs_from_their_checkpoints() {
     assert_eq!(sorted_lines(&files.join("resumed.jsonl")), expected);
     s.stop();
 }
+
+#[test]
+fn server_reflection_lists_the_weir_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path()));
+    let mut client = ServerReflectionClient::new(s.channel());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut services: Vec<String> = s.runtime.block_on(async {
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        match answer.message_response.unwrap() {
+            MessageResponse::ListServicesResponse(l) => {
+                l.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            "grpc.reflection.v1.ServerReflection",
+            "weir.v1.Jobs",
+            "weir.v1.Modules",
+            "weir.v1.Tenants"
+        ]
+    );
+    s.stop();
+}
+
+#[test]
+fn a_job_whose_state_outgrows_the_tenants_quota_is_failed_naming_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path()));
+    let t = s.as_(&s.tenant(
+        "small",
+        proto::Quotas {
+            max_state_bytes: 1_000,
+            ..Default::default()
+        },
+    ));
+    t.upload("bid-count", "1", &bytes("bid-count")).unwrap();
+    let job = t
+        .submit(
+            &count_job("big", "bid-count", 2_000_000, 20_000, "o.jsonl"),
+            "",
+        )
+        .unwrap();
+    let failed = t.wait_for(&job.id, "the quota", |j| j.state != "running");
+    assert_eq!(failed.state, "failed", "{failed:?}");
+    assert!(
+        failed
+            .error
+            .contains("over tenant `small`'s quota of 1000 bytes (max_state_bytes)"),
+        "{}",
+        failed.error
+    );
+    s.stop();
+}

@@ -102,16 +102,28 @@ pub fn supervise(
         }
         let handle =
             weir_engine::run(flow).map_err(|e| format!("cannot start job `{name}`: {e}"))?;
-        if stop.load(Ordering::SeqCst) {
-            handle.cancel();
-        }
-        on(Event::Started {
-            handle: &handle,
-            attempt,
-            restored: start_from.as_deref(),
-        });
+        // A stop request reaches the job even while `on` blocks (the CLI
+        // follows the progress line in it until the job ends).
         let canceller = handle.canceller();
-        let outcome = wait(handle, stop, &canceller);
+        let ended = AtomicBool::new(false);
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !ended.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) {
+                        canceller.cancel();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            on(Event::Started {
+                handle: &handle,
+                attempt,
+                restored: start_from.as_deref(),
+            });
+            let outcome = handle.join();
+            ended.store(true, Ordering::SeqCst);
+            outcome
+        });
         on(Event::Ended { outcome: &outcome });
         let stopped = stop.load(Ordering::SeqCst);
         match outcome.result {
@@ -149,15 +161,4 @@ pub fn supervise(
             }
         }
     }
-}
-
-/// Waits for the run to end, passing a stop request on to it.
-fn wait(handle: JobHandle, stop: &AtomicBool, canceller: &weir_engine::Canceller) -> JobOutcome {
-    while !handle.is_finished() {
-        if stop.load(Ordering::SeqCst) {
-            canceller.cancel();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    handle.join()
 }
