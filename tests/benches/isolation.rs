@@ -163,10 +163,22 @@ fn main() {
         )
         .unwrap();
     std::thread::sleep(Duration::from_secs(1));
+    let read = || {
+        let (r, live) = server.get_job("noisy", &greedy.id).unwrap();
+        let n: u64 = live
+            .and_then(|l| l.snapshot())
+            .map(|(nodes, _, _)| nodes.iter().map(|n| n.records_in).max().unwrap_or(0))
+            .unwrap_or(0);
+        (r.state.name(), n, Instant::now())
+    };
+    let before = read();
     let beside_greedy = median(&server, 20);
+    let after = read();
     println!(
-        "quiet beside a greedy valid job: {beside_greedy:.0} records/s ({:.0}% of alone)",
-        100.0 * beside_greedy / alone
+        "quiet beside a greedy valid job: {beside_greedy:.0} records/s ({:.0}% of alone; the greedy job is {} and ran at {:.0} records/s meanwhile)",
+        100.0 * beside_greedy / alone,
+        after.0,
+        (after.1 - before.1) as f64 / (after.2 - before.2).as_secs_f64()
     );
     let _ = server.cancel_job("noisy", &greedy.id, false);
     server.detach_jobs();

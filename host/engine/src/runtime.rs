@@ -240,7 +240,12 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
             coordinator = Some(
                 std::thread::Builder::new()
                     .name("weir-checkpoints".into())
-                    .spawn(move || c.run())
+                    .spawn({
+                        // The caller's span (a server's tenant and job) goes
+                        // with every thread of the job.
+                        let span = tracing::Span::current();
+                        move || span.in_scope(|| c.run())
+                    })
                     .map_err(|e| EngineError::Task {
                         task: "checkpoint coordinator".into(),
                         message: format!("cannot start thread: {e}"),
@@ -292,7 +297,10 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                     "weir-{}",
                     task.name.chars().take(10).collect::<String>()
                 ))
-                .spawn(move || ctx.run(input, edges))
+                .spawn({
+                    let span = tracing::Span::current();
+                    move || span.in_scope(|| ctx.run(input, edges))
+                })
                 .map_err(|e| EngineError::Task {
                     task: name.clone(),
                     message: format!("cannot start thread: {e}"),

@@ -440,9 +440,14 @@ impl Server {
             .insert((tenant.clone(), id.clone()), live.clone());
         let server = self.clone();
         let job = live.clone();
+        let span = tracing::info_span!("job", tenant = %tenant, job = %id);
         let thread = std::thread::Builder::new()
             .name(format!("job {tenant}/{id}"))
-            .spawn(move || server.supervise(&job, &sup, &dir))
+            .spawn(move || {
+                // Every log line of the job, from any of its threads, carries
+                // the tenant and the job id.
+                span.in_scope(|| server.supervise(&job, &sup, &dir));
+            })
             .map_err(|e| ServerError::Internal(format!("cannot start job `{id}`: {e}")))?;
         *live.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
         Ok(live)
