@@ -16,6 +16,7 @@ use weir_server::{Server, ServerConfig};
 /// A `weir serve` in this process, on a free loopback port.
 struct TestServer {
     runtime: tokio::runtime::Runtime,
+    server: Server,
     endpoint: String,
     admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -40,6 +41,7 @@ impl TestServer {
             .unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = server.clone();
         let done = runtime.spawn(async move {
             weir_server::api::serve(server, listener, async {
                 let _ = rx.await;
@@ -49,6 +51,7 @@ impl TestServer {
         });
         Self {
             runtime,
+            server: handle,
             endpoint,
             admin,
             stop: Some(tx),
@@ -596,6 +599,19 @@ fn the_registry_validates_uploads_and_keeps_versions() {
         Code::ResourceExhausted,
         "max_modules",
     );
+    // Quota: bytes, for another tenant.
+    let tiny = s.as_(&s.tenant(
+        "tiny",
+        proto::Quotas {
+            max_module_bytes: 1_000,
+            ..Default::default()
+        },
+    ));
+    assert_code(
+        tiny.upload("bid-filter", "1", &filter),
+        Code::ResourceExhausted,
+        "quota of 1000 module bytes (0 used; max_module_bytes)",
+    );
     // Delete: refused while a running job uses it, then allowed.
     let job = t
         .submit(
@@ -899,5 +915,62 @@ fn a_job_whose_state_outgrows_the_tenants_quota_is_failed_naming_the_quota() {
         "{}",
         failed.error
     );
+    s.stop();
+}
+
+#[test]
+fn guest_failures_are_counted_by_kind_and_a_runaway_job_fails_after_its_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.max_restarts = 1;
+    let s = TestServer::start(c);
+    let t = s.as_(&s.tenant(
+        "acme",
+        proto::Quotas {
+            max_cpu_deadline_ms: 50,
+            ..Default::default()
+        },
+    ));
+    t.upload("misbehave", "1", &bytes("misbehave")).unwrap();
+    let job = t
+        .submit(
+            r#"
+[job]
+name = "runaway"
+
+[source.gen]
+kind = "generator"
+count = 1000
+keys = 3
+
+[operator.bad]
+input = "gen"
+module = "misbehave"
+config = { mode = "spin", trigger = "seq" }
+
+[sink.out]
+input = "bad"
+kind = "file"
+path = "never.jsonl"
+"#,
+            "",
+        )
+        .unwrap();
+    let failed = t.wait_for(&job.id, "the end", |j| {
+        j.state != "running" && j.state != "restarting"
+    });
+    assert_eq!(failed.state, "failed", "{failed:?}");
+    assert_eq!(failed.restarts, 1);
+    assert!(
+        failed.error.contains("CPU deadline of 50ms"),
+        "{}",
+        failed.error
+    );
+    let text = weir_server::metrics::render(&s.server).unwrap();
+    let line = format!(
+        "weir_guest_failures_total{{job=\"{}\",kind=\"deadline\",tenant=\"acme\"}} 2",
+        job.id
+    );
+    assert!(text.contains(&line), "no `{line}` in:\n{text}");
     s.stop();
 }

@@ -111,7 +111,25 @@ pub struct LiveJob {
     detach: AtomicBool,
     quota_error: Mutex<Option<String>>,
     pub(crate) metrics: Mutex<Option<(Arc<JobMetrics>, Arc<CheckpointStats>)>>,
+    /// Failures of the job's runs by kind (`trap`, `deadline`, `memory`,
+    /// `other`): each stopped a run.
+    pub(crate) failures: Mutex<BTreeMap<&'static str, u64>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What kind of failure ended a run: a guest trap, a CPU deadline
+/// interrupt, the memory cap, or anything else (read off the sandbox's
+/// messages, which every guest failure carries).
+pub fn failure_kind(error: &str) -> &'static str {
+    if error.contains("exceeded its CPU deadline") {
+        "deadline"
+    } else if error.contains("over its cap of") {
+        "memory"
+    } else if error.contains("guest trapped") {
+        "trap"
+    } else {
+        "other"
+    }
 }
 
 impl LiveJob {
@@ -431,6 +449,7 @@ impl Server {
             detach: AtomicBool::new(false),
             quota_error: Mutex::new(None),
             metrics: Mutex::new(None),
+            failures: Mutex::new(BTreeMap::new()),
             thread: Mutex::new(None),
         });
         self.inner
@@ -492,6 +511,11 @@ impl Server {
             }
             Event::Ended { .. } => {}
             Event::Restarting { error, attempt, .. } => {
+                *job.failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(failure_kind(error))
+                    .or_default() += 1;
                 tracing::warn!(tenant = %tenant, job = %id, attempt, "job failed, restarting: {error}");
                 update(&|r| {
                     r.state = JobState::Restarting;
@@ -514,6 +538,13 @@ impl Server {
             (Ok(Ended::Stopped), None) => (JobState::Cancelled, String::new()),
             (Ok(Ended::Failed(e)) | Err(e), None) => (JobState::Failed, e),
         };
+        if state == JobState::Failed {
+            *job.failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(failure_kind(&error))
+                .or_default() += 1;
+        }
         tracing::info!(tenant = %tenant, job = %id, state = state.name(), "job ended");
         update(&|r| {
             r.state = state;

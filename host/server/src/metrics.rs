@@ -7,7 +7,8 @@
 //! | `weir_backpressure_ratio` (time blocked on a full queue / time working or blocked) | tenant, job, operator |
 //! | `weir_watermark_lag_seconds` (now − the operator's watermark) | tenant, job, operator |
 //! | `weir_checkpoint_last_duration_seconds`, `weir_checkpoint_last_size_bytes`, `weir_checkpoints_completed_total`, `weir_checkpoints_abandoned_total` | tenant, job |
-//! | `weir_job_restarts_total` (each restart follows a guest trap, a deadline interrupt or another failure) | tenant, job |
+//! | `weir_job_restarts_total` | tenant, job |
+//! | `weir_guest_failures_total`: runs stopped by a guest trap, a CPU deadline interrupt, the memory cap, or another failure | tenant, job, kind |
 //! | `weir_job_running` | tenant, job |
 
 use std::convert::Infallible;
@@ -84,6 +85,11 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
         "Restarts after failures (guest traps, deadline interrupts, other errors).",
         job,
     )?;
+    let failures = counter(
+        "weir_guest_failures_total",
+        "Runs of the job stopped by a failure, by kind: trap (a guest trap), deadline (a CPU deadline interrupt), memory (the memory cap), other.",
+        &["tenant", "job", "kind"],
+    )?;
     let running = IntGaugeVec::new(Opts::new("weir_job_running", "1 while the job runs."), job)?;
     registry.register(Box::new(running.clone()))?;
 
@@ -109,6 +115,14 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
         restarts
             .with_label_values(&[t, id])
             .inc_by(u64::from(r.restarts));
+        for (kind, n) in j
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            failures.with_label_values(&[t, id, kind]).inc_by(*n);
+        }
         let metrics = j
             .metrics
             .lock()

@@ -157,7 +157,7 @@ impl Registry<'_> {
         }
         if used + bytes.len() as u64 > quotas.max_module_bytes {
             return Err(ServerError::ResourceExhausted(format!(
-                "module `{name}@{version}` ({} bytes) would take tenant `{}` over its quota of {} module bytes ({used} used)",
+                "module `{name}@{version}` ({} bytes) would take tenant `{}` over its quota of {} module bytes ({used} used; max_module_bytes)",
                 bytes.len(),
                 self.tenant,
                 quotas.max_module_bytes
