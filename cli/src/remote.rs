@@ -98,6 +98,27 @@ pub enum JobCommand {
         #[command(flatten)]
         conn: Connect,
     },
+    /// Swap one operator of a running job to another module version:
+    /// savepoint, stop, restart from it with the new module.
+    Upgrade {
+        /// Job id.
+        id: String,
+        /// The operator to swap.
+        #[arg(long)]
+        operator: String,
+        /// The new module: `NAME@VERSION`, or `NAME` for the newest.
+        #[arg(long, value_name = "NAME@VERSION")]
+        udf: String,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// A job's upgrades: module versions, savepoints, pauses.
+    History {
+        /// Job id.
+        id: String,
+        #[command(flatten)]
+        conn: Connect,
+    },
     /// Submit a job file starting from a savepoint (`JOB/sp-N`).
     Restore {
         /// The savepoint.
@@ -241,6 +262,7 @@ fn job_json(j: &proto::Job) -> Value {
         "restarts": j.restarts,
         "savepoint": j.savepoint,
         "modules": j.modules,
+        "history": j.history.iter().map(upgrade_json).collect::<Vec<_>>(),
         "operators": j.operators.iter().map(|o| json!({
             "name": o.name,
             "role": o.role,
@@ -250,6 +272,17 @@ fn job_json(j: &proto::Job) -> Value {
             "backpressure": o.backpressure,
             "watermark": o.watermark,
         })).collect::<Vec<_>>(),
+    })
+}
+
+fn upgrade_json(u: &proto::Upgrade) -> Value {
+    json!({
+        "at_ms": u.at_ms,
+        "operator": u.operator,
+        "from": u.from,
+        "to": u.to,
+        "savepoint": u.savepoint,
+        "pause_ms": u.pause_ms,
     })
 }
 
@@ -319,6 +352,52 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<ExitCode> {
             file,
             conn,
         } => submit(&file, savepoint, &conn, show),
+        JobCommand::Upgrade {
+            id,
+            operator,
+            udf,
+            conn,
+        } => {
+            let c = Client::connect(&conn)?;
+            let r = c
+                .block_on(c.jobs().upgrade_job(c.request(proto::UpgradeJobRequest {
+                    id,
+                    operator,
+                    module: udf,
+                })))
+                .map_err(failed)?
+                .into_inner();
+            let u = r.upgrade.unwrap_or_default();
+            if c.json {
+                print_json(
+                    &json!({"job": job_json(&r.job.unwrap_or_default()), "upgrade": upgrade_json(&u)}),
+                );
+            } else {
+                println!(
+                    "operator `{}`: {} -> {} from savepoint {}; paused {} ms",
+                    u.operator, u.from, u.to, u.savepoint, u.pause_ms
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::History { id, conn } => {
+            let c = Client::connect(&conn)?;
+            let j = c
+                .block_on(c.jobs().get_job(c.request(proto::JobRef { id })))
+                .map_err(failed)?
+                .into_inner();
+            if c.json {
+                print_json(&Value::Array(j.history.iter().map(upgrade_json).collect()));
+            } else {
+                for u in &j.history {
+                    println!(
+                        "{} {}: {} -> {} (savepoint {}, paused {} ms)",
+                        u.at_ms, u.operator, u.from, u.to, u.savepoint, u.pause_ms
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         JobCommand::List { conn } => {
             let c = Client::connect(&conn)?;
             let r = c

@@ -40,7 +40,11 @@ pub fn run(args: SavepointArgs) -> anyhow::Result<ExitCode> {
             args.state_dir.display()
         );
     }
-    match weir_engine::checkpoint::request_savepoint(&request_file(&args.state_dir), args.timeout) {
+    match weir_engine::checkpoint::request_savepoint(
+        &request_file(&args.state_dir),
+        args.timeout,
+        false,
+    ) {
         Ok(path) => {
             println!("{path}");
             Ok(ExitCode::SUCCESS)

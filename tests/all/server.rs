@@ -974,3 +974,121 @@ path = "never.jsonl"
     assert!(text.contains(&line), "no `{line}` in:\n{text}");
     s.stop();
 }
+
+/// JSON with object keys sorted.
+fn canonical(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<&String, String> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            let parts: Vec<String> = sorted
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn a_running_jobs_operator_is_upgraded_from_a_savepoint_and_incompatible_modules_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path()));
+    let t = s.as_(&s.tenant("acme", proto::Quotas::default()));
+    t.upload("bid-count", "1", &bytes("bid-count")).unwrap();
+    t.upload("bid-count", "2", &bytes("bid-count-v2")).unwrap();
+    t.upload("misbehave", "1", &bytes("misbehave")).unwrap();
+    let file = count_job("upgraded", "bid-count@1", 60_000, 15_000, "up.jsonl");
+    let job = t.submit(&file, "").unwrap();
+    t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
+    let upgrade = |op: &str, module: &str| {
+        let mut c = JobsClient::new(t.channel.clone());
+        t.run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
+            id: job.id.clone(),
+            operator: op.into(),
+            module: module.into(),
+        })))
+        .map(tonic::Response::into_inner)
+    };
+    // Refused before anything stops: another kind, an unknown operator or
+    // module, the version already running.
+    assert_code(
+        upgrade("count", "misbehave@1"),
+        Code::FailedPrecondition,
+        "it is a map operator",
+    );
+    assert_code(
+        upgrade("nope", "bid-count@2"),
+        Code::NotFound,
+        "has no operator `nope` (it has: count)",
+    );
+    assert_code(
+        upgrade("count", "bid-count@9"),
+        Code::NotFound,
+        "`bid-count@9` does not exist",
+    );
+    assert_code(
+        upgrade("count", "bid-count@1"),
+        Code::FailedPrecondition,
+        "runs `bid-count@1` already",
+    );
+    let still = t.job(&job.id).unwrap();
+    assert_eq!((still.state.as_str(), still.history.len()), ("running", 0));
+
+    let done = upgrade("count", "bid-count@2").unwrap();
+    let u = done.upgrade.unwrap();
+    assert_eq!(
+        (u.from.as_str(), u.to.as_str()),
+        ("bid-count@1", "bid-count@2")
+    );
+    assert!(u.savepoint.starts_with(&format!("{}/sp-", job.id)), "{u:?}");
+    assert!(u.pause_ms > 0);
+    let after = done.job.unwrap();
+    assert_eq!(
+        after.modules.get("count").map(String::as_str),
+        Some("bid-count@2")
+    );
+    let finished = t.wait_for(&job.id, "the end", |j| j.state != "running");
+    assert_eq!(finished.state, "finished", "{finished:?}");
+    assert_eq!(finished.history.len(), 1);
+    assert_eq!(finished.history[0].pause_ms, u.pause_ms);
+
+    // Every window exactly once, as in one uninterrupted run; those after
+    // the swap by version 2.
+    let whole = t
+        .submit(&file.replace("up.jsonl", "whole.jsonl"), "")
+        .unwrap();
+    t.wait_for(&whole.id, "the end", |j| j.state == "finished");
+    let files = dir.path().join("tenants/acme/files");
+    let mut v2 = 0;
+    let mut got: Vec<String> = sorted_lines(&files.join("up.jsonl"))
+        .iter()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let value = v["value"].as_object_mut().unwrap();
+            if value.remove("version").is_some() {
+                v2 += 1;
+                value.remove("per_second");
+            }
+            canonical(&v)
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<String> = sorted_lines(&files.join("whole.jsonl"))
+        .iter()
+        .map(|l| canonical(&serde_json::from_str(l).unwrap()))
+        .collect();
+    expected.sort();
+    assert!(
+        v2 > 0 && v2 < got.len(),
+        "version 2 wrote {v2} of {}",
+        got.len()
+    );
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the upgraded run's windows differ from an uninterrupted run's"
+    );
+    s.stop();
+}

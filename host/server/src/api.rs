@@ -175,6 +175,18 @@ pub fn job_to_proto(r: &JobRecord, live: Option<&Arc<LiveJob>>) -> proto::Job {
         savepoint: r.savepoint.clone(),
         modules: r.operators.clone().into_iter().collect(),
         operators,
+        history: r.history.iter().map(upgrade_to_proto).collect(),
+    }
+}
+
+fn upgrade_to_proto(u: &crate::jobs::Upgrade) -> proto::Upgrade {
+    proto::Upgrade {
+        at_ms: u.at_ms,
+        operator: u.operator.clone(),
+        from: u.from.clone(),
+        to: u.to.clone(),
+        savepoint: u.savepoint.clone(),
+        pause_ms: u.pause_ms,
     }
 }
 
@@ -407,6 +419,25 @@ impl jobs_server::Jobs for Api {
                 id,
                 job_id: r.id,
                 created_ms: crate::now_ms(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn upgrade_job(
+        &self,
+        req: Request<proto::UpgradeJobRequest>,
+    ) -> Result<Response<proto::UpgradeJobResponse>, Status> {
+        let tenant = self.tenant(&req)?;
+        let server = self.server.clone();
+        let r = req.into_inner();
+        blocking(move || {
+            let ((record, live), upgrade) =
+                server.upgrade_job(&tenant, &r.id, &r.operator, &r.module)?;
+            Ok(proto::UpgradeJobResponse {
+                job: Some(job_to_proto(&record, live.as_ref())),
+                upgrade: Some(upgrade_to_proto(&upgrade)),
             })
         })
         .await

@@ -96,6 +96,30 @@ pub struct JobRecord {
     pub parallelism: u32,
     /// Restarts after failures.
     pub restarts: u32,
+    /// Operator → module (`name@version`) replacing what the job file
+    /// names: the upgrades in force.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
+    /// Every upgrade, oldest first.
+    #[serde(default)]
+    pub history: Vec<Upgrade>,
+}
+
+/// One module swap of a running job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// When it was asked for, ms since the epoch.
+    pub at_ms: i64,
+    /// The operator.
+    pub operator: String,
+    /// Module before (`name@version`).
+    pub from: String,
+    /// Module after.
+    pub to: String,
+    /// The savepoint the new version started from (`JOB/sp-N`).
+    pub savepoint: String,
+    /// From the savepoint request to the new version running, ms.
+    pub pause_ms: u64,
 }
 
 /// A job's record, with its live state when it runs (or ran) in this
@@ -194,9 +218,15 @@ fn parse(
     files_dir: &Path,
     tenant: &str,
     quotas: &Quotas,
+    overrides: &BTreeMap<String, String>,
 ) -> Result<JobSpec, ServerError> {
     let invalid = |e: weir_job::JobError| ServerError::InvalidArgument(e.to_string());
     let mut spec = weir_job::parse_job(Path::new("job.toml"), text).map_err(invalid)?;
+    for n in &mut spec.operators {
+        if let Some(module) = overrides.get(&n.name) {
+            n.spec.module.clone_from(module);
+        }
+    }
     // Files: relative, inside the tenant's area.
     let mut bad = None;
     for (node, path) in spec.local_files_mut() {
@@ -335,7 +365,7 @@ impl Server {
     ) -> Result<JobView, ServerError> {
         let quotas = self.quotas(tenant)?;
         let files = self.tenant_dir(tenant).join("files");
-        let spec = parse(job_file, &files, tenant, &quotas)?;
+        let spec = parse(job_file, &files, tenant, &quotas, &BTreeMap::new())?;
         let start = if from_savepoint.is_empty() {
             None
         } else {
@@ -406,6 +436,8 @@ impl Server {
             modules,
             parallelism,
             restarts: 0,
+            overrides: BTreeMap::new(),
+            history: Vec::new(),
         };
         self.inner
             .meta
@@ -479,8 +511,14 @@ impl Server {
         let files = self.tenant_dir(&tenant).join("files");
         let build = |_attempt: u32| -> Result<Dataflow, String> {
             let quotas = self.quotas(&tenant).map_err(|e| e.to_string())?;
-            let spec =
-                parse(&record.job_file, &files, &tenant, &quotas).map_err(|e| e.to_string())?;
+            let spec = parse(
+                &record.job_file,
+                &files,
+                &tenant,
+                &quotas,
+                &record.overrides,
+            )
+            .map_err(|e| e.to_string())?;
             let resolver = TenantModules {
                 registry: self.registry(&tenant),
                 pinned: RefCell::new(record.modules.clone()),
@@ -597,7 +635,7 @@ impl Server {
             )));
         };
         if savepoint {
-            let sp = self.trigger_savepoint(tenant, id)?;
+            let sp = self.savepoint(tenant, id, true)?;
             live.record
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -611,11 +649,145 @@ impl Server {
         Ok((live.record(), Some(live)))
     }
 
+    /// Swaps operator `operator` of a running job to `module`
+    /// (`name@version`, or `name` for the newest): checks the new version
+    /// first (same kind and world, the job still builds), then takes a
+    /// final savepoint, stops the job, and starts it again from the
+    /// savepoint with the new module. Returns the job and the upgrade, with
+    /// the pause it caused.
+    ///
+    /// # Errors
+    /// An unknown job, operator or module, or an incompatible module: the
+    /// job then keeps running untouched. A failed savepoint: likewise.
+    pub fn upgrade_job(
+        &self,
+        tenant: &str,
+        id: &str,
+        operator: &str,
+        module: &str,
+    ) -> Result<(JobView, Upgrade), ServerError> {
+        let (record, live) = self.job(tenant, id)?;
+        let Some(live) = live.filter(|l| !l.finished() && record.state == JobState::Running) else {
+            return Err(ServerError::FailedPrecondition(format!(
+                "job `{id}` is {}, not running: nothing to upgrade",
+                record.state.name()
+            )));
+        };
+        let from = record.operators.get(operator).cloned().ok_or_else(|| {
+            ServerError::NotFound(format!(
+                "job `{id}` has no operator `{operator}` (it has: {})",
+                record
+                    .operators
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let registry = self.registry(tenant);
+        let split = |m: &str| {
+            let (n, v) = m.split_once('@').unwrap_or((m, ""));
+            (n.to_string(), v.to_string())
+        };
+        let (name, version) = split(module);
+        let new = registry.get(&name, &version)?;
+        let (old_name, old_version) = split(&from);
+        let old = registry.get(&old_name, &old_version)?;
+        if new.id() == old.id() {
+            return Err(ServerError::FailedPrecondition(format!(
+                "operator `{operator}` of job `{id}` runs `{from}` already"
+            )));
+        }
+        if new.kind != old.kind || new.world != old.world {
+            return Err(ServerError::FailedPrecondition(format!(
+                "cannot swap operator `{operator}` of job `{id}` to `{}`: it is a {} operator ({}), the running `{from}` a {} operator ({}); the job keeps running",
+                new.id(),
+                new.kind,
+                new.world,
+                old.kind,
+                old.world
+            )));
+        }
+        // The job must still build with the new module before anything
+        // stops.
+        let mut overrides = record.overrides.clone();
+        overrides.insert(operator.to_string(), new.id());
+        let quotas = self.quotas(tenant)?;
+        let files = self.tenant_dir(tenant).join("files");
+        let spec = parse(&record.job_file, &files, tenant, &quotas, &overrides)?;
+        let resolver = TenantModules {
+            registry: self.registry(tenant),
+            pinned: RefCell::new(record.modules.clone()),
+        };
+        weir_job::prepare(spec, &self.inner.sandbox, &resolver).map_err(|e| {
+            ServerError::InvalidArgument(format!(
+                "job `{id}` with `{}`: {e}; the job keeps running",
+                new.id()
+            ))
+        })?;
+        let started = std::time::Instant::now();
+        let at_ms = now_ms();
+        let savepoint = self.savepoint(tenant, id, true)?;
+        let location = self.savepoint_location(tenant, &savepoint)?;
+        // Stop the old run without recording it as cancelled.
+        live.detach.store(true, Ordering::SeqCst);
+        live.stop.store(true, Ordering::SeqCst);
+        while !live.finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Checkpoints of the old run are older than the savepoint: the new
+        // run must not resume from them.
+        let checkpoints = self.job_dir(tenant, id).join("checkpoints");
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        let mut next = live.record();
+        next.overrides = overrides;
+        next.operators.insert(operator.to_string(), new.id());
+        next.modules.insert(new.id(), new.id());
+        next.from_savepoint = Some(location.clone());
+        next.state = JobState::Running;
+        let mut upgrade = Upgrade {
+            at_ms,
+            operator: operator.to_string(),
+            from,
+            to: new.id(),
+            savepoint,
+            pause_ms: 0,
+        };
+        next.history.push(upgrade.clone());
+        self.inner.meta.put(&key(&["job", tenant, id]), &next)?;
+        let live = self.start(next, Some(location))?;
+        while live
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+            && !live.finished()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        upgrade.pause_ms = started.elapsed().as_millis() as u64;
+        {
+            let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(last) = r.history.last_mut() {
+                last.pause_ms = upgrade.pause_ms;
+            }
+            self.inner.meta.put(&key(&["job", tenant, id]), &*r)?;
+        }
+        tracing::info!(tenant, job = id, operator, from = %upgrade.from, to = %upgrade.to, pause_ms = upgrade.pause_ms, "job upgraded");
+        Ok(((live.record(), Some(live)), upgrade))
+    }
+
     /// Takes a savepoint of a running job; returns its id (`JOB/sp-N`).
     ///
     /// # Errors
     /// An unknown or stopped job, a savepoint that failed.
     pub fn trigger_savepoint(&self, tenant: &str, id: &str) -> Result<String, ServerError> {
+        self.savepoint(tenant, id, false)
+    }
+
+    /// A savepoint; with `stop`, the last thing the job does before it is
+    /// stopped (no checkpoint follows it).
+    fn savepoint(&self, tenant: &str, id: &str, stop: bool) -> Result<String, ServerError> {
         let (record, live) = self.job(tenant, id)?;
         if live.is_none_or(|l| l.finished()) || record.state != JobState::Running {
             return Err(ServerError::FailedPrecondition(format!(
@@ -624,7 +796,7 @@ impl Server {
             )));
         }
         let request = checkpoint::savepoint_request_file(&self.job_dir(tenant, id));
-        let location = checkpoint::request_savepoint(&request, Duration::from_secs(120))
+        let location = checkpoint::request_savepoint(&request, Duration::from_secs(120), stop)
             .map_err(|e| ServerError::FailedPrecondition(format!("job `{id}`: {e}")))?;
         let name = Path::new(&location)
             .file_name()

@@ -158,6 +158,10 @@ impl Coordinator {
         let mut next_id = self.first_id + 1;
         let mut next_trigger = Instant::now() + self.config.interval;
         let mut pending: Option<Pending> = None;
+        // A savepoint asked for with `stop`: the job is about to be stopped
+        // (an upgrade, a cancel with savepoint), so no checkpoint may follow
+        // it and commit output past it.
+        let mut final_savepoint = false;
         loop {
             let mut wait = next_trigger.saturating_duration_since(Instant::now());
             if self.config.savepoint_request.is_some() {
@@ -191,6 +195,7 @@ impl Coordinator {
                                         ack.subtask
                                     )));
                                     self.shared.savepoint.store(0, Ordering::SeqCst);
+                                    final_savepoint = false;
                                 }
                                 pending = None;
                                 continue;
@@ -216,8 +221,12 @@ impl Coordinator {
                 .config
                 .savepoint_request
                 .as_ref()
-                .is_some_and(|r| r.is_file());
-            if requested && pending.is_none() && !self.sources_ending.load(Ordering::SeqCst) {
+                .and_then(|r| std::fs::read_to_string(r).ok());
+            if let Some(request) = requested
+                && pending.is_none()
+                && !self.sources_ending.load(Ordering::SeqCst)
+            {
+                final_savepoint = request.split_whitespace().any(|w| w == "stop");
                 pending = Some(self.start(next_id, true));
                 next_id += 1;
             }
@@ -230,10 +239,14 @@ impl Coordinator {
                     self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
                     if p.savepoint {
                         self.answer_savepoint(Err("the savepoint timed out".into()));
+                        final_savepoint = false;
                     }
                     pending = None;
                 }
-                if pending.is_none() && !self.sources_ending.load(Ordering::SeqCst) {
+                if pending.is_none()
+                    && !final_savepoint
+                    && !self.sources_ending.load(Ordering::SeqCst)
+                {
                     pending = Some(self.start(next_id, false));
                     next_id += 1;
                 }

@@ -644,20 +644,30 @@ pub fn savepoint_request_file(state_dir: &std::path::Path) -> std::path::PathBuf
 }
 
 /// Asks the job watching `request` for a savepoint and waits up to
-/// `timeout` for its location.
+/// `timeout` for its location. With `stop`, no checkpoint follows the
+/// savepoint (the caller stops the job next), so no output is committed
+/// past it.
 ///
 /// # Errors
 /// Why the savepoint failed, or that no job answered in time.
 pub fn request_savepoint(
     request: &std::path::Path,
     timeout: std::time::Duration,
+    stop: bool,
 ) -> Result<String, String> {
     let mut done = request.to_path_buf().into_os_string();
     done.push(".done");
     let done = std::path::PathBuf::from(done);
     let _ = std::fs::remove_file(&done);
-    std::fs::write(request, b"savepoint\n")
-        .map_err(|e| format!("cannot write `{}`: {e}", request.display()))?;
+    std::fs::write(
+        request,
+        if stop {
+            "savepoint stop\n"
+        } else {
+            "savepoint\n"
+        },
+    )
+    .map_err(|e| format!("cannot write `{}`: {e}", request.display()))?;
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         if let Ok(answer) = std::fs::read_to_string(&done) {
