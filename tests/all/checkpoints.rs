@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStorage, Mode};
 use weir_job::{ModulePath, prepare, read_job};
-use weir_tests::{sandbox, udf_dir};
+use weir_tests::{canonical, sandbox, sorted_lines, udf_dir};
 
 fn job_file(dir: &Path, window_parallelism: usize, rate: Option<u64>) -> std::path::PathBuf {
     job_file_with(dir, 1, window_parallelism, rate)
@@ -55,16 +55,6 @@ format = "envelope"
     let f = dir.join(format!("job-{window_parallelism}.toml"));
     std::fs::write(&f, text).unwrap();
     f
-}
-
-fn sorted_lines(path: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
 }
 
 fn dataflow(file: &Path) -> weir_engine::Dataflow {
@@ -423,20 +413,4 @@ fn a_savepoint_restores_with_the_window_module_replaced_by_a_new_version() {
         diff.is_empty(),
         "results differ from an uninterrupted run: {diff:?}"
     );
-}
-
-/// JSON with object keys sorted, to compare values whatever their key order.
-fn canonical(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(m) => {
-            let sorted: std::collections::BTreeMap<&String, String> =
-                m.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let parts: Vec<String> = sorted
-                .iter()
-                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        other => other.to_string(),
-    }
 }

@@ -12,6 +12,7 @@ use weir_server::proto::modules_client::ModulesClient;
 use weir_server::proto::tenants_client::TenantsClient;
 use weir_server::proto::{self, upload_module_request::Part};
 use weir_server::{Server, ServerConfig};
+use weir_tests::{canonical, sorted_lines};
 
 /// A `weir serve` in this process, on a free loopback port.
 struct TestServer {
@@ -304,16 +305,6 @@ fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needle: &st
             s.message().to_string()
         }
     }
-}
-
-fn sorted_lines(path: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect();
-    lines.sort();
-    lines
 }
 
 #[test]
@@ -975,22 +966,6 @@ path = "never.jsonl"
     s.stop();
 }
 
-/// JSON with object keys sorted.
-fn canonical(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(m) => {
-            let sorted: std::collections::BTreeMap<&String, String> =
-                m.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let parts: Vec<String> = sorted
-                .iter()
-                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        other => other.to_string(),
-    }
-}
-
 #[test]
 fn a_running_jobs_operator_is_upgraded_from_a_savepoint_and_incompatible_modules_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1048,6 +1023,12 @@ fn a_running_jobs_operator_is_upgraded_from_a_savepoint_and_incompatible_modules
     assert_eq!(
         after.modules.get("count").map(String::as_str),
         Some("bid-count@2")
+    );
+    // The module in use is the new one: the old version is free to delete.
+    assert!(t.inspect("bid-count", "1").unwrap().used_by.is_empty());
+    assert_eq!(
+        t.inspect("bid-count", "2").unwrap().used_by,
+        std::slice::from_ref(&job.id)
     );
     let finished = t.wait_for(&job.id, "the end", |j| j.state != "running");
     assert_eq!(finished.state, "finished", "{finished:?}");

@@ -262,42 +262,34 @@ fn parse(
     }
     // Guest limits within the tenant's quotas: a default above the quota is
     // lowered to it, an explicit one above it is refused.
+    fn within<T: PartialOrd + Copy>(value: &mut T, max: T, default: T) -> bool {
+        if *value > max && *value == default {
+            *value = max;
+        }
+        *value <= max
+    }
     let defaults = InstanceLimits::default();
     let max_memory = (quotas.max_memory_mb as usize) << 20;
     let max_deadline = Duration::from_millis(u64::from(quotas.max_cpu_deadline_ms));
     let mut refused = None;
     for n in &mut spec.operators {
         let l = &mut n.spec.limits;
-        if l.memory_bytes > max_memory {
-            if l.memory_bytes == defaults.memory_bytes {
-                l.memory_bytes = max_memory;
-            } else {
-                refused.get_or_insert((
-                    n.name.clone(),
-                    "limits",
-                    format!(
-                        "memory_mb = {} is over tenant `{tenant}`'s quota of {} MB per instance",
-                        l.memory_bytes >> 20,
-                        quotas.max_memory_mb
-                    ),
-                ));
-            }
-        }
-        if l.call_deadline > max_deadline {
-            if l.call_deadline == defaults.call_deadline {
-                l.call_deadline = max_deadline;
-            } else {
-                refused.get_or_insert((
-                    n.name.clone(),
-                    "limits",
-                    format!(
-                        "cpu_deadline_ms = {} is over tenant `{tenant}`'s quota of {} ms per call",
-                        l.call_deadline.as_millis(),
-                        quotas.max_cpu_deadline_ms
-                    ),
-                ));
-            }
-        }
+        let message = if !within(&mut l.memory_bytes, max_memory, defaults.memory_bytes) {
+            format!(
+                "memory_mb = {} is over tenant `{tenant}`'s quota of {} MB per instance",
+                l.memory_bytes >> 20,
+                quotas.max_memory_mb
+            )
+        } else if !within(&mut l.call_deadline, max_deadline, defaults.call_deadline) {
+            format!(
+                "cpu_deadline_ms = {} is over tenant `{tenant}`'s quota of {} ms per call",
+                l.call_deadline.as_millis(),
+                quotas.max_cpu_deadline_ms
+            )
+        } else {
+            continue;
+        };
+        refused.get_or_insert((n.name.clone(), "limits", message));
     }
     if let Some((node, field, message)) = refused {
         return Err(ServerError::ResourceExhausted(
@@ -396,13 +388,7 @@ impl Server {
             .submit_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let active: Vec<JobRecord> = self
-            .inner
-            .live_jobs(tenant)
-            .iter()
-            .map(|l| l.record())
-            .filter(|r| r.state.is_active())
-            .collect();
+        let active = self.inner.active(tenant);
         if active.len() as u32 >= quotas.max_jobs {
             return Err(ServerError::ResourceExhausted(format!(
                 "tenant `{tenant}` runs {} jobs, its quota (max_jobs); cancel one first",
@@ -732,7 +718,13 @@ impl Server {
         // Stop the old run without recording it as cancelled.
         live.detach.store(true, Ordering::SeqCst);
         live.stop.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !live.finished() {
+            if std::time::Instant::now() > deadline {
+                return Err(ServerError::Internal(format!(
+                    "job `{id}` did not stop within 60 s after savepoint `{savepoint}`; it stays stopped and resumes from its latest checkpoint when the server restarts"
+                )));
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         // Checkpoints of the old run are older than the savepoint: the new
@@ -755,7 +747,16 @@ impl Server {
         };
         next.history.push(upgrade.clone());
         self.inner.meta.put(&key(&["job", tenant, id]), &next)?;
-        let live = self.start(next, Some(location))?;
+        let live = match self.start(next.clone(), Some(location)) {
+            Ok(live) => live,
+            Err(e) => {
+                // Stopped and not restarted: say so in the job's record.
+                next.state = JobState::Failed;
+                next.error = format!("upgrade to `{}`: {e}", upgrade.to);
+                self.inner.meta.put(&key(&["job", tenant, id]), &next)?;
+                return Err(e);
+            }
+        };
         while live
             .metrics
             .lock()
@@ -880,14 +881,7 @@ impl Server {
     /// Stops every job without changing its stored state (server shutdown):
     /// the next start resumes them.
     pub fn detach_jobs(&self) {
-        let jobs: Vec<Arc<LiveJob>> = self
-            .inner
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let jobs = self.inner.all_live();
         for j in &jobs {
             j.detach.store(true, Ordering::SeqCst);
             j.stop.store(true, Ordering::SeqCst);
@@ -907,14 +901,7 @@ impl Server {
     /// Fails jobs whose latest checkpoint is over their tenant's state
     /// quota (called periodically).
     pub(crate) fn enforce_state_quota(&self) {
-        let jobs: Vec<Arc<LiveJob>> = self
-            .inner
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let jobs = self.inner.all_live();
         for j in jobs {
             if j.finished() {
                 continue;
@@ -946,13 +933,25 @@ impl Inner {
             .cloned()
     }
 
-    pub(crate) fn live_jobs(&self, tenant: &str) -> Vec<Arc<LiveJob>> {
+    /// Every job this process runs or ran, of all tenants.
+    pub(crate) fn all_live(&self) -> Vec<Arc<LiveJob>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The records of the tenant's running (or restarting) jobs.
+    pub(crate) fn active(&self, tenant: &str) -> Vec<JobRecord> {
         self.jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|((t, _), _)| t == tenant)
-            .map(|(_, j)| j.clone())
+            .map(|(_, j)| j.record())
+            .filter(|r| r.state.is_active())
             .collect()
     }
 }

@@ -236,18 +236,7 @@ impl Server {
     /// A store error.
     pub fn usage(&self, tenant: &str) -> Result<(u32, u64, u32, u32), ServerError> {
         let modules = self.registry(tenant).list()?;
-        let active: Vec<JobRecord> = self
-            .inner
-            .live_jobs(tenant)
-            .iter()
-            .map(|j| {
-                j.record
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            })
-            .filter(|r| r.state.is_active())
-            .collect();
+        let active = self.inner.active(tenant);
         Ok((
             modules.len() as u32,
             modules.iter().map(|m| m.size).sum(),
@@ -308,17 +297,13 @@ impl Server {
 
     /// Ids of the tenant's active jobs that use `module` (`name@version`).
     pub fn jobs_using(&self, tenant: &str, module: &str) -> Vec<String> {
+        // The modules in force per operator (after upgrades), not every
+        // version the job ever pinned.
         let mut ids: Vec<String> = self
             .inner
-            .live_jobs(tenant)
-            .iter()
-            .map(|j| {
-                j.record
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            })
-            .filter(|r| r.state.is_active() && r.modules.values().any(|m| m == module))
+            .active(tenant)
+            .into_iter()
+            .filter(|r| r.operators.values().any(|m| m == module))
             .map(|r| r.id)
             .collect();
         ids.sort();

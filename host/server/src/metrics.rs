@@ -12,8 +12,8 @@
 //! | `weir_job_running` | tenant, job |
 
 use std::convert::Infallible;
+use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -22,7 +22,6 @@ use hyper::{Response, StatusCode};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::Server;
-use crate::jobs::LiveJob;
 
 /// The metrics text of every job this process runs or ran.
 ///
@@ -93,14 +92,7 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
     let running = IntGaugeVec::new(Opts::new("weir_job_running", "1 while the job runs."), job)?;
     registry.register(Box::new(running.clone()))?;
 
-    let jobs: Vec<Arc<LiveJob>> = server
-        .inner
-        .jobs
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .values()
-        .cloned()
-        .collect();
+    let jobs = server.inner.all_live();
     let now = crate::now_ms();
     for j in jobs {
         let r = j
