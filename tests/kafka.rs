@@ -92,6 +92,13 @@ impl Broker {
         b
     }
 
+    /// A client configuration for this broker.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
     fn spawn(&mut self) {
         let listener = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
@@ -149,10 +156,8 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            self.client().create().expect("admin client");
         let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let res = futures::executor::block_on(admin.create_topics([&t], &AdminOptions::new()))
             .expect("create topics");
@@ -164,8 +169,8 @@ impl Broker {
     /// Writes `(key, value, timestamp ms)` records to `topic` and waits for
     /// every acknowledgement.
     pub fn produce(&self, topic: &str, records: &[(String, String, i64)]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
+        let producer: BaseProducer = self
+            .client()
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .create()
@@ -185,6 +190,35 @@ impl Broker {
         producer
             .flush(Duration::from_secs(60))
             .expect("every input record is acknowledged");
+    }
+
+    /// Writes `(key, value, timestamp ms)` records to partition
+    /// `partition` of `topic`.
+    pub fn produce_to(&self, topic: &str, partition: i32, records: &[(String, String, i64)]) {
+        let producer: BaseProducer = self.client().create().expect("producer");
+        for (k, v, ts) in records {
+            let r = BaseRecord::to(topic)
+                .partition(partition)
+                .key(k)
+                .payload(v)
+                .timestamp(*ts);
+            producer.send(r).map_err(|(e, _)| e).expect("queued");
+            producer.poll(Duration::ZERO);
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("every input record is acknowledged");
+    }
+
+    /// Grows `topic` to `total` partitions.
+    pub fn add_partitions(&self, topic: &str, total: usize) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().expect("admin");
+        let p = rdkafka::admin::NewPartitions::new(topic, total);
+        let res = futures::executor::block_on(admin.create_partitions([&p], &AdminOptions::new()))
+            .expect("create partitions");
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("cannot add partitions to {t}: {e}"));
+        }
     }
 
     /// Every record of `topic` a `read_committed` consumer sees, as

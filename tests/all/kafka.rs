@@ -305,3 +305,154 @@ path = "out-{start}.jsonl"
     assert_eq!(read("latest"), 0);
     assert_eq!(read("committed"), 1_000 - 2 * 100);
 }
+
+/// A job reading topic `in` of `b` into topic `out` (no delivery
+/// guarantee needed here), with further source settings `source`.
+fn copy_job(dir: &Path, b: &Broker, name: &str, source: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "{name}"
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "in"
+{source}
+
+[sink.out]
+input = "in"
+kind = "file"
+path = "out-{name}.jsonl"
+"#,
+        bootstrap = b.bootstrap()
+    );
+    let f = dir.join(format!("{name}.toml"));
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn values(path: &Path) -> Vec<i64> {
+    let mut v: Vec<i64> = weir_tests::read_jsonl(path)
+        .iter()
+        .map(|r| r["i"].as_i64().unwrap_or_else(|| panic!("{r}")))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `start = "timestamp"` starts each partition at its first record at or
+/// after the time given; without `start_timestamp` the job is refused.
+#[test]
+fn the_source_starts_at_a_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path());
+    b.create_topic("in", 2);
+    let rows = |range: std::ops::Range<i64>| -> Vec<(String, String, i64)> {
+        range
+            .map(|i| (format!("key-{}", i % 5), format!("{{\"i\":{i}}}"), now_ms()))
+            .collect()
+    };
+    b.produce("in", &rows(0..200));
+    // tansu resolves a time to the first batch it stored after it (Kafka
+    // to the first record stamped at or after it): a clear gap makes both
+    // the same.
+    std::thread::sleep(Duration::from_millis(200));
+    let t = now_ms();
+    std::thread::sleep(Duration::from_millis(200));
+    b.produce("in", &rows(200..500));
+
+    let job = copy_job(
+        dir.path(),
+        &b,
+        "ts",
+        &format!("stop_at_end = true\nstart = \"timestamp\"\nstart_timestamp = {t}"),
+    );
+    run(&job, None).unwrap();
+    assert_eq!(
+        values(&dir.path().join("out-ts.jsonl")),
+        (200..500).collect::<Vec<_>>()
+    );
+
+    let job = copy_job(
+        dir.path(),
+        &b,
+        "no-ts",
+        "stop_at_end = true\nstart = \"timestamp\"",
+    );
+    let e = run(&job, None).unwrap_err();
+    assert!(e.contains("start_timestamp"), "{e}");
+}
+
+/// Partitions added to the topic while the job runs are found and read
+/// from their first record, beside the ones read from the start.
+#[test]
+fn partitions_added_while_the_job_runs_are_read_from_their_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path());
+    b.create_topic("in", 1);
+    let rows = |range: std::ops::Range<i64>| -> Vec<(String, String, i64)> {
+        range
+            .map(|i| {
+                (
+                    format!("key-{i}"),
+                    format!("{{\"i\":{i}}}"),
+                    1_700_000_000_000 + i,
+                )
+            })
+            .collect()
+    };
+    b.produce_to("in", 0, &rows(0..300));
+    let file = copy_job(
+        dir.path(),
+        &b,
+        "grow",
+        "parallelism = 2\npartition_discovery_ms = 100",
+    );
+    let spec = read_job(&file).unwrap();
+    let mut flow = prepare(spec, sandbox(), &ModulePath::new(vec![udf_dir()]))
+        .unwrap()
+        .dataflow;
+    // The file sink writes out at each checkpoint.
+    let storage = CheckpointStorage::open(dir.path().join("chk").to_str().unwrap()).unwrap();
+    flow.checkpoints = Some(CheckpointConfig::new(storage, Duration::from_millis(100)));
+    let handle = weir_engine::run(flow).unwrap();
+    let out = dir.path().join("out-grow.jsonl");
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .lines()
+                .count();
+            if got >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{got} of {n} records after 60 s"
+            );
+            assert!(!handle.is_finished(), "the job ended early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(300);
+    // Partition 1 goes to subtask 1, which had nothing to read; 2 to
+    // subtask 0, beside partition 0.
+    b.add_partitions("in", 3);
+    b.produce_to("in", 1, &rows(300..400));
+    b.produce_to("in", 2, &rows(400..500));
+    b.produce_to("in", 0, &rows(500..550));
+    wait_for(550);
+    handle.cancel();
+    let outcome = handle.join();
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(values(&out), (0..550).collect::<Vec<_>>());
+}

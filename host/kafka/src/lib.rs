@@ -23,10 +23,14 @@ pub mod source;
 pub mod tools;
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::client::Client;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::{ClientConfig, types::RDKafkaErrorCode};
 
 pub use sink::{Guarantee, KafkaSinkFactory, KafkaSinkOptions};
 pub use source::{KafkaSourceFactory, KafkaSourceOptions, StartFrom};
@@ -50,16 +54,83 @@ fn config(bootstrap: &str, properties: &BTreeMap<String, String>) -> ClientConfi
     c
 }
 
+/// A client context that remembers why the cluster refused the client.
+/// librdkafka reports a failed authentication only through the error
+/// callback, while the request that was waiting just times out: without
+/// this, bad credentials would read as an unreachable cluster.
+#[derive(Default)]
+pub(crate) struct Watch {
+    refused: Mutex<Option<String>>,
+}
+
+impl Watch {
+    fn note(&self, error: &KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+            )
+        ) {
+            *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
+        }
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    }
+
+    fn refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A context that carries a [`Watch`].
+pub(crate) trait Watched: ClientContext {
+    fn watch(&self) -> &Watch;
+}
+
+impl ClientContext for Watch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.note(&error, reason);
+    }
+}
+
+impl ConsumerContext for Watch {}
+
+impl ProducerContext for Watch {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+impl Watched for Watch {
+    fn watch(&self) -> &Watch {
+        self
+    }
+}
+
+/// [`describe`], unless the cluster refused the client's credentials.
+fn describe_watched<C: Watched>(client: &Client<C>, bootstrap: &str, e: &KafkaError) -> String {
+    match client.context().watch().refused() {
+        Some(reason) => {
+            format!("Kafka at `{bootstrap}` refused the client's credentials: {reason}")
+        }
+        None => describe(bootstrap, e),
+    }
+}
+
 /// The partitions of `topic`, with clear errors for an unreachable
 /// cluster, a missing topic or a refused client.
-fn partitions<C: rdkafka::client::ClientContext>(
+fn partitions<C: Watched>(
     client: &Client<C>,
     bootstrap: &str,
     topic: &str,
 ) -> Result<Vec<i32>, String> {
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| describe(bootstrap, &e))?;
+        .map_err(|e| describe_watched(client, bootstrap, &e))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
     };
@@ -80,8 +151,8 @@ fn partitions<C: rdkafka::client::ClientContext>(
 }
 
 /// An rdkafka error as a sentence naming the cluster.
-fn describe(bootstrap: &str, e: &rdkafka::error::KafkaError) -> String {
-    use rdkafka::types::RDKafkaErrorCode as C;
+fn describe(bootstrap: &str, e: &KafkaError) -> String {
+    use RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
         Some(C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve) => {
             format!("cannot reach Kafka at `{bootstrap}`: {e}")

@@ -92,13 +92,24 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 /// (above every checkpoint id).
 const FINAL_MARKER: i64 = 1 << 62;
 
-/// Remembers the first failed delivery.
+/// Remembers the first failed delivery, and a refusal of the client.
 #[derive(Default)]
 struct Deliveries {
     failed: Mutex<Option<String>>,
+    watch: crate::Watch,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.watch.note(&error, reason);
+    }
+}
+
+impl crate::Watched for Deliveries {
+    fn watch(&self) -> &crate::Watch {
+        &self.watch
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();

@@ -169,8 +169,8 @@ impl SourceFactory for KafkaSourceFactory {
                     "read_uncommitted"
                 },
             );
-        let consumer: BaseConsumer = config
-            .create()
+        let consumer: BaseConsumer<crate::Watch> = config
+            .create_with_context(crate::Watch::default())
             .map_err(|e| crate::describe(&o.bootstrap_servers, &e))?;
         // Offsets restored from the checkpoint, from every old subtask.
         let mut restored = BTreeMap::new();
@@ -200,7 +200,7 @@ impl SourceFactory for KafkaSourceFactory {
 }
 
 struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<crate::Watch>,
     options: KafkaSourceOptions,
     subtask: usize,
     parallelism: usize,

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -27,8 +26,8 @@ pub fn create_topic(
     replication: i32,
     properties: &BTreeMap<String, String>,
 ) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = crate::config(bootstrap, properties)
-        .create()
+    let admin: AdminClient<crate::Watch> = crate::config(bootstrap, properties)
+        .create_with_context(crate::Watch::default())
         .map_err(|e| crate::describe(bootstrap, &e))?;
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().request_timeout(Some(crate::METADATA_TIMEOUT));
@@ -56,9 +55,9 @@ pub fn produce_file(
     timestamp_field: Option<&str>,
     properties: &BTreeMap<String, String>,
 ) -> Result<u64, String> {
-    let producer: BaseProducer = crate::config(bootstrap, properties)
+    let producer: BaseProducer<crate::Watch> = crate::config(bootstrap, properties)
         .set("enable.idempotence", "true")
-        .create()
+        .create_with_context(crate::Watch::default())
         .map_err(|e| crate::describe(bootstrap, &e))?;
     crate::partitions(producer.client(), bootstrap, topic)?;
     let f =
@@ -121,7 +120,7 @@ pub fn consume(
     properties: &BTreeMap<String, String>,
     out: &mut dyn Write,
 ) -> Result<u64, String> {
-    let consumer: BaseConsumer = crate::config(bootstrap, properties)
+    let consumer: BaseConsumer<crate::Watch> = crate::config(bootstrap, properties)
         .set("group.id", "weir-kafka-consume")
         .set("enable.auto.commit", "false")
         .set(
@@ -132,7 +131,7 @@ pub fn consume(
                 "read_uncommitted"
             },
         )
-        .create()
+        .create_with_context(crate::Watch::default())
         .map_err(|e| crate::describe(bootstrap, &e))?;
     let partitions = crate::partitions(consumer.client(), bootstrap, topic)?;
     let mut tpl = TopicPartitionList::new();
