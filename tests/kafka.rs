@@ -69,6 +69,8 @@ pub struct Broker {
     storage: String,
     env: Vec<(&'static str, String)>,
     log: PathBuf,
+    /// Whether clients must sign in (SASL/SCRAM).
+    authenticating: bool,
 }
 
 impl Broker {
@@ -87,6 +89,7 @@ impl Broker {
             storage: url.to_string(),
             env,
             log: dir.join("tansu.log"),
+            authenticating: false,
         };
         b.spawn();
         b
@@ -116,6 +119,7 @@ impl Broker {
                 "--storage-engine",
                 &self.storage,
             ])
+            .args(self.authenticating.then_some("--authentication"))
             .env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (*k, v)))
             .stdout(log.try_clone().expect("broker log"))
@@ -139,6 +143,29 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Adds a SCRAM-SHA-512 user (with `tansu user create`, before the
+    /// broker requires authentication: it is then the only way in).
+    pub fn create_user(&self, name: &str, password: &str) {
+        let out = Command::new(tansu())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://{}", self.bootstrap()))
+            .args([name, password])
+            .output()
+            .expect("tansu user create runs");
+        assert!(
+            out.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restarts the broker requiring clients to sign in with SASL/SCRAM
+    /// (its storage must outlive a restart: `s3://`).
+    pub fn require_authentication(&mut self) {
+        self.authenticating = true;
+        self.restart();
     }
 
     /// Stops the broker.

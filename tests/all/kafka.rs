@@ -348,6 +348,44 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A cluster that requires SASL/SCRAM: a wrong password is reported as
+/// refused credentials (librdkafka alone would only time out, which reads
+/// as an unreachable cluster), naming the cluster and the node; the same
+/// job with the right password reads everything.
+#[test]
+fn a_refused_login_is_named_and_a_signed_in_job_reads_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = weir_tests::s3::S3Server::start("tansu");
+    let mut b = Broker::start_with(dir.path(), "s3://tansu/", s3.env());
+    b.create_topic("in", 2);
+    b.produce("in", &sample_input(300, 3));
+    b.create_user("alice", "secret");
+    b.require_authentication();
+
+    let login = |password: &str| {
+        format!(
+            "stop_at_end = true\nproperties = {{ \"security.protocol\" = \"SASL_PLAINTEXT\", \
+             \"sasl.mechanism\" = \"SCRAM-SHA-512\", \"sasl.username\" = \"alice\", \
+             \"sasl.password\" = \"{password}\" }}"
+        )
+    };
+    let e = run(&copy_job(dir.path(), &b, "wrong", &login("guess")), None).unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "Kafka at `{}` refused the client's credentials",
+            b.bootstrap()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("`in`"), "names the node: {e}");
+
+    run(&copy_job(dir.path(), &b, "right", &login("secret")), None).unwrap();
+    assert_eq!(
+        values(&dir.path().join("out-right.jsonl")),
+        (0..300).collect::<Vec<_>>()
+    );
+}
+
 /// `start = "timestamp"` starts each partition at its first record at or
 /// after the time given; without `start_timestamp` the job is refused.
 #[test]

@@ -24,13 +24,14 @@ pub mod tools;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::{ClientConfig, types::RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 
 pub use sink::{Guarantee, KafkaSinkFactory, KafkaSinkOptions};
 pub use source::{KafkaSourceFactory, KafkaSourceOptions, StartFrom};
@@ -54,83 +55,18 @@ fn config(bootstrap: &str, properties: &BTreeMap<String, String>) -> ClientConfi
     c
 }
 
-/// A client context that remembers why the cluster refused the client.
-/// librdkafka reports a failed authentication only through the error
-/// callback, while the request that was waiting just times out: without
-/// this, bad credentials would read as an unreachable cluster.
-#[derive(Default)]
-pub(crate) struct Watch {
-    refused: Mutex<Option<String>>,
-}
-
-impl Watch {
-    fn note(&self, error: &KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::Authentication
-                    | RDKafkaErrorCode::SaslAuthenticationFailed
-                    | RDKafkaErrorCode::ClusterAuthorizationFailed
-            )
-        ) {
-            *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
-        }
-        tracing::warn!(target: "librdkafka", "{error}: {reason}");
-    }
-
-    fn refused(&self) -> Option<String> {
-        self.refused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// A context that carries a [`Watch`].
-pub(crate) trait Watched: ClientContext {
-    fn watch(&self) -> &Watch;
-}
-
-impl ClientContext for Watch {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.note(&error, reason);
-    }
-}
-
-impl ConsumerContext for Watch {}
-
-impl ProducerContext for Watch {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
-}
-
-impl Watched for Watch {
-    fn watch(&self) -> &Watch {
-        self
-    }
-}
-
-/// [`describe`], unless the cluster refused the client's credentials.
-fn describe_watched<C: Watched>(client: &Client<C>, bootstrap: &str, e: &KafkaError) -> String {
-    match client.context().watch().refused() {
-        Some(reason) => {
-            format!("Kafka at `{bootstrap}` refused the client's credentials: {reason}")
-        }
-        None => describe(bootstrap, e),
-    }
-}
-
 /// The partitions of `topic`, with clear errors for an unreachable
-/// cluster, a missing topic or a refused client.
-fn partitions<C: Watched>(
+/// cluster, a missing topic or a refused client (`properties` are the
+/// client's, to tell the last two apart).
+fn partitions<C: ClientContext>(
     client: &Client<C>,
     bootstrap: &str,
+    properties: &BTreeMap<String, String>,
     topic: &str,
 ) -> Result<Vec<i32>, String> {
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| describe_watched(client, bootstrap, &e))?;
+        .map_err(|e| describe_unanswered(bootstrap, properties, &e))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
     };
@@ -150,9 +86,100 @@ fn partitions<C: Watched>(
     Ok(ids)
 }
 
-/// An rdkafka error as a sentence naming the cluster.
-fn describe(bootstrap: &str, e: &KafkaError) -> String {
+/// Remembers a failed sign-in, which librdkafka reports only as a log line
+/// and an error event.
+#[derive(Default)]
+struct SignIn {
+    refused: Mutex<Option<String>>,
+}
+
+impl SignIn {
+    fn refuse(&self, why: &str) {
+        *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.to_string());
+    }
+}
+
+impl ClientContext for SignIn {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" && message.contains("SASL authentication error") {
+            self.refuse(message);
+        }
+        let _ = level;
+        tracing::debug!(target: "librdkafka", "{fac}: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+        ) {
+            self.refuse(reason);
+        }
+    }
+}
+
+impl ProducerContext for SignIn {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// Whether the cluster refuses these credentials. A client whose request
+/// timed out cannot say: librdkafka reports a failed sign-in only through
+/// events that wait for the next poll, while the request just times out.
+/// So a short-lived producer (whose polls serve only events) signs in
+/// again and is asked.
+fn refusal(bootstrap: &str, properties: &BTreeMap<String, String>) -> Option<String> {
+    let probe: BaseProducer<SignIn> = config(bootstrap, properties)
+        .create_with_context(SignIn::default())
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if probe
+            .client()
+            .fetch_metadata(None, Duration::from_millis(500))
+            .is_ok()
+        {
+            return None;
+        }
+        probe.poll(Duration::ZERO);
+        let refused = probe
+            .context()
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if refused.is_some() {
+            return refused;
+        }
+    }
+    None
+}
+
+/// [`describe`] for a request that got no answer: a refused sign-in is
+/// named as such, not as an unreachable cluster.
+fn describe_unanswered(
+    bootstrap: &str,
+    properties: &BTreeMap<String, String>,
+    e: &KafkaError,
+) -> String {
     use RDKafkaErrorCode as C;
+    let unanswered = matches!(
+        e.rdkafka_error_code(),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut)
+    );
+    if unanswered
+        && properties.keys().any(|k| k.starts_with("sasl."))
+        && let Some(why) = refusal(bootstrap, properties)
+    {
+        return format!("Kafka at `{bootstrap}` refused the client's credentials: {why}");
+    }
+    describe(bootstrap, e)
+}
+
+/// An rdkafka error as a sentence naming the cluster.
+fn describe(bootstrap: &str, e: &rdkafka::error::KafkaError) -> String {
+    use rdkafka::types::RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
         Some(C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve) => {
             format!("cannot reach Kafka at `{bootstrap}`: {e}")

@@ -92,24 +92,13 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 /// (above every checkpoint id).
 const FINAL_MARKER: i64 = 1 << 62;
 
-/// Remembers the first failed delivery, and a refusal of the client.
+/// Remembers the first failed delivery.
 #[derive(Default)]
 struct Deliveries {
     failed: Mutex<Option<String>>,
-    watch: crate::Watch,
 }
 
-impl ClientContext for Deliveries {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.watch.note(&error, reason);
-    }
-}
-
-impl crate::Watched for Deliveries {
-    fn watch(&self) -> &crate::Watch {
-        &self.watch
-    }
-}
+impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -154,7 +143,7 @@ impl SinkFactory for KafkaSinkFactory {
         let producer: BaseProducer<Deliveries> = config
             .create_with_context(Deliveries::default())
             .map_err(|e| crate::describe(bootstrap, &e))?;
-        crate::partitions(producer.client(), bootstrap, &o.topic)
+        crate::partitions(producer.client(), bootstrap, &o.properties, &o.topic)
             .map_err(|e| format!("kafka sink: {e}"))?;
         let mut sink = KafkaSink {
             producer,

@@ -169,8 +169,8 @@ impl SourceFactory for KafkaSourceFactory {
                     "read_uncommitted"
                 },
             );
-        let consumer: BaseConsumer<crate::Watch> = config
-            .create_with_context(crate::Watch::default())
+        let consumer: BaseConsumer = config
+            .create()
             .map_err(|e| crate::describe(&o.bootstrap_servers, &e))?;
         // Offsets restored from the checkpoint, from every old subtask.
         let mut restored = BTreeMap::new();
@@ -200,7 +200,7 @@ impl SourceFactory for KafkaSourceFactory {
 }
 
 struct KafkaSource {
-    consumer: BaseConsumer<crate::Watch>,
+    consumer: BaseConsumer,
     options: KafkaSourceOptions,
     subtask: usize,
     parallelism: usize,
@@ -233,8 +233,13 @@ impl KafkaSource {
     fn discover(&mut self) -> Result<(), BoxError> {
         self.last_discovery = Instant::now();
         let o = &self.options;
-        let all = crate::partitions(self.consumer.client(), &o.bootstrap_servers, &o.topic)
-            .map_err(|e| format!("kafka source: {e}"))?;
+        let all = crate::partitions(
+            self.consumer.client(),
+            &o.bootstrap_servers,
+            &o.properties,
+            &o.topic,
+        )
+        .map_err(|e| format!("kafka source: {e}"))?;
         let first = self.next.is_empty() && self.end.is_empty();
         let mine: BTreeSet<i32> = all
             .into_iter()

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -26,8 +27,8 @@ pub fn create_topic(
     replication: i32,
     properties: &BTreeMap<String, String>,
 ) -> Result<(), String> {
-    let admin: AdminClient<crate::Watch> = crate::config(bootstrap, properties)
-        .create_with_context(crate::Watch::default())
+    let admin: AdminClient<DefaultClientContext> = crate::config(bootstrap, properties)
+        .create()
         .map_err(|e| crate::describe(bootstrap, &e))?;
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().request_timeout(Some(crate::METADATA_TIMEOUT));
@@ -55,11 +56,11 @@ pub fn produce_file(
     timestamp_field: Option<&str>,
     properties: &BTreeMap<String, String>,
 ) -> Result<u64, String> {
-    let producer: BaseProducer<crate::Watch> = crate::config(bootstrap, properties)
+    let producer: BaseProducer = crate::config(bootstrap, properties)
         .set("enable.idempotence", "true")
-        .create_with_context(crate::Watch::default())
+        .create()
         .map_err(|e| crate::describe(bootstrap, &e))?;
-    crate::partitions(producer.client(), bootstrap, topic)?;
+    crate::partitions(producer.client(), bootstrap, properties, topic)?;
     let f =
         std::fs::File::open(file).map_err(|e| format!("cannot open `{}`: {e}", file.display()))?;
     let mut n = 0;
@@ -120,7 +121,7 @@ pub fn consume(
     properties: &BTreeMap<String, String>,
     out: &mut dyn Write,
 ) -> Result<u64, String> {
-    let consumer: BaseConsumer<crate::Watch> = crate::config(bootstrap, properties)
+    let consumer: BaseConsumer = crate::config(bootstrap, properties)
         .set("group.id", "weir-kafka-consume")
         .set("enable.auto.commit", "false")
         .set(
@@ -131,9 +132,9 @@ pub fn consume(
                 "read_uncommitted"
             },
         )
-        .create_with_context(crate::Watch::default())
+        .create()
         .map_err(|e| crate::describe(bootstrap, &e))?;
-    let partitions = crate::partitions(consumer.client(), bootstrap, topic)?;
+    let partitions = crate::partitions(consumer.client(), bootstrap, properties, topic)?;
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
