@@ -99,7 +99,9 @@ pub enum JobCommand {
         conn: Connect,
     },
     /// Swap one operator of a running job to another module version:
-    /// savepoint, stop, restart from it with the new module.
+    /// savepoint, stop, restart from it with the new module, and watch it
+    /// on probation; if it fails then, the job goes back to the savepoint
+    /// with the previous module (exit status 1).
     Upgrade {
         /// Job id.
         id: String,
@@ -109,6 +111,16 @@ pub enum JobCommand {
         /// The new module: `NAME@VERSION`, or `NAME` for the newest.
         #[arg(long, value_name = "NAME@VERSION")]
         udf: String,
+        /// Probation: records into the operator before the new version is
+        /// kept (default: the server's, 10000).
+        #[arg(long, default_value_t = 0)]
+        probation_records: u64,
+        /// Probation: longest watch, in ms (default: the server's, 10000).
+        #[arg(long, default_value_t = 0)]
+        probation_ms: u64,
+        /// Who asks, for the job's history (default: `$USER`).
+        #[arg(long)]
+        by: Option<String>,
         #[command(flatten)]
         conn: Connect,
     },
@@ -283,6 +295,10 @@ fn upgrade_json(u: &proto::Upgrade) -> Value {
         "to": u.to,
         "savepoint": u.savepoint,
         "pause_ms": u.pause_ms,
+        "by": u.by,
+        "outcome": u.outcome,
+        "reason": u.reason,
+        "rollback": u.rollback,
     })
 }
 
@@ -356,29 +372,48 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<ExitCode> {
             id,
             operator,
             udf,
+            probation_records,
+            probation_ms,
+            by,
             conn,
         } => {
             let c = Client::connect(&conn)?;
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_default();
             let r = c
                 .block_on(c.jobs().upgrade_job(c.request(proto::UpgradeJobRequest {
                     id,
                     operator,
                     module: udf,
+                    by,
+                    probation_records,
+                    probation_ms,
                 })))
                 .map_err(failed)?
                 .into_inner();
             let u = r.upgrade.unwrap_or_default();
+            let kept = u.outcome == "kept";
             if c.json {
                 print_json(
                     &json!({"job": job_json(&r.job.unwrap_or_default()), "upgrade": upgrade_json(&u)}),
                 );
-            } else {
+            } else if kept {
                 println!(
-                    "operator `{}`: {} -> {} from savepoint {}; paused {} ms",
+                    "operator `{}`: {} -> {} from savepoint {}; paused {} ms; kept after probation",
                     u.operator, u.from, u.to, u.savepoint, u.pause_ms
                 );
+            } else {
+                eprintln!(
+                    "operator `{}`: {} failed on probation and was rolled back; the job runs {} again from savepoint {}: {}",
+                    u.operator, u.to, u.from, u.savepoint, u.reason
+                );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if kept {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         JobCommand::History { id, conn } => {
             let c = Client::connect(&conn)?;
@@ -390,9 +425,22 @@ pub fn job(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 print_json(&Value::Array(j.history.iter().map(upgrade_json).collect()));
             } else {
                 for u in &j.history {
+                    let what = if u.rollback { "back to" } else { "->" };
                     println!(
-                        "{} {}: {} -> {} (savepoint {}, paused {} ms)",
-                        u.at_ms, u.operator, u.from, u.to, u.savepoint, u.pause_ms
+                        "{} {}: {} {what} {} by {} (savepoint {}, paused {} ms): {}{}",
+                        u.at_ms,
+                        u.operator,
+                        u.from,
+                        u.to,
+                        u.by,
+                        u.savepoint,
+                        u.pause_ms,
+                        u.outcome,
+                        if u.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", u.reason)
+                        }
                     );
                 }
             }

@@ -187,6 +187,10 @@ fn upgrade_to_proto(u: &crate::jobs::Upgrade) -> proto::Upgrade {
         to: u.to.clone(),
         savepoint: u.savepoint.clone(),
         pause_ms: u.pause_ms,
+        by: u.by.clone(),
+        outcome: u.outcome.clone(),
+        reason: u.reason.clone(),
+        rollback: u.rollback,
     }
 }
 
@@ -433,8 +437,15 @@ impl jobs_server::Jobs for Api {
         let server = self.server.clone();
         let r = req.into_inner();
         blocking(move || {
+            let mut probation = crate::jobs::Probation::default();
+            if r.probation_records > 0 {
+                probation.records = r.probation_records;
+            }
+            if r.probation_ms > 0 {
+                probation.time = std::time::Duration::from_millis(r.probation_ms);
+            }
             let ((record, live), upgrade) =
-                server.upgrade_job(&tenant, &r.id, &r.operator, &r.module)?;
+                server.upgrade_job(&tenant, &r.id, &r.operator, &r.module, &r.by, probation)?;
             Ok(proto::UpgradeJobResponse {
                 job: Some(job_to_proto(&record, live.as_ref())),
                 upgrade: Some(upgrade_to_proto(&upgrade)),

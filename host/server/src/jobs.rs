@@ -120,6 +120,48 @@ pub struct Upgrade {
     pub savepoint: String,
     /// From the savepoint request to the new version running, ms.
     pub pause_ms: u64,
+    /// Who asked for it (the name the client gave, and the tenant).
+    #[serde(default)]
+    pub by: String,
+    /// `kept`: the new version passed its probation; `rolled back`: it
+    /// failed during it and the job went back to the savepoint with the
+    /// previous module (`reason` says why).
+    #[serde(default)]
+    pub outcome: String,
+    /// Why it was rolled back.
+    #[serde(default)]
+    pub reason: String,
+    /// Whether `to` is a version this operator ran before (going back).
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// How long a new module version is watched after an upgrade: until the
+/// operator has taken `records` records or `time` has passed, whichever
+/// comes first. No checkpoint completes meanwhile, so a failure sends the
+/// job back to the upgrade's savepoint with nothing committed twice.
+#[derive(Clone, Copy, Debug)]
+pub struct Probation {
+    /// Records into the upgraded operator (all subtasks).
+    pub records: u64,
+    /// Longest watch.
+    pub time: Duration,
+}
+
+impl Default for Probation {
+    fn default() -> Self {
+        Self {
+            records: 10_000,
+            time: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A run on probation: whether it is, and why it failed.
+#[derive(Default)]
+struct OnProbation {
+    active: bool,
+    failed: Option<String>,
 }
 
 /// A job's record, with its live state when it runs (or ran) in this
@@ -139,6 +181,9 @@ pub struct LiveJob {
     /// `other`): each stopped a run.
     pub(crate) failures: Mutex<BTreeMap<&'static str, u64>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Holds periodic checkpoints back (a module on probation).
+    hold: Arc<AtomicBool>,
+    probation: Mutex<OnProbation>,
 }
 
 /// What kind of failure ended a run: a guest trap, a CPU deadline
@@ -429,15 +474,18 @@ impl Server {
             .meta
             .put(&key(&["job", tenant, &record.id]), &record)?;
         tracing::info!(tenant, job = %record.id, "job submitted");
-        let live = self.start(record.clone(), record.from_savepoint.clone())?;
+        let live = self.start(record.clone(), record.from_savepoint.clone(), false)?;
         Ok((record, Some(live)))
     }
 
-    /// Starts (or resumes) a job's supervisor thread.
+    /// Starts (or resumes) a job's supervisor thread; `on_probation` holds
+    /// its checkpoints back and sends a failure to the upgrade waiting on
+    /// it instead of restarting.
     pub(crate) fn start(
         &self,
         record: JobRecord,
         start_from: Option<String>,
+        on_probation: bool,
     ) -> Result<Arc<LiveJob>, ServerError> {
         let tenant = record.tenant.clone();
         let id = record.id.clone();
@@ -453,6 +501,8 @@ impl Server {
             CheckpointConfig::new(open("checkpoints")?, self.inner.config.checkpoint_interval);
         checkpoints.savepoints = Some(open("savepoints")?);
         checkpoints.savepoint_request = Some(checkpoint::savepoint_request_file(&dir));
+        let hold = Arc::new(AtomicBool::new(on_probation));
+        checkpoints.hold = Some(hold.clone());
         let start_from = checkpoint::latest(&checkpoints.storage).or(start_from);
         let sup = Supervision {
             checkpoints: Some(checkpoints),
@@ -469,6 +519,11 @@ impl Server {
             metrics: Mutex::new(None),
             failures: Mutex::new(BTreeMap::new()),
             thread: Mutex::new(None),
+            hold,
+            probation: Mutex::new(OnProbation {
+                active: on_probation,
+                failed: None,
+            }),
         });
         self.inner
             .jobs
@@ -540,6 +595,15 @@ impl Server {
                     .unwrap_or_else(PoisonError::into_inner)
                     .entry(failure_kind(error))
                     .or_default() += 1;
+                let mut p = job.probation.lock().unwrap_or_else(PoisonError::into_inner);
+                if p.active {
+                    // The new module failed on probation: no restart; the
+                    // upgrade rolls back.
+                    p.failed = Some(error.to_string());
+                    job.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                drop(p);
                 tracing::warn!(tenant = %tenant, job = %id, attempt, "job failed, restarting: {error}");
                 update(&|r| {
                     r.state = JobState::Restarting;
@@ -550,6 +614,21 @@ impl Server {
         });
         if job.detach.load(Ordering::SeqCst) {
             return;
+        }
+        {
+            let mut p = job.probation.lock().unwrap_or_else(PoisonError::into_inner);
+            if p.active {
+                match &ended {
+                    Ok(Ended::Failed(e)) | Err(e) => {
+                        p.failed.get_or_insert_with(|| e.clone());
+                    }
+                    _ => {}
+                }
+                if p.failed.is_some() {
+                    // The upgrade waiting on it rolls the job back.
+                    return;
+                }
+            }
         }
         let quota = job
             .quota_error
@@ -651,6 +730,8 @@ impl Server {
         id: &str,
         operator: &str,
         module: &str,
+        by: &str,
+        probation: Probation,
     ) -> Result<(JobView, Upgrade), ServerError> {
         let (record, live) = self.job(tenant, id)?;
         let Some(live) = live.filter(|l| !l.finished() && record.state == JobState::Running) else {
@@ -731,12 +812,17 @@ impl Server {
         // run must not resume from them.
         let checkpoints = self.job_dir(tenant, id).join("checkpoints");
         let _ = std::fs::remove_dir_all(&checkpoints);
-        let mut next = live.record();
+        let before = live.record();
+        let mut next = before.clone();
         next.overrides = overrides;
         next.operators.insert(operator.to_string(), new.id());
         next.modules.insert(new.id(), new.id());
         next.from_savepoint = Some(location.clone());
         next.state = JobState::Running;
+        let rollback = before
+            .history
+            .iter()
+            .any(|u| u.operator == operator && u.from == new.id());
         let mut upgrade = Upgrade {
             at_ms,
             operator: operator.to_string(),
@@ -744,10 +830,18 @@ impl Server {
             to: new.id(),
             savepoint,
             pause_ms: 0,
+            by: if by.is_empty() {
+                format!("tenant {tenant}")
+            } else {
+                format!("{by} (tenant {tenant})")
+            },
+            outcome: "on probation".into(),
+            reason: String::new(),
+            rollback,
         };
         next.history.push(upgrade.clone());
         self.inner.meta.put(&key(&["job", tenant, id]), &next)?;
-        let live = match self.start(next.clone(), Some(location)) {
+        let live = match self.start(next.clone(), Some(location.clone()), true) {
             Ok(live) => live,
             Err(e) => {
                 // Stopped and not restarted: say so in the job's record.
@@ -767,15 +861,86 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         }
         upgrade.pause_ms = started.elapsed().as_millis() as u64;
-        {
+        let verdict = self.watch_probation(&live, operator, probation);
+        upgrade.outcome = if verdict.is_ok() {
+            "kept"
+        } else {
+            "rolled back"
+        }
+        .into();
+        if let Err(why) = &verdict {
+            upgrade.reason.clone_from(why);
+        }
+        let Err(why) = verdict else {
+            live.probation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .active = false;
+            live.hold.store(false, Ordering::SeqCst);
             let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = r.history.last_mut() {
-                last.pause_ms = upgrade.pause_ms;
+                *last = upgrade.clone();
             }
             self.inner.meta.put(&key(&["job", tenant, id]), &*r)?;
-        }
-        tracing::info!(tenant, job = id, operator, from = %upgrade.from, to = %upgrade.to, pause_ms = upgrade.pause_ms, "job upgraded");
+            drop(r);
+            tracing::info!(tenant, job = id, operator, from = %upgrade.from, to = %upgrade.to, pause_ms = upgrade.pause_ms, "job upgraded");
+            return Ok(((live.record(), Some(live)), upgrade));
+        };
+        // Rolled back: the previous modules, from the same savepoint. No
+        // checkpoint of the failed run completed, so its output was never
+        // committed and the savepoint is where the job stands.
+        tracing::warn!(tenant, job = id, operator, to = %upgrade.to, "upgrade rolled back: {why}");
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        let mut back = before;
+        back.from_savepoint = Some(location.clone());
+        back.state = JobState::Running;
+        back.history.push(upgrade.clone());
+        self.inner.meta.put(&key(&["job", tenant, id]), &back)?;
+        let live = self.start(back, Some(location), false)?;
         Ok(((live.record(), Some(live)), upgrade))
+    }
+
+    /// Watches a run on probation until it passes (`Ok`), or fails and has
+    /// stopped (`Err` with why).
+    fn watch_probation(
+        &self,
+        live: &Arc<LiveJob>,
+        operator: &str,
+        probation: Probation,
+    ) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        loop {
+            let failed = live
+                .probation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .failed
+                .clone();
+            if let Some(why) = failed {
+                while !live.finished() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return Err(why);
+            }
+            if live.finished() {
+                // Ended on probation without failing (its input ended).
+                return Ok(());
+            }
+            let taken: u64 = live
+                .snapshot()
+                .map(|(nodes, _, _)| {
+                    nodes
+                        .iter()
+                        .filter(|n| n.name == operator)
+                        .map(|n| n.records_in)
+                        .sum()
+                })
+                .unwrap_or(0);
+            if taken >= probation.records || started.elapsed() >= probation.time {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Takes a savepoint of a running job; returns its id (`JOB/sp-N`).
@@ -871,7 +1036,7 @@ impl Server {
         for r in all.into_iter().filter(|r| r.state.is_active()) {
             tracing::info!(tenant = %r.tenant, job = %r.id, "resuming job from its latest checkpoint");
             let from = r.from_savepoint.clone();
-            if let Err(e) = self.start(r.clone(), from) {
+            if let Err(e) = self.start(r.clone(), from, false) {
                 tracing::error!(tenant = %r.tenant, job = %r.id, "cannot resume: {e}");
             }
         }

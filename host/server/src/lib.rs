@@ -49,7 +49,7 @@ use std::time::Duration;
 use weir_sandbox::{Sandbox, SandboxConfig};
 
 pub use error::ServerError;
-pub use jobs::{JobRecord, JobState, LiveJob};
+pub use jobs::{JobRecord, JobState, LiveJob, Probation, Upgrade};
 pub use registry::ModuleRecord;
 pub use tenants::{Principal, Quotas, TenantRecord};
 

@@ -243,8 +243,14 @@ impl Coordinator {
                     }
                     pending = None;
                 }
+                let held = self
+                    .config
+                    .hold
+                    .as_ref()
+                    .is_some_and(|h| h.load(Ordering::SeqCst));
                 if pending.is_none()
                     && !final_savepoint
+                    && !held
                     && !self.sources_ending.load(Ordering::SeqCst)
                 {
                     pending = Some(self.start(next_id, false));

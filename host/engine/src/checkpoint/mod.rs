@@ -219,6 +219,11 @@ pub struct CheckpointConfig {
     /// creates it); when the savepoint is written, its location is put in
     /// `<file>.done` and the request is removed.
     pub savepoint_request: Option<std::path::PathBuf>,
+    /// While set, no periodic checkpoint starts (savepoints still do): a
+    /// module on probation after an upgrade must not commit output before
+    /// it is kept, so that rolling back to the savepoint neither loses nor
+    /// repeats a record.
+    pub hold: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 use std::time::Duration;
@@ -235,6 +240,7 @@ impl CheckpointConfig {
             mode: Mode::Aligned,
             savepoints: None,
             savepoint_request: None,
+            hold: None,
         }
     }
 }
