@@ -143,6 +143,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .restart_attempts
         .unwrap_or(if checkpoints.is_some() { 3 } else { 0 });
     let sup = Supervision {
+        drain_on_stop: true,
         checkpoints,
         start_from: args.from_checkpoint.clone().or(args.from_savepoint.clone()),
         max_restarts,

@@ -414,3 +414,43 @@ fn a_savepoint_restores_with_the_window_module_replaced_by_a_new_version() {
         "results differ from an uninterrupted run: {diff:?}"
     );
 }
+
+/// A drained cancel ends event time, so every window open at the stop
+/// fires (its counts add up to every record read); a stop without
+/// draining (how a server stops a job it will restart from a savepoint)
+/// fires none of them.
+#[test]
+fn a_stop_without_draining_fires_no_open_window() {
+    let counted = |drain: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let flow = dataflow(&job_file(dir.path(), 1, Some(20_000)));
+        let handle = weir_engine::run(flow).unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        if drain {
+            handle.canceller().cancel();
+        } else {
+            handle.canceller().stop();
+        }
+        let out = handle.join();
+        out.result.unwrap();
+        let read = generated(&out.metrics);
+        let windows: u64 = weir_tests::read_jsonl(&dir.path().join("out.jsonl"))
+            .iter()
+            .map(|w| w["value"]["count"].as_u64().unwrap())
+            .sum();
+        (read, windows)
+    };
+    let (read, counted_all) = counted(true);
+    assert!(read > 0 && read < 60_000, "read {read}");
+    assert_eq!(
+        counted_all, read,
+        "drained: every record read is in a fired window"
+    );
+    let (read, counted_some) = counted(false);
+    assert!(read > 0 && read < 60_000, "read {read}");
+    // The open windows (one per key, at least) did not fire.
+    assert!(
+        counted_some + 37 <= read,
+        "stopped: {counted_some} of {read} records in fired windows"
+    );
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use weir_server::{Probation, Quotas, Server, ServerConfig};
 
 const KEYS: u64 = 2_000_000;
+const BACKENDS: &[&str] = &["heap", "rocksdb"];
 
 fn job(backend: &str) -> String {
     format!(
@@ -35,7 +36,7 @@ watermark = {{ strategy = "monotonous" }}
 
 [operator.count]
 input = "gen"
-module = "bid-count"
+module = "bid-count@2"
 window = {{ type = "tumbling", size = "1h" }}
 
 [sink.out]
@@ -76,6 +77,11 @@ fn records_in(server: &Server, id: &str) -> u64 {
 }
 
 fn main() {
+    // The server's log line of each upgrade gives its phases.
+    tracing_subscriber::fmt()
+        .with_env_filter("weir_server=info,weir_engine=warn")
+        .with_writer(std::io::stderr)
+        .init();
     let dir =
         tempfile::tempdir_in(std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()))
             .unwrap();
@@ -94,7 +100,11 @@ fn main() {
     server
         .upload_module("bench", "bid-count", "2", &read("bid-count-v2"))
         .unwrap();
-    for backend in ["heap", "rocksdb"] {
+    let only = std::env::var("WEIR_BENCH_BACKEND").ok();
+    for &backend in BACKENDS {
+        if only.as_deref().is_some_and(|o| o != backend) {
+            continue;
+        }
         let (j, _) = server.submit_job("bench", &job(backend), "").unwrap();
         let start = Instant::now();
         while records_in(&server, &j.id) < 2 * KEYS {
@@ -106,7 +116,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let mut pauses = Vec::new();
-        for (i, to) in ["bid-count@2", "bid-count@1", "bid-count@2"]
+        for (i, to) in ["bid-count@1", "bid-count@2", "bid-count@1"]
             .iter()
             .enumerate()
         {

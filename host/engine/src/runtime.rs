@@ -51,6 +51,16 @@ impl Canceller {
     pub fn cancel(&self) {
         self.0.cancel.store(true, Ordering::SeqCst);
     }
+
+    /// Stops the job without draining: the sources stop, event time does
+    /// not advance to its end, so windows and timers still open do not
+    /// fire, and sinks abort what they had not committed. For a job that
+    /// took a final savepoint and will restart from it (an upgrade, a
+    /// cancel with savepoint), Flink's stop-with-savepoint.
+    pub fn stop(&self) {
+        self.0.no_drain.store(true, Ordering::SeqCst);
+        self.0.cancel.store(true, Ordering::SeqCst);
+    }
 }
 
 /// How a job ended.
@@ -68,6 +78,8 @@ pub struct JobOutcome {
 #[derive(Default)]
 struct JobControl {
     cancel: AtomicBool,
+    /// Set by [`Canceller::stop`]: end without advancing event time.
+    no_drain: AtomicBool,
     /// First primary error, first secondary (disconnection) error.
     errors: Mutex<(Option<EngineError>, Option<EngineError>)>,
 }
@@ -88,6 +100,11 @@ impl JobControl {
 
     fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Whether an end of input ends event time (not after a stop).
+    fn draining(&self) -> bool {
+        !self.no_drain.load(Ordering::SeqCst)
     }
 }
 
@@ -861,9 +878,12 @@ impl SubtaskContext {
             // No checkpoint can complete once a source has ended.
             self.sources_ending
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            // The input is exhausted (or stopped): all of event time has passed.
-            source_metrics.set_watermark(subtask, Watermark::MAX);
-            push_watermark(&mut ops, &mut tail, Watermark::MAX, subtask).map_err(classify)?;
+            // The input is exhausted (or stopped): all of event time has
+            // passed, unless the job is stopped without draining.
+            if self.control.draining() {
+                source_metrics.set_watermark(subtask, Watermark::MAX);
+                push_watermark(&mut ops, &mut tail, Watermark::MAX, subtask).map_err(classify)?;
+            }
         } else if let Some(input) = input {
             let mut ended = 0;
             let mut time = WatermarkCombiner::new(input.producers);
@@ -999,7 +1019,8 @@ impl SubtaskContext {
                         if let Some((_, done, _)) = capturing.as_mut() {
                             done[slot] = true;
                         }
-                        time.on_end(slot)
+                        let advanced = time.on_end(slot);
+                        advanced.filter(|_| self.control.draining())
                     }
                 };
                 if let Some(wm) = advanced {
@@ -1031,9 +1052,11 @@ impl SubtaskContext {
             }
         }
 
-        // End of input: drain the chain, then finish the sink or tell the
-        // consumers.
-        end_chain(&mut ops, &mut tail).map_err(classify)?;
+        // End of input: drain the chain (unless stopped without draining),
+        // then finish the sink or tell the consumers.
+        if self.control.draining() {
+            end_chain(&mut ops, &mut tail).map_err(classify)?;
+        }
         let cancelled = self.control.cancelled();
         match &mut tail {
             Tail::Sink { sink, .. } => if cancelled {

@@ -28,6 +28,10 @@ pub struct Supervision {
     pub restart_delay: Duration,
     /// Double the delay at every restart (at most one minute).
     pub exponential: bool,
+    /// Whether a stop drains the job (its input ends, so event time ends
+    /// and open windows fire: `weir run`'s Ctrl-C) or stops it where it is
+    /// (a server job, which resumes from a savepoint or checkpoint).
+    pub drain_on_stop: bool,
 }
 
 /// What happens to a supervised job, as it happens.
@@ -110,7 +114,11 @@ pub fn supervise(
             s.spawn(|| {
                 while !ended.load(Ordering::SeqCst) {
                     if stop.load(Ordering::SeqCst) {
-                        canceller.cancel();
+                        if sup.drain_on_stop {
+                            canceller.cancel();
+                        } else {
+                            canceller.stop();
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }

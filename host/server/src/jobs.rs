@@ -505,6 +505,9 @@ impl Server {
         checkpoints.hold = Some(hold.clone());
         let start_from = checkpoint::latest(&checkpoints.storage).or(start_from);
         let sup = Supervision {
+            // Stopped jobs resume from a savepoint or checkpoint: nothing
+            // fires on the way out.
+            drain_on_stop: false,
             checkpoints: Some(checkpoints),
             start_from,
             max_restarts: self.inner.config.max_restarts,
@@ -795,6 +798,7 @@ impl Server {
         let started = std::time::Instant::now();
         let at_ms = now_ms();
         let savepoint = self.savepoint(tenant, id, true)?;
+        let saved_ms = started.elapsed().as_millis() as u64;
         let location = self.savepoint_location(tenant, &savepoint)?;
         // Stop the old run without recording it as cancelled.
         live.detach.store(true, Ordering::SeqCst);
@@ -808,6 +812,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        let stopped_ms = started.elapsed().as_millis() as u64;
         // Checkpoints of the old run are older than the savepoint: the new
         // run must not resume from them.
         let checkpoints = self.job_dir(tenant, id).join("checkpoints");
@@ -861,6 +866,14 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         }
         upgrade.pause_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            tenant,
+            job = id,
+            saved_ms,
+            stopped_ms,
+            running_ms = upgrade.pause_ms,
+            "upgrade: savepoint written, old run stopped, new run started"
+        );
         let verdict = self.watch_probation(&live, operator, probation);
         upgrade.outcome = if verdict.is_ok() {
             "kept"
