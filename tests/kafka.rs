@@ -196,6 +196,16 @@ impl Broker {
     /// Writes `(key, value, timestamp ms)` records to `topic` and waits for
     /// every acknowledgement.
     pub fn produce(&self, topic: &str, records: &[(String, String, i64)]) {
+        self.send(topic, None, records);
+    }
+
+    /// Writes `(key, value, timestamp ms)` records to partition
+    /// `partition` of `topic`.
+    pub fn produce_to(&self, topic: &str, partition: i32, records: &[(String, String, i64)]) {
+        self.send(topic, Some(partition), records);
+    }
+
+    fn send(&self, topic: &str, partition: Option<i32>, records: &[(String, String, i64)]) {
         let producer: BaseProducer = self
             .client()
             .set("enable.idempotence", "true")
@@ -204,6 +214,7 @@ impl Broker {
             .expect("producer");
         for (k, v, ts) in records {
             let mut r = BaseRecord::to(topic).key(k).payload(v).timestamp(*ts);
+            r.partition = partition;
             loop {
                 match producer.send(r) {
                     Ok(()) => break,
@@ -213,24 +224,6 @@ impl Broker {
                     }
                 }
             }
-        }
-        producer
-            .flush(Duration::from_secs(60))
-            .expect("every input record is acknowledged");
-    }
-
-    /// Writes `(key, value, timestamp ms)` records to partition
-    /// `partition` of `topic`.
-    pub fn produce_to(&self, topic: &str, partition: i32, records: &[(String, String, i64)]) {
-        let producer: BaseProducer = self.client().create().expect("producer");
-        for (k, v, ts) in records {
-            let r = BaseRecord::to(topic)
-                .partition(partition)
-                .key(k)
-                .payload(v)
-                .timestamp(*ts);
-            producer.send(r).map_err(|(e, _)| e).expect("queued");
-            producer.poll(Duration::ZERO);
         }
         producer
             .flush(Duration::from_secs(60))

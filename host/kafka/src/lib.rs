@@ -100,11 +100,10 @@ impl SignIn {
 }
 
 impl ClientContext for SignIn {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
         if fac == "FAIL" && message.contains("SASL authentication error") {
             self.refuse(message);
         }
-        let _ = level;
         tracing::debug!(target: "librdkafka", "{fac}: {message}");
     }
 

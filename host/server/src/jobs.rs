@@ -157,13 +157,6 @@ impl Default for Probation {
     }
 }
 
-/// A run on probation: whether it is, and why it failed.
-#[derive(Default)]
-struct OnProbation {
-    active: bool,
-    failed: Option<String>,
-}
-
 /// A job's record, with its live state when it runs (or ran) in this
 /// process.
 pub type JobView = (JobRecord, Option<Arc<LiveJob>>);
@@ -181,9 +174,12 @@ pub struct LiveJob {
     /// `other`): each stopped a run.
     pub(crate) failures: Mutex<BTreeMap<&'static str, u64>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// Holds periodic checkpoints back (a module on probation).
-    hold: Arc<AtomicBool>,
-    probation: Mutex<OnProbation>,
+    /// Set while the run is on probation after an upgrade: periodic
+    /// checkpoints are held back, and a failure stops the run for the
+    /// upgrade to roll back instead of restarting it.
+    on_probation: Arc<AtomicBool>,
+    /// Why the run failed on probation.
+    probation_failed: Mutex<Option<String>>,
 }
 
 /// What kind of failure ended a run: a guest trap, a CPU deadline
@@ -201,10 +197,82 @@ pub fn failure_kind(error: &str) -> &'static str {
     }
 }
 
+/// Watches a run on probation until it passes (`Ok`), or fails and has
+/// stopped (`Err` with why).
+fn watch_probation(live: &LiveJob, operator: &str, probation: Probation) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        // `finished` first: a failure is recorded before the run's thread
+        // ends, so a finished run's failure is always seen.
+        let finished = live.finished();
+        if let Some(why) = live.probation_failure() {
+            while !live.finished() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Err(why);
+        }
+        if finished && live.pass_probation() {
+            // Ended on probation without failing (its input ended).
+            return Ok(());
+        }
+        let taken: u64 = live
+            .snapshot()
+            .map(|(nodes, _, _)| {
+                nodes
+                    .iter()
+                    .filter(|n| n.name == operator)
+                    .map(|n| n.records_in)
+                    .sum()
+            })
+            .unwrap_or(0);
+        if (taken >= probation.records || started.elapsed() >= probation.time)
+            && live.pass_probation()
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl LiveJob {
     /// The job's record as it is now.
     pub fn record(&self) -> JobRecord {
         self.record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the first failure of a run on probation; false if it is not
+    /// on probation (any more). Under the same lock as
+    /// [`LiveJob::pass_probation`], so a run either passes or fails.
+    fn fail_probation(&self, error: &str) -> bool {
+        let mut failed = self
+            .probation_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.on_probation.load(Ordering::SeqCst) {
+            return false;
+        }
+        failed.get_or_insert_with(|| error.to_string());
+        true
+    }
+
+    /// Ends the probation of a run that has not failed: checkpoints resume.
+    fn pass_probation(&self) -> bool {
+        let failed = self
+            .probation_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failed.is_some() {
+            return false;
+        }
+        self.on_probation.store(false, Ordering::SeqCst);
+        true
+    }
+
+    fn probation_failure(&self) -> Option<String> {
+        self.probation_failed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -501,8 +569,8 @@ impl Server {
             CheckpointConfig::new(open("checkpoints")?, self.inner.config.checkpoint_interval);
         checkpoints.savepoints = Some(open("savepoints")?);
         checkpoints.savepoint_request = Some(checkpoint::savepoint_request_file(&dir));
-        let hold = Arc::new(AtomicBool::new(on_probation));
-        checkpoints.hold = Some(hold.clone());
+        let on_probation = Arc::new(AtomicBool::new(on_probation));
+        checkpoints.hold = Some(on_probation.clone());
         let start_from = checkpoint::latest(&checkpoints.storage).or(start_from);
         let sup = Supervision {
             // Stopped jobs resume from a savepoint or checkpoint: nothing
@@ -522,11 +590,8 @@ impl Server {
             metrics: Mutex::new(None),
             failures: Mutex::new(BTreeMap::new()),
             thread: Mutex::new(None),
-            hold,
-            probation: Mutex::new(OnProbation {
-                active: on_probation,
-                failed: None,
-            }),
+            on_probation,
+            probation_failed: Mutex::new(None),
         });
         self.inner
             .jobs
@@ -598,15 +663,12 @@ impl Server {
                     .unwrap_or_else(PoisonError::into_inner)
                     .entry(failure_kind(error))
                     .or_default() += 1;
-                let mut p = job.probation.lock().unwrap_or_else(PoisonError::into_inner);
-                if p.active {
+                if job.fail_probation(error) {
                     // The new module failed on probation: no restart; the
                     // upgrade rolls back.
-                    p.failed = Some(error.to_string());
                     job.stop.store(true, Ordering::SeqCst);
                     return;
                 }
-                drop(p);
                 tracing::warn!(tenant = %tenant, job = %id, attempt, "job failed, restarting: {error}");
                 update(&|r| {
                     r.state = JobState::Restarting;
@@ -618,20 +680,12 @@ impl Server {
         if job.detach.load(Ordering::SeqCst) {
             return;
         }
-        {
-            let mut p = job.probation.lock().unwrap_or_else(PoisonError::into_inner);
-            if p.active {
-                match &ended {
-                    Ok(Ended::Failed(e)) | Err(e) => {
-                        p.failed.get_or_insert_with(|| e.clone());
-                    }
-                    _ => {}
-                }
-                if p.failed.is_some() {
-                    // The upgrade waiting on it rolls the job back.
-                    return;
-                }
-            }
+        if let Ok(Ended::Failed(e)) | Err(e) = &ended {
+            job.fail_probation(e);
+        }
+        if job.probation_failure().is_some() {
+            // The upgrade waiting on it rolls the job back.
+            return;
         }
         let quota = job
             .quota_error
@@ -874,22 +928,8 @@ impl Server {
             running_ms = upgrade.pause_ms,
             "upgrade: savepoint written, old run stopped, new run started"
         );
-        let verdict = self.watch_probation(&live, operator, probation);
-        upgrade.outcome = if verdict.is_ok() {
-            "kept"
-        } else {
-            "rolled back"
-        }
-        .into();
-        if let Err(why) = &verdict {
-            upgrade.reason.clone_from(why);
-        }
-        let Err(why) = verdict else {
-            live.probation
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .active = false;
-            live.hold.store(false, Ordering::SeqCst);
+        let Err(why) = watch_probation(&live, operator, probation) else {
+            upgrade.outcome = "kept".into();
             let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = r.history.last_mut() {
                 *last = upgrade.clone();
@@ -903,57 +943,24 @@ impl Server {
         // checkpoint of the failed run completed, so its output was never
         // committed and the savepoint is where the job stands.
         tracing::warn!(tenant, job = id, operator, to = %upgrade.to, "upgrade rolled back: {why}");
+        upgrade.outcome = "rolled back".into();
+        upgrade.reason = why;
         let _ = std::fs::remove_dir_all(&checkpoints);
         let mut back = before;
         back.from_savepoint = Some(location.clone());
         back.state = JobState::Running;
         back.history.push(upgrade.clone());
         self.inner.meta.put(&key(&["job", tenant, id]), &back)?;
-        let live = self.start(back, Some(location), false)?;
+        let live = match self.start(back.clone(), Some(location), false) {
+            Ok(live) => live,
+            Err(e) => {
+                back.state = JobState::Failed;
+                back.error = format!("rollback to `{}`: {e}", upgrade.from);
+                self.inner.meta.put(&key(&["job", tenant, id]), &back)?;
+                return Err(e);
+            }
+        };
         Ok(((live.record(), Some(live)), upgrade))
-    }
-
-    /// Watches a run on probation until it passes (`Ok`), or fails and has
-    /// stopped (`Err` with why).
-    fn watch_probation(
-        &self,
-        live: &Arc<LiveJob>,
-        operator: &str,
-        probation: Probation,
-    ) -> Result<(), String> {
-        let started = std::time::Instant::now();
-        loop {
-            let failed = live
-                .probation
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .failed
-                .clone();
-            if let Some(why) = failed {
-                while !live.finished() {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                return Err(why);
-            }
-            if live.finished() {
-                // Ended on probation without failing (its input ended).
-                return Ok(());
-            }
-            let taken: u64 = live
-                .snapshot()
-                .map(|(nodes, _, _)| {
-                    nodes
-                        .iter()
-                        .filter(|n| n.name == operator)
-                        .map(|n| n.records_in)
-                        .sum()
-                })
-                .unwrap_or(0);
-            if taken >= probation.records || started.elapsed() >= probation.time {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     /// Takes a savepoint of a running job; returns its id (`JOB/sp-N`).
