@@ -24,6 +24,7 @@ const WIT_FILES: &[(&str, &str)] = &[
     ("stateless.wit", include_str!("../../wit/stateless.wit")),
     ("windows.wit", include_str!("../../wit/windows.wit")),
     ("keyed.wit", include_str!("../../wit/keyed.wit")),
+    ("migration.wit", include_str!("../../wit/migration.wit")),
 ];
 
 /// The Python guest SDK.
@@ -120,6 +121,11 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             })?;
             let m = sandbox.load_file(&file)?;
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let world = if m.migrates_state() {
+                format!("migrating-{}", m.kind().world())
+            } else {
+                m.kind().world().to_string()
+            };
             if json {
                 println!(
                     "{}",
@@ -127,16 +133,16 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
                         "file": file.display().to_string(),
                         "digest": m.digest().to_string(),
                         "kind": m.kind().name(),
-                        "world": format!("weir:udf/{}@0.1.0", m.kind().world()),
+                        "world": format!("weir:udf/{world}@0.1.0"),
+                        "migrates_state": m.migrates_state(),
                         "size": size,
                     })
                 );
             } else {
                 println!(
-                    "{}: {} operator (world weir:udf/{}@0.1.0), {} bytes, {}",
+                    "{}: {} operator (world weir:udf/{world}@0.1.0), {} bytes, {}",
                     file.display(),
                     m.kind(),
-                    m.kind().world(),
                     size,
                     m.digest()
                 );

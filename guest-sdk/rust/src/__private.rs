@@ -94,6 +94,20 @@ pub mod keyed {
     });
 }
 
+pub mod migration {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "state-migrator",
+        pub_export_macro: true,
+        export_macro_name: "__weir_export_migration_world",
+        default_bindings_module: "weir_udf::__private::migration",
+        with: {
+            "weir:udf/types@0.1.0": crate::__private::filter::weir::udf::types,
+            "weir:udf/log@0.1.0": crate::__private::filter::weir::udf::log,
+        },
+    });
+}
+
 #[cfg(feature = "json")]
 pub use serde_json;
 
@@ -305,6 +319,23 @@ fn to_results(r: crate::Results) -> wit::Output {
         timestamps: r.explicit_timestamps.then_some(r.timestamps),
         headers: None,
     }
+}
+
+pub fn migrate_call<T: crate::MigrateState>(
+    from_version: String,
+    state: String,
+    values: wit::BytesColumn,
+) -> Result<wit::BytesColumn, wit::Error> {
+    with_operator::<T, _>(|op| {
+        let mut data = Vec::with_capacity(values.data.len());
+        let mut offsets = Vec::with_capacity(values.offsets.len());
+        offsets.push(0);
+        for v in columns(&values) {
+            data.extend_from_slice(&op.migrate(&from_version, &state, v)?);
+            offsets.push(data.len() as u32);
+        }
+        Ok(wit::BytesColumn { data, offsets })
+    })
 }
 
 pub fn aggregate_init<T: crate::Aggregate>(
@@ -531,6 +562,36 @@ macro_rules! export_aggregate {
             }
             $crate::__private::aggregate::__weir_export_aggregate_world!(
                 __WeirAggregate with_types_in $crate::__private::aggregate
+            );
+        };
+    };
+}
+
+/// Exports a [`crate::MigrateState`] implementation (the same type as the
+/// operator's) as the component's `state-migration`, next to the operator
+/// world: `export_aggregate!(T); export_state_migration!(T);`.
+#[macro_export]
+macro_rules! export_state_migration {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WeirMigration;
+            impl $crate::__private::migration::exports::weir::udf::state_migration::Guest
+                for __WeirMigration
+            {
+                fn migrate(
+                    from_version: ::std::string::String,
+                    state: ::std::string::String,
+                    values: $crate::__private::wit::BytesColumn,
+                ) -> ::std::result::Result<
+                    $crate::__private::wit::BytesColumn,
+                    $crate::__private::wit::Error,
+                > {
+                    $crate::__private::migrate_call::<$ty>(from_version, state, values)
+                }
+            }
+            $crate::__private::migration::__weir_export_migration_world!(
+                __WeirMigration with_types_in $crate::__private::migration
             );
         };
     };

@@ -16,6 +16,14 @@ pub trait ModuleSource {
     /// # Errors
     /// A message saying what was looked for, and where.
     fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, String>;
+
+    /// The version `module` resolved to, once resolved, if the source knows
+    /// versions (a registry does; a module path does not). Recorded with the
+    /// state the module writes, and given to a later version's migration.
+    fn version(&self, module: &str) -> Option<String> {
+        let _ = module;
+        None
+    }
 }
 
 impl ModuleSource for ModulePath {

@@ -169,6 +169,7 @@ pub fn prepare(
                 ),
             ));
         }
+        let version = modules.version(&o.spec.module);
         let (config, limits) = (o.spec.config.clone(), o.spec.limits);
         if !o.spec.state_ttl.is_empty() && module.kind() != OperatorKind::KeyedProcess {
             return Err(c.error(
@@ -182,10 +183,14 @@ pub fn prepare(
             ));
         }
         let factory: Arc<dyn weir_engine::OperatorFactory> = match (module.kind(), &o.spec.window) {
-            (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new(
-                WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
-                    .map_err(|m| c.error("module", m))?,
-            ),
+            (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new({
+                let f = WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
+                    .map_err(|m| c.error("module", m))?;
+                match &version {
+                    Some(v) => f.with_version(v),
+                    None => f,
+                }
+            }),
             (OperatorKind::Aggregate | OperatorKind::ProcessWindow, None) => {
                 return Err(c.error(
                     "module",
@@ -214,7 +219,11 @@ pub fn prepare(
                     limits,
                     o.spec.side_outputs.clone(),
                 )
-                .map_err(|m| c.error("module", m))?
+                .map_err(|m| c.error("module", m))
+                .map(|f| match &version {
+                    Some(v) => f.with_version(v),
+                    None => f,
+                })?
                 .with_state_ttl(o.spec.state_ttl.clone()),
             ),
             (_, None) => {

@@ -64,6 +64,19 @@ pub(crate) mod process_window {
     });
 }
 
+/// The state-migration export, which a stateful module may add to its
+/// operator world.
+pub(crate) mod migration {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "state-migrator",
+        with: {
+            "weir:udf/types": super::filter::weir::udf::types,
+            "weir:udf/log": super::filter::weir::udf::log,
+        },
+    });
+}
+
 /// The keyed-process world, with the keyed-state and timers imports. State
 /// calls can fail (a name used for two kinds of state, a backend error), so
 /// they are trappable: the failure stops the guest call and is reported.

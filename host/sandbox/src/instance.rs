@@ -14,7 +14,7 @@ use weir_record::RecordBatch;
 use weir_record::{BatchBuilder, BytesColumn};
 
 use crate::bindings::{
-    self, WitWindow, aggregate, filter, flat_map, keyed, map, process_window, wit,
+    self, WitWindow, aggregate, filter, flat_map, keyed, map, migration, process_window, wit,
 };
 use crate::error::{GuestFailure, SandboxError};
 use crate::guest::GuestState;
@@ -108,6 +108,8 @@ pub struct OperatorInstance {
     module: Arc<OperatorModule>,
     store: Store<GuestState>,
     bound: Bound,
+    /// The `state-migration` export, for a module that has it.
+    migrator: Option<migration::StateMigrator>,
     limits: InstanceLimits,
     /// The memory cap in force: the instance's, at most the sandbox's.
     memory_cap: usize,
@@ -142,16 +144,52 @@ impl OperatorInstance {
         let fail = |store: &Store<GuestState>, call, e: wasmtime::Error, deadline| {
             guest_error(module.name(), call, classify(store, e, deadline, cap))
         };
-        let bound = match &module.pre {
-            KindPre::Filter(p) => p.instantiate(&mut store).map(Bound::Filter),
-            KindPre::Map(p) => p.instantiate(&mut store).map(Bound::Map),
-            KindPre::FlatMap(p) => p.instantiate(&mut store).map(Bound::FlatMap),
-            KindPre::Aggregate(p) => p.instantiate(&mut store).map(Bound::Aggregate),
-            KindPre::ProcessWindow(p) => p.instantiate(&mut store).map(Bound::ProcessWindow),
-            KindPre::KeyedProcess(p) => p.instantiate(&mut store).map(Bound::KeyedProcess),
-        }
-        .map_err(|e| fail(&store, "instantiate", e, limits.init_deadline))?;
+        let instantiated = match (&module.migrator, &module.pre) {
+            // A module with `state-migration`: instantiated once, both
+            // exports loaded from the same instance.
+            (Some((pre, indices)), kind) => (|| {
+                let instance = pre.instantiate(&mut store)?;
+                let bound = match kind {
+                    KindPre::Aggregate(_) => {
+                        Bound::Aggregate(aggregate::AggregateOperator::new(&mut store, &instance)?)
+                    }
+                    KindPre::KeyedProcess(_) => Bound::KeyedProcess(
+                        keyed::KeyedProcessOperator::new(&mut store, &instance)?,
+                    ),
+                    _ => return Err(wasmtime::format_err!("no state to migrate")),
+                };
+                Ok((bound, Some(indices.load(&mut store, &instance)?)))
+            })(),
+            (None, kind) => Self::bind(kind, &mut store).map(|b| (b, None)),
+        };
+        let (bound, migrator) =
+            instantiated.map_err(|e| fail(&store, "instantiate", e, limits.init_deadline))?;
+        Self::init(module, store, bound, migrator, limits, cap, config)
+    }
 
+    fn bind(pre: &KindPre, store: &mut Store<GuestState>) -> wasmtime::Result<Bound> {
+        match pre {
+            KindPre::Filter(p) => p.instantiate(&mut *store).map(Bound::Filter),
+            KindPre::Map(p) => p.instantiate(&mut *store).map(Bound::Map),
+            KindPre::FlatMap(p) => p.instantiate(&mut *store).map(Bound::FlatMap),
+            KindPre::Aggregate(p) => p.instantiate(&mut *store).map(Bound::Aggregate),
+            KindPre::ProcessWindow(p) => p.instantiate(&mut *store).map(Bound::ProcessWindow),
+            KindPre::KeyedProcess(p) => p.instantiate(&mut *store).map(Bound::KeyedProcess),
+        }
+    }
+
+    fn init(
+        module: Arc<OperatorModule>,
+        mut store: Store<GuestState>,
+        bound: Bound,
+        migrator: Option<migration::StateMigrator>,
+        limits: InstanceLimits,
+        cap: usize,
+        config: &[(String, String)],
+    ) -> Result<Self, SandboxError> {
+        let fail = |store: &Store<GuestState>, call, e: wasmtime::Error, deadline| {
+            guest_error(module.name(), call, classify(store, e, deadline, cap))
+        };
         let config = config.to_vec();
         let result = match &bound {
             Bound::Filter(b) => b.weir_udf_filter().call_init(&mut store, &config),
@@ -176,6 +214,7 @@ impl OperatorInstance {
             module,
             store,
             bound,
+            migrator,
             limits,
             memory_cap: cap,
             poisoned: false,
@@ -235,6 +274,43 @@ impl OperatorInstance {
             }
         };
         output.map_err(|m| self.fail(call, GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Whether this instance converts state written by other versions of
+    /// its module (it exports `state-migration`).
+    pub fn migrates_state(&self) -> bool {
+        self.migrator.is_some()
+    }
+
+    /// Converts stored values of state `state` written by module version
+    /// `from_version` (`migrate`); returns one value per value given.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`]; a module without the export, or a
+    /// wrong number of values returned, is an invalid call or output.
+    pub fn migrate_state(
+        &mut self,
+        from_version: &str,
+        state: &str,
+        values: BytesColumn,
+    ) -> Result<BytesColumn, SandboxError> {
+        let Some(migrator) = self.migrator.take() else {
+            return Err(self.fail(
+                "migrate",
+                GuestFailure::InvalidOutput(
+                    "the module does not export `state-migration`".to_string(),
+                ),
+            ));
+        };
+        let n = values.len();
+        let values = bindings::column_to_wit(values);
+        let out = self.call("migrate", |_, store| {
+            migrator
+                .weir_udf_state_migration()
+                .call_migrate(store, from_version, state, &values)
+        });
+        self.migrator = Some(migrator);
+        self.check_accumulators("migrate", out?, n)
     }
 
     /// An aggregate's empty accumulator (`create-accumulator`).
@@ -298,16 +374,17 @@ impl OperatorInstance {
     ) -> Result<BytesColumn, SandboxError> {
         let out = bindings::column_from_wit(out);
         let rows = out.len();
-        out.validate(rows).map_err(|m| {
-            self.fail(
-                call,
-                GuestFailure::InvalidOutput(format!("accumulators {m}")),
-            )
-        })?;
+        let what = if call == "migrate" {
+            "state values"
+        } else {
+            "accumulators"
+        };
+        out.validate(rows)
+            .map_err(|m| self.fail(call, GuestFailure::InvalidOutput(format!("{what} {m}"))))?;
         if rows != expected {
             return Err(self.fail(
                 call,
-                GuestFailure::InvalidOutput(format!("returned {rows} accumulators for {expected}")),
+                GuestFailure::InvalidOutput(format!("returned {rows} {what} for {expected}")),
             ));
         }
         Ok(out)
@@ -477,6 +554,7 @@ impl OperatorInstance {
                 )
                 | (Bound::ProcessWindow(_), "process")
                 | (Bound::KeyedProcess(_), "process" | "on-timer")
+                | (Bound::Aggregate(_) | Bound::KeyedProcess(_), "migrate")
         )
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use crate::bindings::{aggregate, filter, flat_map, keyed, map, process_window};
+use crate::bindings::{aggregate, filter, flat_map, keyed, map, migration, process_window};
 use crate::error::SandboxError;
 use crate::guest::GuestState;
 use crate::instance::{InstanceLabel, InstanceLimits, OperatorInstance};
@@ -33,6 +33,9 @@ impl fmt::Debug for ModuleDigest {
         fmt::Display::fmt(self, f)
     }
 }
+
+/// The export of a module that migrates state of earlier versions.
+pub const STATE_MIGRATION: &str = "weir:udf/state-migration@0.1.0";
 
 /// Which operator world a component implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,6 +129,8 @@ pub struct OperatorModule {
     imports: Vec<String>,
     exports: Vec<String>,
     pub(crate) pre: KindPre,
+    /// Where the `state-migration` export is, for a module that has it.
+    pub(crate) migrator: Option<(InstancePre<GuestState>, migration::StateMigratorIndices)>,
 }
 
 impl fmt::Debug for OperatorModule {
@@ -149,7 +154,7 @@ impl OperatorModule {
         let kind = detect_kind(name, engine, &component)?;
         let ty = component.component_type();
         let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-        let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
         let pre: InstancePre<GuestState> = sandbox
             .inner
             .linker
@@ -165,6 +170,29 @@ impl OperatorModule {
                 kind.export_name(),
                 crate::WIT_PACKAGE
             ),
+        };
+        let migrator = if exports.iter().any(|e: &String| e == STATE_MIGRATION) {
+            if !matches!(kind, OperatorKind::Aggregate | OperatorKind::KeyedProcess) {
+                return Err(SandboxError::WrongWorld {
+                    module: name.to_string(),
+                    message: format!(
+                        "it exports `{STATE_MIGRATION}`, but a {kind} operator keeps no state \
+                         to migrate (only aggregate and keyed-process operators do)"
+                    ),
+                });
+            }
+            let indices = migration::StateMigratorIndices::new(&pre).map_err(|e| {
+                SandboxError::WrongWorld {
+                    module: name.to_string(),
+                    message: format!(
+                        "it exports `{STATE_MIGRATION}` but not with the types of {}: {e:#}",
+                        crate::WIT_PACKAGE
+                    ),
+                }
+            })?;
+            Some((pre.clone(), indices))
+        } else {
+            None
         };
         let pre = match kind {
             OperatorKind::Filter => {
@@ -192,6 +220,7 @@ impl OperatorModule {
             imports,
             exports,
             pre,
+            migrator,
         }))
     }
 
@@ -218,6 +247,12 @@ impl OperatorModule {
     /// The interfaces the component exports.
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+
+    /// Whether the component exports `state-migration`: it converts state
+    /// written by other versions of itself.
+    pub fn migrates_state(&self) -> bool {
+        self.migrator.is_some()
     }
 
     /// Creates a warm instance and calls its `init` with `config`.
@@ -260,13 +295,14 @@ fn detect_kind(
             let message = if let Some(e) = ours.first() {
                 format!(
                     "it exports `{e}`, which this host does not support (it implements {}: \
-                     worlds filter-operator, map-operator, flat-map-operator)",
-                    crate::WIT_PACKAGE
+                     worlds {})",
+                    crate::WIT_PACKAGE,
+                    worlds()
                 )
             } else {
                 format!(
                     "it exports {} but no operator interface of {}; build it against one of \
-                     the worlds filter-operator, map-operator or flat-map-operator in `wit/`",
+                     the worlds {} in `wit/`",
                     if exports.is_empty() {
                         "nothing".to_string()
                     } else {
@@ -276,7 +312,8 @@ fn detect_kind(
                             .collect::<Vec<_>>()
                             .join(", ")
                     },
-                    crate::WIT_PACKAGE
+                    crate::WIT_PACKAGE,
+                    worlds()
                 )
             };
             Err(SandboxError::WrongWorld {
@@ -296,4 +333,13 @@ fn detect_kind(
             ),
         }),
     }
+}
+
+/// The operator worlds, for messages.
+fn worlds() -> String {
+    OperatorKind::ALL
+        .iter()
+        .map(|k| k.world())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -307,6 +307,11 @@ struct TenantModules<'a> {
 }
 
 impl ModuleSource for TenantModules<'_> {
+    fn version(&self, module: &str) -> Option<String> {
+        let pinned = self.pinned.borrow().get(module).cloned()?;
+        pinned.split_once('@').map(|(_, v)| v.to_string())
+    }
+
     fn resolve(&self, _job_file: &Path, module: &str) -> Result<PathBuf, String> {
         if module.contains('/') || module.ends_with(".wasm") {
             return Err(format!(

@@ -92,6 +92,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Calls `f` on each element of a stored list (`[len u32][bytes]`…).
+fn list_elements<'a>(mut v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<(), String> {
+    while !v.is_empty() {
+        let len = v
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or("a truncated list state")? as usize;
+        f(v.get(4..4 + len).ok_or("a truncated list state")?);
+        v = &v[4 + len..];
+    }
+    Ok(())
+}
+
 fn corrupt() -> StateError {
     StateError::Corrupt("snapshot entry".into())
 }
@@ -130,6 +144,94 @@ pub fn entries(blob: &[u8]) -> Result<Vec<Entry<'_>>, StateError> {
 }
 
 impl KeyedSnapshot {
+    /// Rewrites the stored values of the states `select` picks (by name and
+    /// kind), a key group at a time: `f(name, values)` gets the values of one
+    /// state in one group and returns as many new ones, in order. A value
+    /// state's value and a map state's values (not their keys) are passed
+    /// whole; a list state's elements one by one. Timers and other states
+    /// are kept as they are.
+    ///
+    /// # Errors
+    /// A malformed blob, `f`'s own error, or `f` returning the wrong number
+    /// of values.
+    pub fn map_values(
+        &mut self,
+        select: impl Fn(&str, StateKind) -> bool,
+        mut f: impl FnMut(&str, Vec<&[u8]>) -> Result<Vec<Vec<u8>>, String>,
+    ) -> Result<(), String> {
+        let picked: Vec<bool> = self.states.iter().map(|(n, k)| select(n, *k)).collect();
+        if !picked.contains(&true) {
+            return Ok(());
+        }
+        for blob in self.groups.values_mut() {
+            let entries = entries(blob).map_err(|e| e.to_string())?;
+            // Per state, the values to convert, in entry order.
+            let mut inputs: Vec<Vec<&[u8]>> = vec![Vec::new(); self.states.len()];
+            for e in &entries {
+                if let Entry::State { state, value, .. } = e
+                    && picked.get(usize::from(*state)) == Some(&true)
+                {
+                    let i = usize::from(*state);
+                    if self.states[i].1 == StateKind::List {
+                        list_elements(value, |x| inputs[i].push(x))?;
+                    } else {
+                        inputs[i].push(value);
+                    }
+                }
+            }
+            let mut outputs: Vec<std::vec::IntoIter<Vec<u8>>> = Vec::with_capacity(inputs.len());
+            for (i, values) in inputs.into_iter().enumerate() {
+                let n = values.len();
+                let out = if n == 0 {
+                    Vec::new()
+                } else {
+                    f(&self.states[i].0, values)?
+                };
+                if out.len() != n {
+                    return Err(format!(
+                        "state `{}`: {} values converted into {}",
+                        self.states[i].0,
+                        n,
+                        out.len()
+                    ));
+                }
+                outputs.push(out.into_iter());
+            }
+            let mut rebuilt = Vec::with_capacity(blob.len());
+            for e in &entries {
+                match e {
+                    Entry::State { state, rest, value } => {
+                        let i = usize::from(*state);
+                        if picked.get(i) != Some(&true) {
+                            push_state(&mut rebuilt, *state, rest, value);
+                            continue;
+                        }
+                        let mut next = || outputs[i].next().unwrap_or_default();
+                        if self.states[i].1 == StateKind::List {
+                            let mut list = Vec::new();
+                            list_elements(value, |_| {
+                                let x = next();
+                                list.extend_from_slice(&(x.len() as u32).to_le_bytes());
+                                list.extend_from_slice(&x);
+                            })?;
+                            push_state(&mut rebuilt, *state, rest, &list);
+                        } else {
+                            push_state(&mut rebuilt, *state, rest, &next());
+                        }
+                    }
+                    Entry::Timer {
+                        event,
+                        time,
+                        key,
+                        namespace,
+                    } => push_timer(&mut rebuilt, *event, *time, key, namespace),
+                }
+            }
+            *blob = rebuilt;
+        }
+        Ok(())
+    }
+
     /// Serializes the whole snapshot.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -275,5 +377,81 @@ mod tests {
             entries(&m.groups[&3]).unwrap()[1],
             Entry::Timer { time: 42, .. }
         ));
+    }
+
+    #[test]
+    fn map_values_converts_the_picked_states_element_by_element_and_keeps_the_rest() {
+        let mut snap = KeyedSnapshot {
+            states: vec![
+                ("acc".into(), StateKind::Value),
+                ("seen".into(), StateKind::List),
+                ("other".into(), StateKind::Value),
+            ],
+            ..Default::default()
+        };
+        let mut list = Vec::new();
+        for e in [&b"a"[..], b"bc"] {
+            list.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            list.extend_from_slice(e);
+        }
+        let mut blob = Vec::new();
+        push_state(&mut blob, 0, b"k1", b"1");
+        push_timer(&mut blob, true, 7, b"k1", b"ns");
+        push_state(&mut blob, 1, b"k1", &list);
+        push_state(&mut blob, 2, b"k1", b"keep");
+        push_state(&mut blob, 0, b"k2", b"22");
+        snap.groups.insert(5, blob);
+
+        let mut calls = Vec::new();
+        snap.map_values(
+            |name, _| name != "other",
+            |name, values| {
+                calls.push((name.to_string(), values.len()));
+                Ok(values.iter().map(|v| [v, &b"!"[..]].concat()).collect())
+            },
+        )
+        .unwrap();
+        assert_eq!(calls, vec![("acc".into(), 2), ("seen".into(), 2)]);
+        let mut want_list = Vec::new();
+        for e in [&b"a!"[..], b"bc!"] {
+            want_list.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            want_list.extend_from_slice(e);
+        }
+        let e = entries(&snap.groups[&5]).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                Entry::State {
+                    state: 0,
+                    rest: b"k1",
+                    value: b"1!"
+                },
+                Entry::Timer {
+                    event: true,
+                    time: 7,
+                    key: b"k1",
+                    namespace: b"ns"
+                },
+                Entry::State {
+                    state: 1,
+                    rest: b"k1",
+                    value: &want_list
+                },
+                Entry::State {
+                    state: 2,
+                    rest: b"k1",
+                    value: b"keep"
+                },
+                Entry::State {
+                    state: 0,
+                    rest: b"k2",
+                    value: b"22!"
+                },
+            ]
+        );
+        let err = snap
+            .map_values(|n, _| n == "acc", |_, _| Ok(Vec::new()))
+            .unwrap_err();
+        assert!(err.contains("2 values converted into 0"), "{err}");
     }
 }

@@ -57,6 +57,29 @@ pub struct NativeFile {
     pub uploaded: bool,
 }
 
+/// The module that wrote an operator's state, kept with the state in every
+/// checkpoint and savepoint: a job that restores the state with another
+/// module (an upgrade) lets the new module migrate it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateWriter {
+    /// The module's version: its registry version, or its digest for a
+    /// module run from a file.
+    pub version: String,
+    /// The module's digest, `sha256:…`.
+    pub digest: String,
+}
+
+impl StateWriter {
+    /// `module`, its version named by its digest until told otherwise.
+    pub fn of(module: &weir_sandbox::OperatorModule) -> Self {
+        let digest = module.digest().to_string();
+        Self {
+            version: digest.clone(),
+            digest,
+        }
+    }
+}
+
 /// What one node subtask contributes to a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubtaskState {
@@ -72,6 +95,8 @@ pub struct SubtaskState {
     /// Records in flight to this subtask when it took an unaligned
     /// checkpoint (see [`encode_records`]), replayed first on restore.
     pub inflight: Vec<u8>,
+    /// The module that wrote the keyed state (for Wasm operators).
+    pub writer: Option<StateWriter>,
 }
 
 impl SubtaskState {
@@ -90,7 +115,8 @@ impl SubtaskState {
         }
         let flags = u8::from(self.keyed.is_some())
             | (u8::from(!self.native.is_empty()) << 1)
-            | (u8::from(!self.inflight.is_empty()) << 2);
+            | (u8::from(!self.inflight.is_empty()) << 2)
+            | (u8::from(self.writer.is_some()) << 3);
         let mut out = vec![flags];
         if let Some(k) = &self.keyed {
             part(&mut out, &k.encode());
@@ -104,6 +130,9 @@ impl SubtaskState {
         if !self.inflight.is_empty() {
             part(&mut out, &self.inflight);
         }
+        if let Some(w) = &self.writer {
+            part(&mut out, &serde_json::to_vec(w).unwrap_or_default());
+        }
         out.extend_from_slice(&self.operator);
         out
     }
@@ -111,7 +140,7 @@ impl SubtaskState {
     fn decode(bytes: &[u8]) -> Result<Self, String> {
         let bad = || "truncated subtask state".to_string();
         let (&flags, mut rest) = bytes.split_first().ok_or_else(bad)?;
-        if flags > 7 {
+        if flags > 15 {
             return Err(format!("unknown subtask state format {flags}"));
         }
         let take = |rest: &mut &[u8]| -> Result<Vec<u8>, String> {
@@ -136,6 +165,10 @@ impl SubtaskState {
         }
         if flags & 4 != 0 {
             out.inflight = take(&mut rest)?;
+        }
+        if flags & 8 != 0 {
+            let writer = take(&mut rest)?;
+            out.writer = Some(serde_json::from_slice(&writer).map_err(|e| e.to_string())?);
         }
         out.operator = rest.to_vec();
         Ok(out)
@@ -352,8 +385,14 @@ impl RestoredJob {
         Ok(Some(SubtaskState {
             keyed,
             operator,
+            writer: self.writer(name).cloned(),
             ..SubtaskState::default()
         }))
+    }
+
+    /// The module that wrote node `name`'s keyed state, if recorded.
+    pub fn writer(&self, name: &str) -> Option<&StateWriter> {
+        self.nodes.get(name)?.iter().find_map(|s| s.writer.as_ref())
     }
 
     /// The in-flight records saved for node `name`'s subtask by an unaligned

@@ -20,6 +20,7 @@ use weir_sandbox::{
 use weir_state::{KeyedState, StateId, StateKind};
 
 use crate::BoxError;
+use crate::checkpoint::StateWriter;
 use crate::error::EngineError;
 use crate::key_group::key_group;
 use crate::metrics::NodeRole;
@@ -36,6 +37,7 @@ pub struct KeyedProcessFactory {
     side_outputs: Vec<String>,
     /// Time-to-live by state name (`*` for all).
     state_ttl: Vec<(String, std::time::Duration)>,
+    writer: StateWriter,
 }
 
 impl KeyedProcessFactory {
@@ -58,12 +60,21 @@ impl KeyedProcessFactory {
             ));
         }
         Ok(Self {
+            writer: StateWriter::of(&module),
             module,
             config,
             limits,
             side_outputs,
             state_ttl: Vec::new(),
         })
+    }
+
+    /// Names the module's version in the state it writes (its registry
+    /// version; the digest by default), for a later version's migration.
+    #[must_use]
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.writer.version = version.to_string();
+        self
     }
 
     /// Gives keyed states a time-to-live, by name (`*` for every state
@@ -79,7 +90,14 @@ impl OperatorFactory for KeyedProcessFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
         let label = info.instance_label();
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
-        let mut state = super::open_keyed(info)?;
+        let stamped = |name: &str| self.state_ttl.iter().any(|(n, _)| n == name || n == "*");
+        let migration = super::Migration {
+            writer: &self.writer,
+            instance: &mut instance,
+            guest_state: &|_| true,
+            stamped: &stamped,
+        };
+        let mut state = super::open_keyed(info, Some(migration))?;
         for (name, ttl) in &self.state_ttl {
             state.set_ttl(name, *ttl);
         }
@@ -94,6 +112,7 @@ impl OperatorFactory for KeyedProcessFactory {
             side_outputs: self.side_outputs.clone(),
             node: info.node.clone(),
             subtask: info.subtask,
+            writer: self.writer.clone(),
         }))
     }
 }
@@ -198,6 +217,8 @@ struct KeyedProcess {
     side_outputs: Vec<String>,
     node: String,
     subtask: usize,
+    /// Recorded with the state in snapshots.
+    writer: StateWriter,
 }
 
 /// Output batches being built for one input batch or timer round.
@@ -381,8 +402,9 @@ impl Operator for KeyedProcess {
     }
 
     fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
+        let writer = self.writer.clone();
         let host = self.host()?;
-        let pending = super::freeze_keyed(&mut host.state);
+        let pending = super::freeze_keyed(&mut host.state, &writer);
         pending.map_err(|e| self.err(e))
     }
 }

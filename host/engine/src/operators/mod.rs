@@ -20,8 +20,12 @@ pub mod window;
 /// links) and defers the writing: the portable format for heap state and
 /// savepoints, an incremental upload of RocksDB's files (timers included)
 /// for checkpoints.
-pub(crate) fn freeze_keyed(state: &mut weir_state::KeyedState) -> Result<PendingState, String> {
+pub(crate) fn freeze_keyed(
+    state: &mut weir_state::KeyedState,
+    writer: &StateWriter,
+) -> Result<PendingState, String> {
     let frozen = state.freeze()?;
+    let writer = Some(writer.clone());
     Ok(PendingState::Deferred(Box::new(
         move |target| match &frozen.store {
             weir_state::Frozen::Rocks(c) if !target.savepoint => Ok(SubtaskState {
@@ -30,14 +34,66 @@ pub(crate) fn freeze_keyed(state: &mut weir_state::KeyedState) -> Result<Pending
                     ..Default::default()
                 }),
                 native: upload_incremental(c, target)?,
+                writer,
                 ..SubtaskState::default()
             }),
             _ => Ok(SubtaskState {
                 keyed: Some(frozen.canonical()?),
+                writer,
                 ..SubtaskState::default()
             }),
         },
     )))
+}
+
+/// How a keyed Wasm operator takes state that another module wrote.
+pub(crate) struct Migration<'a> {
+    /// The module running now.
+    pub writer: &'a StateWriter,
+    /// Its instance, which converts the values if it exports
+    /// `state-migration`.
+    pub instance: &'a mut weir_sandbox::OperatorInstance,
+    /// Whether a state (by name) belongs to the guest; the host's own
+    /// bookkeeping states are not converted.
+    pub guest_state: &'a dyn Fn(&str) -> bool,
+    /// Whether a state's values carry an 8-byte expiry stamp (state TTL),
+    /// which is kept and not shown to the guest.
+    pub stamped: &'a dyn Fn(&str) -> bool,
+}
+
+/// Values per `migrate` call: bounded so that a guest's memory holds them.
+const MIGRATE_BATCH: usize = 4096;
+
+impl Migration<'_> {
+    /// Converts every guest value of `snap`, written by `from`.
+    fn run(
+        &mut self,
+        from: &StateWriter,
+        snap: &mut weir_state::KeyedSnapshot,
+    ) -> Result<(), String> {
+        let (guest_state, stamped) = (self.guest_state, self.stamped);
+        let instance = &mut *self.instance;
+        snap.map_values(
+            |name, _| guest_state(name),
+            |name, values| {
+                let stamp = if stamped(name) { 8 } else { 0 };
+                let mut out = Vec::with_capacity(values.len());
+                for chunk in values.chunks(MIGRATE_BATCH) {
+                    let mut column = weir_record::BytesColumn::new();
+                    for v in chunk {
+                        column.push(v.get(stamp..).unwrap_or_default());
+                    }
+                    let converted = instance
+                        .migrate_state(&from.version, name, column)
+                        .map_err(|e| e.to_string())?;
+                    for (v, new) in chunk.iter().zip(converted.iter()) {
+                        out.push([v.get(..stamp).unwrap_or_default(), new].concat());
+                    }
+                }
+                Ok(out)
+            },
+        )
+    }
 }
 
 /// Uploads a RocksDB checkpoint incrementally: SST (and options) files not
@@ -108,10 +164,31 @@ fn upload_incremental(
 /// the job's checkpoint if it has one (what [`freeze_keyed`] wrote): from
 /// the RocksDB files themselves when the subtask is unchanged and runs on
 /// RocksDB, else from the portable format.
+///
+/// State written by another module than `migration`'s is converted by that
+/// module's `migrate` first, if it exports one (read in the portable format
+/// for that, whatever the backend).
 pub(crate) fn open_keyed(
     info: &crate::SubtaskInfo,
+    mut migration: Option<Migration<'_>>,
 ) -> Result<weir_state::KeyedState, crate::BoxError> {
-    let restored = info.restored_state()?;
+    let migrate_from = match (&migration, &info.restored) {
+        (Some(m), Some(job)) if m.instance.migrates_state() => job
+            .writer(&info.node)
+            .filter(|w| w.digest != m.writer.digest)
+            .cloned(),
+        _ => None,
+    };
+    let restored = match (&migrate_from, &info.restored) {
+        (Some(_), Some(job)) => job.subtask(
+            &info.node,
+            info.subtask,
+            info.parallelism,
+            info.max_parallelism,
+            false,
+        )?,
+        _ => info.restored_state()?,
+    };
     let mut state = match (&restored, &info.restored) {
         (Some(r), Some(job)) if !r.native.is_empty() => {
             let label = format!("{}-{}-{}", info.job, info.node, info.subtask);
@@ -139,15 +216,32 @@ pub(crate) fn open_keyed(
         }
         _ => weir_state::KeyedState::new(info.open_state_store()?),
     };
-    if let Some(snap) = restored.as_ref().and_then(|r| r.keyed.as_ref()) {
-        state.restore(snap)?;
+    if let Some(snap) = restored.and_then(|r| r.keyed) {
+        let mut snap = snap;
+        if let (Some(from), Some(m)) = (&migrate_from, migration.as_mut()) {
+            m.run(from, &mut snap).map_err(|e| {
+                format!(
+                    "cannot migrate the state of `{}` written by version {} ({}) to version {} \
+                     ({}): {e}",
+                    info.node, from.version, from.digest, m.writer.version, m.writer.digest
+                )
+            })?;
+            tracing::info!(
+                node = %info.node,
+                subtask = info.subtask,
+                from = %from.version,
+                to = %m.writer.version,
+                "state migrated"
+            );
+        }
+        state.restore(&snap)?;
     }
     Ok(state)
 }
 
 use std::sync::PoisonError;
 
-use crate::checkpoint::{NativeFile, PendingState, SnapshotTarget, SubtaskState};
+use crate::checkpoint::{NativeFile, PendingState, SnapshotTarget, StateWriter, SubtaskState};
 
 pub use keyed_process::KeyedProcessFactory;
 pub use native::NativeOperatorFactory;

@@ -35,6 +35,7 @@ use weir_sandbox::{
 use weir_state::{KeyedState, StateId, StateKind};
 
 use crate::BoxError;
+use crate::checkpoint::StateWriter;
 use crate::error::EngineError;
 use crate::key_group::key_group;
 use crate::metrics::NodeRole;
@@ -131,6 +132,7 @@ pub struct WindowOperatorFactory {
     config: Vec<(String, String)>,
     limits: InstanceLimits,
     spec: WindowSpec,
+    writer: StateWriter,
 }
 
 impl WindowOperatorFactory {
@@ -156,11 +158,20 @@ impl WindowOperatorFactory {
             }
         }
         Ok(Self {
+            writer: StateWriter::of(&module),
             module,
             config,
             limits,
             spec,
         })
+    }
+
+    /// Names the module's version in the state it writes (its registry
+    /// version; the digest by default), for a later version's migration.
+    #[must_use]
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.writer.version = version.to_string();
+        self
     }
 }
 
@@ -175,7 +186,15 @@ impl OperatorFactory for WindowOperatorFactory {
         } else {
             None
         };
-        let mut state = super::open_keyed(info)?;
+        let migration = super::Migration {
+            writer: &self.writer,
+            instance: &mut instance,
+            // Accumulators are the guest's; record lists, counts and
+            // session bookkeeping are the host's.
+            guest_state: &|name| name == "acc",
+            stamped: &|_| false,
+        };
+        let mut state = super::open_keyed(info, Some(migration))?;
         let ids = StateIds {
             acc: state.register("acc", StateKind::Value)?,
             contents: state.register("contents", StateKind::List)?,
@@ -196,6 +215,7 @@ impl OperatorFactory for WindowOperatorFactory {
             max_parallelism: info.max_parallelism,
             node: info.node.clone(),
             subtask: info.subtask,
+            writer: self.writer.clone(),
         }))
     }
 }
@@ -224,6 +244,8 @@ struct WindowOperator {
     max_parallelism: u32,
     node: String,
     subtask: usize,
+    /// Recorded with the state in snapshots.
+    writer: StateWriter,
 }
 
 /// The namespace of a pane's state: the window, 16 bytes.
@@ -1048,7 +1070,7 @@ impl Operator for WindowOperator {
     }
 
     fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
-        let pending = super::freeze_keyed(&mut self.state);
+        let pending = super::freeze_keyed(&mut self.state, &self.writer);
         pending.map_err(|e| self.err(e))
     }
 
