@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod operators;
 pub mod plan;
 pub mod runtime;
+pub mod swap;
 pub mod time;
 pub mod watermark;
 pub mod window;

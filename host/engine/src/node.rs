@@ -27,6 +27,8 @@ pub struct SubtaskInfo {
     pub restored: Option<std::sync::Arc<crate::checkpoint::RestoredJob>>,
     /// Where keyed state lives.
     pub state_backend: weir_state::Backend,
+    /// Module swaps posted for the running job (hot swap).
+    pub swaps: Option<std::sync::Arc<crate::swap::ModuleSwaps>>,
 }
 
 impl SubtaskInfo {
@@ -42,6 +44,7 @@ impl SubtaskInfo {
             clock: crate::time::system_clock(),
             restored: None,
             state_backend: weir_state::Backend::Heap,
+            swaps: None,
         }
     }
 
@@ -185,6 +188,26 @@ pub trait Operator: Send {
     fn end_of_input(&mut self, out: &mut dyn Collector) -> Result<(), EngineError> {
         let _ = out;
         Ok(())
+    }
+
+    /// Replaces the operator's module with `module` while the job runs (a
+    /// hot swap, see [`crate::swap`]), keeping its state; `version` names
+    /// the module in the state it writes. Called at a savepoint's barrier,
+    /// after [`Operator::snapshot`]. The default cannot swap.
+    ///
+    /// # Errors
+    /// Why the swap failed (the new instance did not start, its migration
+    /// failed); the old module may be gone, so the subtask fails.
+    fn swap_module(
+        &mut self,
+        module: &std::sync::Arc<weir_sandbox::OperatorModule>,
+        version: &str,
+    ) -> Result<(), String> {
+        let _ = version;
+        Err(format!(
+            "this operator cannot swap its module for `{}`",
+            module.name()
+        ))
     }
 }
 

@@ -553,7 +553,13 @@ impl SubtaskContext {
             clock: self.flow.clock.clone(),
             restored: self.flow.restore.clone(),
             state_backend: self.flow.state_backend.clone(),
+            swaps: self.swaps().cloned(),
         }
+    }
+
+    /// The job's module swap board, if it checkpoints.
+    fn swaps(&self) -> Option<&Arc<crate::swap::ModuleSwaps>> {
+        self.flow.checkpoints.as_ref()?.swaps.as_ref()
     }
 
     /// Takes this subtask's part of checkpoint `id`: the source position (if
@@ -619,6 +625,23 @@ impl SubtaskContext {
                         ack(c.node, Err(format!("cannot start a snapshot writer: {e}")));
                     }
                 }
+            }
+            // A hot swap: the savepoint holds the old module's state; the
+            // new module goes on from it, in place.
+            let name = &self.flow.nodes[c.node].name;
+            if let Some(swaps) = self.swaps().filter(|_| savepoint)
+                && let Some((module, version)) = swaps.at_savepoint(name, id)
+            {
+                let result = c.op.swap_module(&module, &version);
+                let pause = started.elapsed().as_micros() as u64;
+                swaps.done(name, pause, result.clone());
+                result.map_err(|e| EngineError::Node {
+                    role: NodeRole::Operator,
+                    node: name.clone(),
+                    subtask: self.subtask,
+                    source: format!("hot swap to `{}`: {e}", module.name()).into(),
+                })?;
+                tracing::info!(node = %name, subtask = self.subtask, to = %version, pause_us = pause, "module swapped at savepoint {id}");
             }
         }
         match tail {

@@ -454,6 +454,11 @@ impl OperatorInstance {
         self.store.data_mut().keyed = Some(ctx);
     }
 
+    /// Takes the keyed context back (to hand it to another instance).
+    pub fn take_keyed_context(&mut self) -> Option<Box<dyn KeyedContext>> {
+        self.store.data_mut().keyed.take()
+    }
+
     /// The keyed context set by [`OperatorInstance::set_keyed_context`].
     pub fn keyed_context(&mut self) -> Option<&mut dyn KeyedContext> {
         self.store.data_mut().keyed.as_deref_mut()

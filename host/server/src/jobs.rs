@@ -22,10 +22,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStats, CheckpointStorage};
+use weir_engine::swap::ModuleSwaps;
 use weir_engine::{Dataflow, JobMetrics, NodeSnapshot};
 use weir_job::spec::SinkKind;
 use weir_job::{Ended, Event, JobSpec, ModuleSource, Supervision};
-use weir_sandbox::InstanceLimits;
+use weir_sandbox::{InstanceLimits, OperatorKind};
 
 use crate::error::ServerError;
 use crate::meta::key;
@@ -180,6 +181,8 @@ pub struct LiveJob {
     on_probation: Arc<AtomicBool>,
     /// Why the run failed on probation.
     probation_failed: Mutex<Option<String>>,
+    /// Module swaps posted to the running job (hot swap).
+    swaps: Arc<ModuleSwaps>,
 }
 
 /// What kind of failure ended a run: a guest trap, a CPU deadline
@@ -199,7 +202,12 @@ pub fn failure_kind(error: &str) -> &'static str {
 
 /// Watches a run on probation until it passes (`Ok`), or fails and has
 /// stopped (`Err` with why).
-fn watch_probation(live: &LiveJob, operator: &str, probation: Probation) -> Result<(), String> {
+fn watch_probation(
+    live: &LiveJob,
+    operator: &str,
+    probation: Probation,
+    baseline: u64,
+) -> Result<(), String> {
     let started = std::time::Instant::now();
     loop {
         // `finished` first: a failure is recorded before the run's thread
@@ -215,16 +223,7 @@ fn watch_probation(live: &LiveJob, operator: &str, probation: Probation) -> Resu
             // Ended on probation without failing (its input ended).
             return Ok(());
         }
-        let taken: u64 = live
-            .snapshot()
-            .map(|(nodes, _, _)| {
-                nodes
-                    .iter()
-                    .filter(|n| n.name == operator)
-                    .map(|n| n.records_in)
-                    .sum()
-            })
-            .unwrap_or(0);
+        let taken = records_into(live, operator).saturating_sub(baseline);
         if (taken >= probation.records || started.elapsed() >= probation.time)
             && live.pass_probation()
         {
@@ -234,7 +233,31 @@ fn watch_probation(live: &LiveJob, operator: &str, probation: Probation) -> Resu
     }
 }
 
+/// Records into `operator` (all subtasks) in the current run.
+fn records_into(live: &LiveJob, operator: &str) -> u64 {
+    live.snapshot()
+        .map(|(nodes, _, _)| {
+            nodes
+                .iter()
+                .filter(|n| n.name == operator)
+                .map(|n| n.records_in)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 impl LiveJob {
+    /// Puts the running job on probation (an upgrade begins): periodic
+    /// checkpoints are held back, a failure is kept for the upgrade.
+    fn begin_probation(&self) {
+        let mut failed = self
+            .probation_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *failed = None;
+        self.on_probation.store(true, Ordering::SeqCst);
+    }
+
     /// The job's record as it is now.
     pub fn record(&self) -> JobRecord {
         self.record
@@ -576,6 +599,8 @@ impl Server {
         checkpoints.savepoint_request = Some(checkpoint::savepoint_request_file(&dir));
         let on_probation = Arc::new(AtomicBool::new(on_probation));
         checkpoints.hold = Some(on_probation.clone());
+        let swaps = Arc::new(ModuleSwaps::default());
+        checkpoints.swaps = Some(swaps.clone());
         let start_from = checkpoint::latest(&checkpoints.storage).or(start_from);
         let sup = Supervision {
             // Stopped jobs resume from a savepoint or checkpoint: nothing
@@ -597,6 +622,7 @@ impl Server {
             thread: Mutex::new(None),
             on_probation,
             probation_failed: Mutex::new(None),
+            swaps,
         });
         self.inner
             .jobs
@@ -625,6 +651,9 @@ impl Server {
         let files = self.tenant_dir(&tenant).join("files");
         let build = |_attempt: u32| -> Result<Dataflow, String> {
             let quotas = self.quotas(&tenant).map_err(|e| e.to_string())?;
+            // The record as it is now: a restart after a hot swap runs
+            // the swapped module.
+            let record = job.record();
             let spec = parse(
                 &record.job_file,
                 &files,
@@ -848,51 +877,33 @@ impl Server {
             registry: self.registry(tenant),
             pinned: RefCell::new(record.modules.clone()),
         };
-        weir_job::prepare(spec, &self.inner.sandbox, &resolver).map_err(|e| {
+        let prepared = weir_job::prepare(spec, &self.inner.sandbox, &resolver).map_err(|e| {
             ServerError::InvalidArgument(format!(
                 "job `{id}` with `{}`: {e}; the job keeps running",
                 new.id()
             ))
         })?;
-        let started = std::time::Instant::now();
-        let at_ms = now_ms();
-        let savepoint = self.savepoint(tenant, id, true)?;
-        let saved_ms = started.elapsed().as_millis() as u64;
-        let location = self.savepoint_location(tenant, &savepoint)?;
-        // Stop the old run without recording it as cancelled.
-        live.detach.store(true, Ordering::SeqCst);
-        live.stop.store(true, Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !live.finished() {
-            if std::time::Instant::now() > deadline {
-                return Err(ServerError::Internal(format!(
-                    "job `{id}` did not stop within 60 s after savepoint `{savepoint}`; it stays stopped and resumes from its latest checkpoint when the server restarts"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let stopped_ms = started.elapsed().as_millis() as u64;
-        // Checkpoints of the old run are older than the savepoint: the new
-        // run must not resume from them.
-        let checkpoints = self.job_dir(tenant, id).join("checkpoints");
-        let _ = std::fs::remove_dir_all(&checkpoints);
+        let module = prepared
+            .modules
+            .iter()
+            .find(|(n, _)| n == operator)
+            .map(|(_, m)| m.clone())
+            .ok_or_else(|| ServerError::Internal(format!("operator `{operator}` not prepared")))?;
+        let stateless = matches!(
+            module.kind(),
+            OperatorKind::Filter | OperatorKind::Map | OperatorKind::FlatMap
+        );
         let before = live.record();
-        let mut next = before.clone();
-        next.overrides = overrides;
-        next.operators.insert(operator.to_string(), new.id());
-        next.modules.insert(new.id(), new.id());
-        next.from_savepoint = Some(location.clone());
-        next.state = JobState::Running;
         let rollback = before
             .history
             .iter()
             .any(|u| u.operator == operator && u.from == new.id());
         let mut upgrade = Upgrade {
-            at_ms,
+            at_ms: now_ms(),
             operator: operator.to_string(),
             from,
             to: new.id(),
-            savepoint,
+            savepoint: String::new(),
             pause_ms: 0,
             by: if by.is_empty() {
                 format!("tenant {tenant}")
@@ -903,37 +914,82 @@ impl Server {
             reason: String::new(),
             rollback,
         };
-        next.history.push(upgrade.clone());
-        self.inner.meta.put(&key(&["job", tenant, id]), &next)?;
-        let live = match self.start(next.clone(), Some(location.clone()), true) {
-            Ok(live) => live,
-            Err(e) => {
-                // Stopped and not restarted: say so in the job's record.
-                next.state = JobState::Failed;
-                next.error = format!("upgrade to `{}`: {e}", upgrade.to);
-                self.inner.meta.put(&key(&["job", tenant, id]), &next)?;
-                return Err(e);
+        // From here on periodic checkpoints are held back and a failure
+        // ends the run for a rollback instead of restarting it.
+        live.begin_probation();
+        let baseline = records_into(&live, operator);
+        let started = std::time::Instant::now();
+        live.swaps.post(operator, module, &new.version);
+        // A keyed operator swaps in place at a savepoint's barrier: the
+        // savepoint keeps the old module's state for a rollback. A
+        // stateless one swaps before its next batch, with no savepoint.
+        let location = if stateless {
+            None
+        } else {
+            let taken = self
+                .savepoint(tenant, id, false)
+                .and_then(|sp| Ok((self.savepoint_location(tenant, &sp)?, sp)));
+            match taken {
+                Ok((location, sp)) => {
+                    upgrade.savepoint = sp;
+                    Some(location)
+                }
+                Err(e) => {
+                    live.swaps.clear(operator);
+                    live.pass_probation();
+                    return Err(ServerError::FailedPrecondition(format!(
+                        "upgrade of `{operator}` to `{}`: {e}; the job keeps running `{}`",
+                        upgrade.to, upgrade.from
+                    )));
+                }
             }
         };
-        while live
-            .metrics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-            && !live.finished()
-        {
+        let subtasks = live
+            .snapshot()
+            .and_then(|(nodes, _, _)| {
+                nodes
+                    .iter()
+                    .find(|n| n.name == operator)
+                    .map(|n| n.parallelism)
+            })
+            .unwrap_or(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            let status = live.swaps.status(operator).unwrap_or_default();
+            if stateless
+                || status.swapped >= subtasks
+                || status.error.is_some()
+                || live.finished()
+                || std::time::Instant::now() > deadline
+            {
+                break status;
+            }
             std::thread::sleep(Duration::from_millis(1));
-        }
-        upgrade.pause_ms = started.elapsed().as_millis() as u64;
+        };
+        upgrade.pause_ms = status.pause_us.div_ceil(1000);
         tracing::info!(
             tenant,
             job = id,
-            saved_ms,
-            stopped_ms,
-            running_ms = upgrade.pause_ms,
-            "upgrade: savepoint written, old run stopped, new run started"
+            operator,
+            pause_us = status.pause_us,
+            swapped = status.swapped,
+            total_ms = started.elapsed().as_millis() as u64,
+            "upgrade: module swapped in place"
         );
-        let Err(why) = watch_probation(&live, operator, probation) else {
+        let mut next = before.clone();
+        next.overrides = overrides;
+        next.operators.insert(operator.to_string(), new.id());
+        next.modules.insert(new.id(), new.id());
+        next.history.push(upgrade.clone());
+        {
+            let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
+            r.overrides.clone_from(&next.overrides);
+            r.operators.clone_from(&next.operators);
+            r.modules.clone_from(&next.modules);
+            r.history.clone_from(&next.history);
+            self.inner.meta.put(&key(&["job", tenant, id]), &*r)?;
+        }
+        let Err(why) = watch_probation(&live, operator, probation, baseline) else {
             upgrade.outcome = "kept".into();
             let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = r.history.last_mut() {
@@ -941,22 +997,32 @@ impl Server {
             }
             self.inner.meta.put(&key(&["job", tenant, id]), &*r)?;
             drop(r);
+            live.swaps.clear(operator);
             tracing::info!(tenant, job = id, operator, from = %upgrade.from, to = %upgrade.to, pause_ms = upgrade.pause_ms, "job upgraded");
             return Ok(((live.record(), Some(live)), upgrade));
         };
-        // Rolled back: the previous modules, from the same savepoint. No
-        // checkpoint of the failed run completed, so its output was never
-        // committed and the savepoint is where the job stands.
+        // Rolled back: the previous modules, from the upgrade's savepoint
+        // (or, for a stateless operator, from the latest checkpoint, taken
+        // before the swap). No checkpoint completed on probation, so the
+        // failed module's output was never committed.
         tracing::warn!(tenant, job = id, operator, to = %upgrade.to, "upgrade rolled back: {why}");
         upgrade.outcome = "rolled back".into();
         upgrade.reason = why;
-        let _ = std::fs::remove_dir_all(&checkpoints);
+        live.detach.store(true, Ordering::SeqCst);
+        live.stop.store(true, Ordering::SeqCst);
+        while !live.finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if location.is_some() {
+            // Checkpoints older than the savepoint must not win over it.
+            let _ = std::fs::remove_dir_all(self.job_dir(tenant, id).join("checkpoints"));
+        }
         let mut back = before;
-        back.from_savepoint = Some(location.clone());
+        back.from_savepoint.clone_from(&location);
         back.state = JobState::Running;
         back.history.push(upgrade.clone());
         self.inner.meta.put(&key(&["job", tenant, id]), &back)?;
-        let live = match self.start(back.clone(), Some(location), false) {
+        let live = match self.start(back.clone(), location, false) {
             Ok(live) => live,
             Err(e) => {
                 back.state = JobState::Failed;

@@ -257,6 +257,9 @@ pub struct CheckpointConfig {
     /// it is kept, so that rolling back to the savepoint neither loses nor
     /// repeats a record.
     pub hold: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Module swaps posted while the job runs: keyed operators swap at the
+    /// next savepoint's barrier, stateless ones before their next batch.
+    pub swaps: Option<std::sync::Arc<crate::swap::ModuleSwaps>>,
 }
 
 use std::time::Duration;
@@ -274,6 +277,7 @@ impl CheckpointConfig {
             savepoints: None,
             savepoint_request: None,
             hold: None,
+            swaps: None,
         }
     }
 }

@@ -113,6 +113,10 @@ impl OperatorFactory for KeyedProcessFactory {
             node: info.node.clone(),
             subtask: info.subtask,
             writer: self.writer.clone(),
+            label: info.instance_label(),
+            limits: self.limits,
+            config: self.config.clone(),
+            state_ttl: self.state_ttl.clone(),
         }))
     }
 }
@@ -219,6 +223,11 @@ struct KeyedProcess {
     subtask: usize,
     /// Recorded with the state in snapshots.
     writer: StateWriter,
+    /// How a new instance is made (a hot swap).
+    label: weir_sandbox::InstanceLabel,
+    limits: InstanceLimits,
+    config: Vec<(String, String)>,
+    state_ttl: Vec<(String, std::time::Duration)>,
 }
 
 /// Output batches being built for one input batch or timer round.
@@ -406,5 +415,47 @@ impl Operator for KeyedProcess {
         let host = self.host()?;
         let pending = super::freeze_keyed(&mut host.state, &writer);
         pending.map_err(|e| self.err(e))
+    }
+
+    fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
+        if module.kind() != OperatorKind::KeyedProcess {
+            return Err(format!(
+                "it is a {} operator, not a keyed-process one",
+                module.kind()
+            ));
+        }
+        let mut instance = module
+            .instantiate(self.label.clone(), self.limits, &self.config)
+            .map_err(|e| e.to_string())?;
+        let writer = StateWriter {
+            version: version.to_string(),
+            digest: module.digest().to_string(),
+        };
+        let mut context = self
+            .instance
+            .take_keyed_context()
+            .ok_or("the operator has no keyed state")?;
+        if instance.migrates_state() && writer.digest != self.writer.digest {
+            let host = context
+                .as_any_mut()
+                .downcast_mut::<KeyedHost>()
+                .ok_or("the operator has no keyed state")?;
+            let ttl = &self.state_ttl;
+            let stamped = |name: &str| ttl.iter().any(|(n, _)| n == name || n == "*");
+            let migration = super::Migration {
+                writer: &writer,
+                instance: &mut instance,
+                guest_state: &|_| true,
+                stamped: &stamped,
+            };
+            if let Err(e) = super::migrate_live(&mut host.state, &self.writer, migration) {
+                self.instance.set_keyed_context(context);
+                return Err(e);
+            }
+        }
+        instance.set_keyed_context(context);
+        self.instance = instance;
+        self.writer = writer;
+        Ok(())
     }
 }

@@ -61,6 +61,32 @@ pub(crate) struct Migration<'a> {
     pub stamped: &'a dyn Fn(&str) -> bool,
 }
 
+/// Migrates the live state of a subtask in place (a hot swap to a module
+/// that exports `state-migration`): reads the guest's values, converts
+/// them and writes them back over the old ones. Timers are untouched.
+pub(crate) fn migrate_live(
+    state: &mut weir_state::KeyedState,
+    from: &StateWriter,
+    mut migration: Migration<'_>,
+) -> Result<(), String> {
+    let mut snap = state.snapshot();
+    let guest_state = migration.guest_state;
+    let keep: Vec<bool> = snap.states.iter().map(|(n, _)| guest_state(n)).collect();
+    migration.run(from, &mut snap)?;
+    for blob in snap.groups.values_mut() {
+        let mut only = Vec::new();
+        for e in weir_state::snapshot::entries(blob).map_err(|e| e.to_string())? {
+            if let weir_state::snapshot::Entry::State { state, rest, value } = e
+                && keep.get(usize::from(state)) == Some(&true)
+            {
+                weir_state::snapshot::push_state(&mut only, state, rest, value);
+            }
+        }
+        *blob = only;
+    }
+    state.restore(&snap).map_err(|e| e.to_string())
+}
+
 /// Values per `migrate` call: bounded so that a guest's memory holds them.
 const MIGRATE_BATCH: usize = 4096;
 

@@ -216,6 +216,9 @@ impl OperatorFactory for WindowOperatorFactory {
             node: info.node.clone(),
             subtask: info.subtask,
             writer: self.writer.clone(),
+            label: info.instance_label(),
+            limits: self.limits,
+            config: self.config.clone(),
         }))
     }
 }
@@ -246,6 +249,10 @@ struct WindowOperator {
     subtask: usize,
     /// Recorded with the state in snapshots.
     writer: StateWriter,
+    /// How a new instance is made (a hot swap).
+    label: weir_sandbox::InstanceLabel,
+    limits: InstanceLimits,
+    config: Vec<(String, String)>,
 }
 
 /// The namespace of a pane's state: the window, 16 bytes.
@@ -1072,6 +1079,38 @@ impl Operator for WindowOperator {
     fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
         let pending = super::freeze_keyed(&mut self.state, &self.writer);
         pending.map_err(|e| self.err(e))
+    }
+
+    fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
+        if module.kind() != self.instance.kind() {
+            return Err(format!(
+                "it is a {} operator, the running one a {} operator",
+                module.kind(),
+                self.instance.kind()
+            ));
+        }
+        let mut instance = module
+            .instantiate(self.label.clone(), self.limits, &self.config)
+            .map_err(|e| e.to_string())?;
+        let writer = StateWriter {
+            version: version.to_string(),
+            digest: module.digest().to_string(),
+        };
+        if instance.migrates_state() && writer.digest != self.writer.digest {
+            let migration = super::Migration {
+                writer: &writer,
+                instance: &mut instance,
+                guest_state: &|name| name == "acc",
+                stamped: &|_| false,
+            };
+            super::migrate_live(&mut self.state, &self.writer, migration)?;
+        }
+        if self.empty_acc.is_some() {
+            self.empty_acc = Some(instance.create_accumulator().map_err(|e| e.to_string())?);
+        }
+        self.instance = instance;
+        self.writer = writer;
+        Ok(())
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut dyn Collector) -> Result<(), EngineError> {

@@ -1,0 +1,130 @@
+//! Hot swap of a running operator's module, without restarting the job.
+//!
+//! The control plane posts a swap on the job's [`ModuleSwaps`] board. A
+//! keyed operator (window, keyed process) swaps at the barrier of the next
+//! savepoint: every subtask snapshots its state with the old module (the
+//! savepoint is what a rollback returns to), then replaces its instance and
+//! keeps the same state in the same backend — migrated first if the new
+//! module exports `state-migration`. A stateless operator has nothing to
+//! save: each subtask swaps before its next batch.
+//!
+//! The swap costs each subtask what creating a warm instance costs (plus a
+//! migration, if any); the state is neither written out nor read back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use weir_sandbox::OperatorModule;
+
+use crate::checkpoint::CheckpointId;
+
+/// Swaps posted for a job's operators, by node name.
+#[derive(Debug, Default)]
+pub struct ModuleSwaps {
+    swaps: Mutex<HashMap<String, Swap>>,
+    /// Bumped by every post: subtasks check it before each batch.
+    generation: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Swap {
+    module: Arc<OperatorModule>,
+    version: String,
+    /// The savepoint at whose barrier keyed subtasks swap (the first one
+    /// after the post).
+    at: Option<CheckpointId>,
+    status: SwapStatus,
+}
+
+/// How far a posted swap has got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwapStatus {
+    /// The savepoint at whose barrier it happened (keyed operators).
+    pub at: Option<CheckpointId>,
+    /// Subtasks running the new module.
+    pub swapped: usize,
+    /// The longest a subtask stopped processing for it, in µs: the
+    /// snapshot at the barrier plus the swap itself.
+    pub pause_us: u64,
+    /// The first subtask's failure to swap, if any.
+    pub error: Option<String>,
+}
+
+impl ModuleSwaps {
+    /// Asks operator `node` to run `module` (named `version` in the state
+    /// it writes), replacing any swap posted before.
+    pub fn post(&self, node: &str, module: Arc<OperatorModule>, version: &str) {
+        self.lock().insert(
+            node.to_string(),
+            Swap {
+                module,
+                version: version.to_string(),
+                at: None,
+                status: SwapStatus::default(),
+            },
+        );
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Where the swap of `node` stands, if one was posted.
+    pub fn status(&self, node: &str) -> Option<SwapStatus> {
+        self.lock().get(node).map(|s| s.status.clone())
+    }
+
+    /// Forgets the swap of `node` (the job restarts with its module in the
+    /// plan, or it was rolled back).
+    pub fn clear(&self, node: &str) {
+        self.lock().remove(node);
+    }
+
+    /// The swap a keyed subtask of `node` makes at the barrier of savepoint
+    /// `id`, if any: the first savepoint after the post, for every subtask.
+    pub(crate) fn at_savepoint(
+        &self,
+        node: &str,
+        id: CheckpointId,
+    ) -> Option<(Arc<OperatorModule>, String)> {
+        let mut swaps = self.lock();
+        let s = swaps.get_mut(node)?;
+        let at = *s.at.get_or_insert(id);
+        s.status.at = Some(at);
+        (at == id).then(|| (s.module.clone(), s.version.clone()))
+    }
+
+    /// The swap a stateless subtask of `node` now running `digest` makes
+    /// before its next batch, if any; `seen` is the generation it last
+    /// checked (one atomic load when nothing changed).
+    pub(crate) fn before_batch(
+        &self,
+        node: &str,
+        digest: weir_sandbox::ModuleDigest,
+        seen: &mut u64,
+    ) -> Option<(Arc<OperatorModule>, String)> {
+        let now = self.generation.load(Ordering::Acquire);
+        if now == *seen {
+            return None;
+        }
+        *seen = now;
+        let swaps = self.lock();
+        let s = swaps.get(node)?;
+        (s.module.digest() != digest).then(|| (s.module.clone(), s.version.clone()))
+    }
+
+    /// Records one subtask's swap.
+    pub(crate) fn done(&self, node: &str, pause_us: u64, result: Result<(), String>) {
+        if let Some(s) = self.lock().get_mut(node) {
+            s.status.pause_us = s.status.pause_us.max(pause_us);
+            match result {
+                Ok(()) => s.status.swapped += 1,
+                Err(e) => {
+                    s.status.error.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Swap>> {
+        self.swaps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
