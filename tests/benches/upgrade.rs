@@ -1,14 +1,17 @@
-//! The pause of a hot swap: how long a job with large keyed state stops
-//! while one operator is upgraded to another module version (final
-//! savepoint, stop, restart from it with the new module, state restored).
+//! The pause of a hot swap: how long an operator with large keyed state
+//! stops while it is upgraded to another module version. The job keeps
+//! running: at the upgrade savepoint's barrier each subtask freezes its
+//! state for the savepoint and swaps its instance; the savepoint is
+//! written while processing goes on.
 //!
 //! `cargo bench -p weir-tests --bench upgrade` (after `bash .ci/setup`
 //! built the UDFs). For each state backend: a keyed window count
 //! (`bid-count`) over `KEYS` keys in a window that never fires, so every
 //! key holds an accumulator; once every key is in, the operator is swapped
-//! between versions 1 and 2 three times. Printed: the savepoint's size on
-//! disk and each pause as the server measured it (from the savepoint
-//! request to the new version running).
+//! between versions 1 and 2 three times, then to version 3, which migrates
+//! every accumulator to a new layout in place. Printed: the savepoint's size
+//! on disk and each pause (the longest any subtask stopped at the barrier:
+//! snapshot plus swap, plus the migration for version 3).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -100,6 +103,9 @@ fn main() {
     server
         .upload_module("bench", "bid-count", "2", &read("bid-count-v2"))
         .unwrap();
+    server
+        .upload_module("bench", "bid-count", "3", &read("bid-count-v3"))
+        .unwrap();
     let only = std::env::var("WEIR_BENCH_BACKEND").ok();
     for &backend in BACKENDS {
         if only.as_deref().is_some_and(|o| o != backend) {
@@ -116,7 +122,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let mut pauses = Vec::new();
-        for (i, to) in ["bid-count@1", "bid-count@2", "bid-count@1"]
+        for (i, to) in ["bid-count@1", "bid-count@2", "bid-count@1", "bid-count@3"]
             .iter()
             .enumerate()
         {
@@ -143,8 +149,10 @@ fn main() {
                 size as f64 / 1e6,
                 u.pause_ms
             );
-            pauses.push(u.pause_ms);
-            if i < 2 {
+            if i < 3 {
+                pauses.push(u.pause_ms);
+            }
+            if i < 3 {
                 std::thread::sleep(Duration::from_secs(2));
             }
         }
