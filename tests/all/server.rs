@@ -1266,6 +1266,70 @@ path = "out.jsonl"
     s.stop();
 }
 
+/// A stateless swap to a version that traps is rolled back: the job
+/// returns to its latest checkpoint (taken before the swap) with version 1,
+/// and every bid comes out once, all projected by version 1.
+#[test]
+fn a_failed_stateless_swap_rolls_back_to_the_latest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path()));
+    let t = s.as_(&s.tenant("acme", proto::Quotas::default()));
+    t.upload("project", "1", &bytes("bid-projection")).unwrap();
+    // Traps on the first bid it sees (every bid names its bidder).
+    t.upload("project", "2", &bytes("misbehave")).unwrap();
+    let file = r#"
+[job]
+name = "stateless-rollback"
+
+[source.bids]
+kind = "nexmark"
+event_type = "bid"
+events = 40000
+rate = 8000
+parallelism = 2
+
+[operator.proj]
+input = "bids"
+module = "project@1"
+parallelism = 2
+config = { rate = 0.908, mode = "trap", trigger = "bidder" }
+
+[sink.out]
+input = "proj"
+kind = "file"
+path = "out.jsonl"
+"#;
+    let job = t.submit(file, "").unwrap();
+    t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
+    let mut c = JobsClient::new(t.channel.clone());
+    let u = t
+        .run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
+            id: job.id.clone(),
+            operator: "proj".into(),
+            module: "project@2".into(),
+            by: String::new(),
+            probation_records: 1_000,
+            probation_ms: 10_000,
+        })))
+        .unwrap()
+        .into_inner();
+    let up = u.upgrade.unwrap();
+    assert_eq!(up.outcome, "rolled back", "{up:?}");
+    assert!(up.reason.contains("refusing record"), "{up:?}");
+    assert_eq!(
+        u.job.unwrap().modules.get("proj").map(String::as_str),
+        Some("project@1")
+    );
+    let finished = t.wait_for(&job.id, "the end", |j| {
+        j.state != "running" && j.state != "restarting"
+    });
+    assert_eq!(finished.state, "finished", "{finished:?}");
+    let lines = sorted_lines(&dir.path().join("tenants/acme/files/out.jsonl"));
+    assert_eq!(lines.len(), 40_000, "every bid once");
+    assert!(lines.iter().all(|l| l.contains("price_eur")));
+    s.stop();
+}
+
 /// The hot-swap proof: an exactly-once Kafka → window → Kafka job, its
 /// window aggregator upgraded twice while it runs — once to version 2
 /// (kept), once to a version that traps (rolled back on probation). A

@@ -917,7 +917,6 @@ impl Server {
         // From here on periodic checkpoints are held back and a failure
         // ends the run for a rollback instead of restarting it.
         live.begin_probation();
-        let baseline = records_into(&live, operator);
         let started = std::time::Instant::now();
         live.swaps.post(operator, module, &new.version);
         // A keyed operator swaps in place at a savepoint's barrier: the
@@ -953,11 +952,18 @@ impl Server {
                     .map(|n| n.parallelism)
             })
             .unwrap_or(1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Keyed subtasks swap at the barrier, right after the savepoint;
+        // stateless ones at their next batch (an idle one may take its
+        // time: the probation's time is the most it is waited for).
+        let deadline = std::time::Instant::now()
+            + if stateless {
+                probation.time
+            } else {
+                Duration::from_secs(60)
+            };
         let status = loop {
             let status = live.swaps.status(operator).unwrap_or_default();
-            if stateless
-                || status.swapped >= subtasks
+            if status.swapped >= subtasks
                 || status.error.is_some()
                 || live.finished()
                 || std::time::Instant::now() > deadline
@@ -967,6 +973,8 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         };
         upgrade.pause_ms = status.pause_us.div_ceil(1000);
+        // Probation counts records the new module took.
+        let baseline = records_into(&live, operator);
         tracing::info!(
             tenant,
             job = id,
