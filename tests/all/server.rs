@@ -155,6 +155,28 @@ impl Caller<'_> {
         self.upload_parts(parts)
     }
 
+    /// Upgrades `operator` of job `job` to `module`, asked by `ops-bot`,
+    /// with a probation of `records` records or `ms` milliseconds.
+    fn upgrade(
+        &self,
+        job: &str,
+        operator: &str,
+        module: &str,
+        records: u64,
+        ms: u64,
+    ) -> Result<proto::UpgradeJobResponse, Status> {
+        let mut c = JobsClient::new(self.channel.clone());
+        self.run(c.upgrade_job(self.req(proto::UpgradeJobRequest {
+            id: job.into(),
+            operator: operator.into(),
+            module: module.into(),
+            by: "ops-bot".into(),
+            probation_records: records,
+            probation_ms: ms,
+        })))
+        .map(tonic::Response::into_inner)
+    }
+
     fn list_modules(&self) -> Result<Vec<proto::Module>, Status> {
         let mut c = ModulesClient::new(self.channel.clone());
         self.run(c.list_modules(self.req(proto::ListModulesRequest {})))
@@ -978,18 +1000,7 @@ fn a_running_jobs_operator_is_upgraded_from_a_savepoint_and_incompatible_modules
     let file = count_job("upgraded", "bid-count@1", 150_000, 15_000, "up.jsonl");
     let job = t.submit(&file, "").unwrap();
     t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
-    let upgrade = |op: &str, module: &str| {
-        let mut c = JobsClient::new(t.channel.clone());
-        t.run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
-            id: job.id.clone(),
-            operator: op.into(),
-            module: module.into(),
-            by: "ops-bot".into(),
-            probation_records: 2_000,
-            probation_ms: 5_000,
-        })))
-        .map(tonic::Response::into_inner)
-    };
+    let upgrade = |op: &str, module: &str| t.upgrade(&job.id, op, module, 2_000, 5_000);
     // Refused before anything stops: another kind, an unknown operator or
     // module, the version already running.
     assert_code(
@@ -1136,18 +1147,9 @@ fn an_upgrade_migrates_state_to_a_new_layout() {
     let file = count_job("migrated", "bid-count@1", 100_000, 12_000, "up.jsonl");
     let job = t.submit(&file, "").unwrap();
     t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
-    let mut c = JobsClient::new(t.channel.clone());
     let done = t
-        .run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
-            id: job.id.clone(),
-            operator: "count".into(),
-            module: "bid-count@3".into(),
-            by: "ops-bot".into(),
-            probation_records: 2_000,
-            probation_ms: 5_000,
-        })))
-        .unwrap()
-        .into_inner();
+        .upgrade(&job.id, "count", "bid-count@3", 2_000, 5_000)
+        .unwrap();
     let u = done.upgrade.unwrap();
     assert_eq!(u.outcome, "kept", "{u:?}");
     let finished = t.wait_for(&job.id, "the end", |j| j.state != "running");
@@ -1198,6 +1200,35 @@ fn an_upgrade_migrates_state_to_a_new_layout() {
     s.stop();
 }
 
+/// `events` Nexmark bids through map `project@1` (`bid-projection`, whose
+/// config also carries `misbehave`'s `extra` settings) into `out.jsonl`.
+fn projection_job(events: u64, extra: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "stateless"
+
+[source.bids]
+kind = "nexmark"
+event_type = "bid"
+events = {events}
+rate = 8000
+parallelism = 2
+
+[operator.proj]
+input = "bids"
+module = "project@1"
+parallelism = 2
+config = {{ rate = 0.908, {extra} }}
+
+[sink.out]
+input = "proj"
+kind = "file"
+path = "out.jsonl"
+"#
+    )
+}
+
 /// A stateless operator swaps without a savepoint: each subtask takes the
 /// new module before its next batch. Every bid comes out once, projected
 /// by version 1 before the swap and passed through unchanged by the new
@@ -1211,42 +1242,12 @@ fn a_stateless_operator_swaps_without_a_savepoint() {
     // Passes records through unless one holds the trigger, which JSON never
     // holds raw.
     t.upload("project", "2", &bytes("misbehave")).unwrap();
-    let file = r#"
-[job]
-name = "stateless"
-
-[source.bids]
-kind = "nexmark"
-event_type = "bid"
-events = 60000
-rate = 8000
-parallelism = 2
-
-[operator.proj]
-input = "bids"
-module = "project@1"
-parallelism = 2
-config = { rate = 0.908, trigger = "\u0001" }
-
-[sink.out]
-input = "proj"
-kind = "file"
-path = "out.jsonl"
-"#;
-    let job = t.submit(file, "").unwrap();
+    let file = projection_job(60_000, r#"trigger = "\u0001""#);
+    let job = t.submit(&file, "").unwrap();
     t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
-    let mut c = JobsClient::new(t.channel.clone());
     let u = t
-        .run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
-            id: job.id.clone(),
-            operator: "proj".into(),
-            module: "project@2".into(),
-            by: String::new(),
-            probation_records: 1_000,
-            probation_ms: 5_000,
-        })))
+        .upgrade(&job.id, "proj", "project@2", 1_000, 5_000)
         .unwrap()
-        .into_inner()
         .upgrade
         .unwrap();
     assert_eq!(u.outcome, "kept", "{u:?}");
@@ -1277,42 +1278,12 @@ fn a_failed_stateless_swap_rolls_back_to_the_latest_checkpoint() {
     t.upload("project", "1", &bytes("bid-projection")).unwrap();
     // Traps on the first bid it sees (every bid names its bidder).
     t.upload("project", "2", &bytes("misbehave")).unwrap();
-    let file = r#"
-[job]
-name = "stateless-rollback"
-
-[source.bids]
-kind = "nexmark"
-event_type = "bid"
-events = 40000
-rate = 8000
-parallelism = 2
-
-[operator.proj]
-input = "bids"
-module = "project@1"
-parallelism = 2
-config = { rate = 0.908, mode = "trap", trigger = "bidder" }
-
-[sink.out]
-input = "proj"
-kind = "file"
-path = "out.jsonl"
-"#;
-    let job = t.submit(file, "").unwrap();
+    let file = projection_job(40_000, r#"mode = "trap", trigger = "bidder""#);
+    let job = t.submit(&file, "").unwrap();
     t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
-    let mut c = JobsClient::new(t.channel.clone());
     let u = t
-        .run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
-            id: job.id.clone(),
-            operator: "proj".into(),
-            module: "project@2".into(),
-            by: String::new(),
-            probation_records: 1_000,
-            probation_ms: 10_000,
-        })))
-        .unwrap()
-        .into_inner();
+        .upgrade(&job.id, "proj", "project@2", 1_000, 10_000)
+        .unwrap();
     let up = u.upgrade.unwrap();
     assert_eq!(up.outcome, "rolled back", "{up:?}");
     assert!(up.reason.contains("refusing record"), "{up:?}");
@@ -1386,19 +1357,10 @@ guarantee = "exactly-once"
     let job = t.submit(&file, "").unwrap();
     t.wait_for(&job.id, "a checkpoint", |j| j.last_checkpoint > 0);
     let upgrade = |module: &str| {
-        let mut c = JobsClient::new(t.channel.clone());
-        t.run(c.upgrade_job(t.req(proto::UpgradeJobRequest {
-            id: job.id.clone(),
-            operator: "count".into(),
-            module: module.into(),
-            by: "proof".into(),
-            probation_records: 1_000,
-            probation_ms: 3_000,
-        })))
-        .map(tonic::Response::into_inner)
-        .unwrap()
-        .upgrade
-        .unwrap()
+        t.upgrade(&job.id, "count", module, 1_000, 3_000)
+            .unwrap()
+            .upgrade
+            .unwrap()
     };
     let kept = upgrade("count@2");
     assert_eq!(kept.outcome, "kept", "{kept:?}");

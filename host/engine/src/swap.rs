@@ -40,8 +40,6 @@ struct Swap {
 /// How far a posted swap has got.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SwapStatus {
-    /// The savepoint at whose barrier it happened (keyed operators).
-    pub at: Option<CheckpointId>,
     /// Subtasks running the new module.
     pub swapped: usize,
     /// The longest a subtask stopped processing for it, in µs: the
@@ -87,9 +85,7 @@ impl ModuleSwaps {
     ) -> Option<(Arc<OperatorModule>, String)> {
         let mut swaps = self.lock();
         let s = swaps.get_mut(node)?;
-        let at = *s.at.get_or_insert(id);
-        s.status.at = Some(at);
-        (at == id).then(|| (s.module.clone(), s.version.clone()))
+        (*s.at.get_or_insert(id) == id).then(|| (s.module.clone(), s.version.clone()))
     }
 
     /// The swap a stateless subtask of `node` now running `digest` makes

@@ -183,14 +183,11 @@ pub fn prepare(
             ));
         }
         let factory: Arc<dyn weir_engine::OperatorFactory> = match (module.kind(), &o.spec.window) {
-            (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new({
-                let f = WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
-                    .map_err(|m| c.error("module", m))?;
-                match &version {
-                    Some(v) => f.with_version(v),
-                    None => f,
-                }
-            }),
+            (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new(
+                WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
+                    .map_err(|m| c.error("module", m))?
+                    .with_version(version.as_deref()),
+            ),
             (OperatorKind::Aggregate | OperatorKind::ProcessWindow, None) => {
                 return Err(c.error(
                     "module",
@@ -219,11 +216,8 @@ pub fn prepare(
                     limits,
                     o.spec.side_outputs.clone(),
                 )
-                .map_err(|m| c.error("module", m))
-                .map(|f| match &version {
-                    Some(v) => f.with_version(v),
-                    None => f,
-                })?
+                .map_err(|m| c.error("module", m))?
+                .with_version(version.as_deref())
                 .with_state_ttl(o.spec.state_ttl.clone()),
             ),
             (_, None) => {

@@ -310,7 +310,7 @@ impl OperatorInstance {
                 .call_migrate(store, from_version, state, &values)
         });
         self.migrator = Some(migrator);
-        self.check_accumulators("migrate", out?, n)
+        self.check_column("migrate", out?, n)
     }
 
     /// An aggregate's empty accumulator (`create-accumulator`).
@@ -345,7 +345,7 @@ impl OperatorInstance {
                 .call_add(store, &accs, &groups, &records),
             _ => unreachable_kind(),
         })?;
-        self.check_accumulators("add", out, n)
+        self.check_column("add", out, n)
     }
 
     /// Merges accumulators by group (`merge`); returns one per group.
@@ -363,10 +363,10 @@ impl OperatorInstance {
             Bound::Aggregate(b) => b.weir_udf_aggregator().call_merge(store, &accs, &groups),
             _ => unreachable_kind(),
         })?;
-        self.check_accumulators("merge", out, n)
+        self.check_column("merge", out, n)
     }
 
-    fn check_accumulators(
+    fn check_column(
         &self,
         call: &'static str,
         out: wit::BytesColumn,

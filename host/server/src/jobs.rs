@@ -984,17 +984,13 @@ impl Server {
             total_ms = started.elapsed().as_millis() as u64,
             "upgrade: module swapped in place"
         );
-        let mut next = before.clone();
-        next.overrides = overrides;
-        next.operators.insert(operator.to_string(), new.id());
-        next.modules.insert(new.id(), new.id());
-        next.history.push(upgrade.clone());
         {
+            // The running job's record: a restart now builds the new module.
             let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
-            r.overrides.clone_from(&next.overrides);
-            r.operators.clone_from(&next.operators);
-            r.modules.clone_from(&next.modules);
-            r.history.clone_from(&next.history);
+            r.overrides = overrides;
+            r.operators.insert(operator.to_string(), new.id());
+            r.modules.insert(new.id(), new.id());
+            r.history.push(upgrade.clone());
             self.inner.meta.put(&key(&["job", tenant, id]), &*r)?;
         }
         let Err(why) = watch_probation(&live, operator, probation, baseline) else {

@@ -70,11 +70,11 @@ pub struct StateWriter {
 }
 
 impl StateWriter {
-    /// `module`, its version named by its digest until told otherwise.
-    pub fn of(module: &weir_sandbox::OperatorModule) -> Self {
+    /// `module`, named `version` (`None`: by its digest).
+    pub fn new(module: &weir_sandbox::OperatorModule, version: Option<&str>) -> Self {
         let digest = module.digest().to_string();
         Self {
-            version: digest.clone(),
+            version: version.map_or_else(|| digest.clone(), str::to_string),
             digest,
         }
     }

@@ -60,7 +60,7 @@ impl KeyedProcessFactory {
             ));
         }
         Ok(Self {
-            writer: StateWriter::of(&module),
+            writer: StateWriter::new(&module, None),
             module,
             config,
             limits,
@@ -70,10 +70,10 @@ impl KeyedProcessFactory {
     }
 
     /// Names the module's version in the state it writes (its registry
-    /// version; the digest by default), for a later version's migration.
+    /// version; `None` keeps the digest), for a later version's migration.
     #[must_use]
-    pub fn with_version(mut self, version: &str) -> Self {
-        self.writer.version = version.to_string();
+    pub fn with_version(mut self, version: Option<&str>) -> Self {
+        self.writer = StateWriter::new(&self.module, version);
         self
     }
 
@@ -113,9 +113,11 @@ impl OperatorFactory for KeyedProcessFactory {
             node: info.node.clone(),
             subtask: info.subtask,
             writer: self.writer.clone(),
-            label: info.instance_label(),
-            limits: self.limits,
-            config: self.config.clone(),
+            respawn: super::Respawn {
+                label: info.instance_label(),
+                limits: self.limits,
+                config: self.config.clone(),
+            },
             state_ttl: self.state_ttl.clone(),
         }))
     }
@@ -224,9 +226,7 @@ struct KeyedProcess {
     /// Recorded with the state in snapshots.
     writer: StateWriter,
     /// How a new instance is made (a hot swap).
-    label: weir_sandbox::InstanceLabel,
-    limits: InstanceLimits,
-    config: Vec<(String, String)>,
+    respawn: super::Respawn,
     state_ttl: Vec<(String, std::time::Duration)>,
 }
 
@@ -418,40 +418,30 @@ impl Operator for KeyedProcess {
     }
 
     fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
-        if module.kind() != OperatorKind::KeyedProcess {
-            return Err(format!(
-                "it is a {} operator, not a keyed-process one",
-                module.kind()
-            ));
-        }
-        let mut instance = module
-            .instantiate(self.label.clone(), self.limits, &self.config)
-            .map_err(|e| e.to_string())?;
-        let writer = StateWriter {
-            version: version.to_string(),
-            digest: module.digest().to_string(),
-        };
+        let (mut instance, writer) =
+            self.respawn
+                .instance(module, version, OperatorKind::KeyedProcess)?;
         let mut context = self
             .instance
             .take_keyed_context()
             .ok_or("the operator has no keyed state")?;
-        if instance.migrates_state() && writer.digest != self.writer.digest {
-            let host = context
-                .as_any_mut()
-                .downcast_mut::<KeyedHost>()
-                .ok_or("the operator has no keyed state")?;
-            let ttl = &self.state_ttl;
-            let stamped = |name: &str| ttl.iter().any(|(n, _)| n == name || n == "*");
-            let migration = super::Migration {
-                writer: &writer,
-                instance: &mut instance,
-                guest_state: &|_| true,
-                stamped: &stamped,
-            };
-            if let Err(e) = super::migrate_live(&mut host.state, &self.writer, migration) {
-                self.instance.set_keyed_context(context);
-                return Err(e);
-            }
+        let host = context
+            .as_any_mut()
+            .downcast_mut::<KeyedHost>()
+            .ok_or("the operator has no keyed state")?;
+        let ttl = &self.state_ttl;
+        let stamped = |name: &str| ttl.iter().any(|(n, _)| n == name || n == "*");
+        let migration = super::Migration {
+            writer: &writer,
+            instance: &mut instance,
+            guest_state: &|_| true,
+            stamped: &stamped,
+        };
+        let migrated = super::migrate_live(&mut host.state, &self.writer, migration);
+        if let Err(e) = migrated {
+            // The old instance goes on (the subtask fails with the error).
+            self.instance.set_keyed_context(context);
+            return Err(e);
         }
         instance.set_keyed_context(context);
         self.instance = instance;

@@ -69,6 +69,9 @@ pub(crate) fn migrate_live(
     from: &StateWriter,
     mut migration: Migration<'_>,
 ) -> Result<(), String> {
+    if !migration.applies(from) {
+        return Ok(());
+    }
     let mut snap = state.snapshot();
     let guest_state = migration.guest_state;
     let keep: Vec<bool> = snap.states.iter().map(|(n, _)| guest_state(n)).collect();
@@ -87,10 +90,46 @@ pub(crate) fn migrate_live(
     state.restore(&snap).map_err(|e| e.to_string())
 }
 
+/// What a running operator subtask needs to make a new instance of another
+/// module (a hot swap): the same label, limits and configuration.
+pub(crate) struct Respawn {
+    pub label: weir_sandbox::InstanceLabel,
+    pub limits: weir_sandbox::InstanceLimits,
+    pub config: Vec<(String, String)>,
+}
+
+impl Respawn {
+    /// A new, initialized instance of `module`, which must be of the kind
+    /// `running` is; with the writer it will record in snapshots.
+    pub fn instance(
+        &self,
+        module: &std::sync::Arc<weir_sandbox::OperatorModule>,
+        version: &str,
+        running: weir_sandbox::OperatorKind,
+    ) -> Result<(weir_sandbox::OperatorInstance, StateWriter), String> {
+        if module.kind() != running {
+            return Err(format!(
+                "it is a {} operator, the running one a {running} operator",
+                module.kind()
+            ));
+        }
+        let instance = module
+            .instantiate(self.label.clone(), self.limits, &self.config)
+            .map_err(|e| e.to_string())?;
+        Ok((instance, StateWriter::new(module, Some(version))))
+    }
+}
+
 /// Values per `migrate` call: bounded so that a guest's memory holds them.
 const MIGRATE_BATCH: usize = 4096;
 
 impl Migration<'_> {
+    /// Whether state written by `from` goes through the guest's `migrate`:
+    /// another module wrote it, and this one exports the function.
+    fn applies(&self, from: &StateWriter) -> bool {
+        self.instance.migrates_state() && from.digest != self.writer.digest
+    }
+
     /// Converts every guest value of `snap`, written by `from`.
     fn run(
         &mut self,
@@ -199,10 +238,7 @@ pub(crate) fn open_keyed(
     mut migration: Option<Migration<'_>>,
 ) -> Result<weir_state::KeyedState, crate::BoxError> {
     let migrate_from = match (&migration, &info.restored) {
-        (Some(m), Some(job)) if m.instance.migrates_state() => job
-            .writer(&info.node)
-            .filter(|w| w.digest != m.writer.digest)
-            .cloned(),
+        (Some(m), Some(job)) => job.writer(&info.node).filter(|w| m.applies(w)).cloned(),
         _ => None,
     };
     let restored = match (&migrate_from, &info.restored) {

@@ -49,9 +49,11 @@ impl OperatorFactory for WasmUdfFactory {
             subtask: info.subtask,
             swaps: info.swaps.clone(),
             seen: 0,
-            label,
-            limits: self.limits,
-            config: self.config.clone(),
+            respawn: super::Respawn {
+                label,
+                limits: self.limits,
+                config: self.config.clone(),
+            },
         }))
     }
 }
@@ -66,9 +68,8 @@ struct WasmUdf {
     swaps: Option<Arc<ModuleSwaps>>,
     /// The board's generation last looked at.
     seen: u64,
-    label: weir_sandbox::InstanceLabel,
-    limits: InstanceLimits,
-    config: Vec<(String, String)>,
+    /// How a new instance is made (a hot swap).
+    respawn: super::Respawn,
 }
 
 impl Operator for WasmUdf {
@@ -77,17 +78,18 @@ impl Operator for WasmUdf {
         batch: RecordBatch,
         out: &mut dyn Collector,
     ) -> Result<(), EngineError> {
-        if let Some(swaps) = self.swaps.clone()
-            && let Some((module, version)) =
-                swaps.before_batch(&self.node, self.instance.module().digest(), &mut self.seen)
-        {
+        let digest = self.instance.module().digest();
+        let posted = self
+            .swaps
+            .as_ref()
+            .and_then(|swaps| swaps.before_batch(&self.node, digest, &mut self.seen));
+        if let Some((module, version)) = posted {
             let started = std::time::Instant::now();
             let swapped = self.swap_module(&module, &version);
-            swaps.done(
-                &self.node,
-                started.elapsed().as_micros() as u64,
-                swapped.clone(),
-            );
+            if let Some(swaps) = &self.swaps {
+                let pause = started.elapsed().as_micros() as u64;
+                swaps.done(&self.node, pause, swapped.clone());
+            }
             swapped.map_err(|e| EngineError::Node {
                 role: NodeRole::Operator,
                 node: self.node.clone(),
@@ -107,17 +109,10 @@ impl Operator for WasmUdf {
         out.collect(result)
     }
 
-    fn swap_module(&mut self, module: &Arc<OperatorModule>, _version: &str) -> Result<(), String> {
-        if module.kind() != self.instance.kind() {
-            return Err(format!(
-                "it is a {} operator, the running one a {} operator",
-                module.kind(),
-                self.instance.kind()
-            ));
-        }
-        self.instance = module
-            .instantiate(self.label.clone(), self.limits, &self.config)
-            .map_err(|e| e.to_string())?;
+    fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
+        (self.instance, _) = self
+            .respawn
+            .instance(module, version, self.instance.kind())?;
         Ok(())
     }
 }

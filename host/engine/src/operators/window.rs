@@ -158,7 +158,7 @@ impl WindowOperatorFactory {
             }
         }
         Ok(Self {
-            writer: StateWriter::of(&module),
+            writer: StateWriter::new(&module, None),
             module,
             config,
             limits,
@@ -167,10 +167,10 @@ impl WindowOperatorFactory {
     }
 
     /// Names the module's version in the state it writes (its registry
-    /// version; the digest by default), for a later version's migration.
+    /// version; `None` keeps the digest), for a later version's migration.
     #[must_use]
-    pub fn with_version(mut self, version: &str) -> Self {
-        self.writer.version = version.to_string();
+    pub fn with_version(mut self, version: Option<&str>) -> Self {
+        self.writer = StateWriter::new(&self.module, version);
         self
     }
 }
@@ -216,9 +216,11 @@ impl OperatorFactory for WindowOperatorFactory {
             node: info.node.clone(),
             subtask: info.subtask,
             writer: self.writer.clone(),
-            label: info.instance_label(),
-            limits: self.limits,
-            config: self.config.clone(),
+            respawn: super::Respawn {
+                label: info.instance_label(),
+                limits: self.limits,
+                config: self.config.clone(),
+            },
         }))
     }
 }
@@ -250,9 +252,7 @@ struct WindowOperator {
     /// Recorded with the state in snapshots.
     writer: StateWriter,
     /// How a new instance is made (a hot swap).
-    label: weir_sandbox::InstanceLabel,
-    limits: InstanceLimits,
-    config: Vec<(String, String)>,
+    respawn: super::Respawn,
 }
 
 /// The namespace of a pane's state: the window, 16 bytes.
@@ -1082,29 +1082,16 @@ impl Operator for WindowOperator {
     }
 
     fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
-        if module.kind() != self.instance.kind() {
-            return Err(format!(
-                "it is a {} operator, the running one a {} operator",
-                module.kind(),
-                self.instance.kind()
-            ));
-        }
-        let mut instance = module
-            .instantiate(self.label.clone(), self.limits, &self.config)
-            .map_err(|e| e.to_string())?;
-        let writer = StateWriter {
-            version: version.to_string(),
-            digest: module.digest().to_string(),
+        let (mut instance, writer) =
+            self.respawn
+                .instance(module, version, self.instance.kind())?;
+        let migration = super::Migration {
+            writer: &writer,
+            instance: &mut instance,
+            guest_state: &|name| name == "acc",
+            stamped: &|_| false,
         };
-        if instance.migrates_state() && writer.digest != self.writer.digest {
-            let migration = super::Migration {
-                writer: &writer,
-                instance: &mut instance,
-                guest_state: &|name| name == "acc",
-                stamped: &|_| false,
-            };
-            super::migrate_live(&mut self.state, &self.writer, migration)?;
-        }
+        super::migrate_live(&mut self.state, &self.writer, migration)?;
         if self.empty_acc.is_some() {
             self.empty_acc = Some(instance.create_accumulator().map_err(|e| e.to_string())?);
         }
