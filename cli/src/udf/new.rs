@@ -1,0 +1,1 @@
+//! `weir udf new`: not yet.
