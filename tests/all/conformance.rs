@@ -353,8 +353,28 @@ fn conformance(lang: &str) {
 }
 
 #[test]
+fn rust() {
+    conformance("rust");
+}
+
+#[test]
+fn python() {
+    conformance("python");
+}
+
+#[test]
+fn js() {
+    conformance("js");
+}
+
+#[test]
 fn c() {
     conformance("c");
+}
+
+#[test]
+fn go() {
+    conformance("go");
 }
 
 #[test]
