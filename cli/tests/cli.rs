@@ -903,3 +903,70 @@ path = "out.jsonl"
     let status = wait_or_kill(&mut server, 60).expect("weir serve stops on SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// `weir udf new` in every language gives a project that `weir udf build`
+/// turns into a component of the chosen kind, as it is.
+#[test]
+fn a_new_udf_of_every_language_builds_into_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (lang, kind, world) in [
+        ("c", "map", "map-operator"),
+        ("zig", "filter", "filter-operator"),
+        ("go", "keyed", "keyed-process-operator"),
+        ("python", "aggregate", "aggregate-operator"),
+        ("js", "flat-map", "flat-map-operator"),
+        ("rust", "map", "map-operator"),
+    ] {
+        let name = format!("my-{lang}-op");
+        let project = dir.path().join(&name);
+        let o = weir(&[
+            "udf",
+            "new",
+            project.to_str().unwrap(),
+            "--lang",
+            lang,
+            "--kind",
+            kind,
+        ]);
+        assert!(o.status.success(), "{lang}: {}", text(&o.stderr));
+        let o = weir(&[
+            "udf",
+            "build",
+            project.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{lang}: {}", text(&o.stderr));
+        let wasm = out.join(format!("{name}.wasm"));
+        let o = weir(&["udf", "inspect", "--json", wasm.to_str().unwrap()]);
+        assert!(o.status.success(), "{lang}: {}", text(&o.stderr));
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            info["world"],
+            format!("weir:udf/{world}@0.1.0"),
+            "{lang}: {info}"
+        );
+    }
+    // A second `new` into a project that exists is refused, naming it.
+    let project = dir.path().join("my-c-op");
+    let o = weir(&["udf", "new", project.to_str().unwrap(), "--lang", "c"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("exists and is not empty"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = weir(&[
+        "udf",
+        "new",
+        dir.path().join("x").to_str().unwrap(),
+        "--lang",
+        "cobol",
+    ]);
+    assert!(
+        text(&o.stderr).contains("no templates for language `cobol`"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -381,3 +381,36 @@ fn go() {
 fn zig() {
     conformance("zig");
 }
+
+/// Go's collector once ran inside `cabi_realloc` under load (a collection
+/// reads the wall clock, an import the component model forbids there) and
+/// the guest trapped. 64 batches of 1,024 records through the Go map
+/// allocate far more than one collection's worth; every one must come back.
+#[test]
+fn go_collects_garbage_between_calls_not_inside_them() {
+    use weir_sandbox::{InstanceLabel, InstanceLimits};
+    let module = sandbox()
+        .load_file(&weir_tests::udf("conf-map-go"))
+        .unwrap();
+    let label = InstanceLabel {
+        job: "gc".into(),
+        operator: "map".into(),
+        subtask: 0,
+    };
+    let mut instance = module
+        .instantiate(label, InstanceLimits::default(), &[])
+        .unwrap();
+    let values: Vec<String> = (0..1024).map(|i| format!("{i} red green blue")).collect();
+    let rows: Vec<(&str, &str, i64)> = values.iter().map(|v| ("u1", v.as_str(), 0)).collect();
+    for round in 0..64 {
+        let out = instance
+            .process(weir_tests::batch(&rows))
+            .unwrap_or_else(|e| panic!("batch {round}: {e}"));
+        assert_eq!(out.len(), 1024);
+    }
+    assert!(
+        instance.memory_bytes() < 256 << 20,
+        "{} bytes",
+        instance.memory_bytes()
+    );
+}

@@ -13,6 +13,7 @@ use clap::Subcommand;
 use weir_sandbox::{Sandbox, SandboxConfig};
 
 mod build;
+mod new;
 
 /// `weir udf …`
 #[derive(Subcommand)]
@@ -25,6 +26,17 @@ pub enum UdfCommand {
         /// Where components are written.
         #[arg(long, default_value = "target/udfs")]
         out: PathBuf,
+    },
+    /// Write a new UDF project, from a template, into DIR (named after it).
+    New {
+        /// The project directory; its name is the operator's.
+        dir: PathBuf,
+        /// Language: rust, python, js, c, go or zig.
+        #[arg(long)]
+        lang: String,
+        /// Operator kind: filter, map, flat-map, aggregate or keyed.
+        #[arg(long, default_value = "map")]
+        kind: String,
     },
     /// Validate a component file and show what it is; or, given
     /// `NAME[@VERSION]` that is not a file, show that module of the
@@ -81,6 +93,10 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
                 let size = std::fs::metadata(&built).map(|m| m.len()).unwrap_or(0);
                 eprintln!("built {} ({} KiB)", built.display(), size / 1024);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        UdfCommand::New { dir, lang, kind } => {
+            new::new(&dir, &lang, &kind)?;
             Ok(ExitCode::SUCCESS)
         }
         UdfCommand::Upload {

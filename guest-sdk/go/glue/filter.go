@@ -10,9 +10,11 @@ import (
 )
 
 func Init(config []witTypes.Tuple2[string, string]) witTypes.Result[witTypes.Unit, weir_udf_types.Error] {
+	defer weir.Collect()
 	return weir.Init(weir.Operator, config)
 }
 
 func Filter(input weir_udf_types.Batch) witTypes.Result[[]uint32, weir_udf_types.Error] {
+	defer weir.Collect()
 	return weir.CallFilter(input)
 }

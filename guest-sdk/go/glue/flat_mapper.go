@@ -9,9 +9,11 @@ import (
 )
 
 func Init(config []witTypes.Tuple2[string, string]) witTypes.Result[witTypes.Unit, weir_udf_types.Error] {
+	defer weir.Collect()
 	return weir.Init(weir.Operator, config)
 }
 
 func FlatMapBatch(input weir_udf_types.Batch) witTypes.Result[weir_udf_types.Output, weir_udf_types.Error] {
+	defer weir.Collect()
 	return weir.CallMap(input, true)
 }

@@ -11,13 +11,16 @@ import (
 )
 
 func Init(config []witTypes.Tuple2[string, string]) witTypes.Result[witTypes.Unit, weir_udf_types.Error] {
+	defer weir.Collect()
 	return weir.Init(weir.Operator, config)
 }
 
 func Process(key []uint8, records weir_udf_types.Batch) witTypes.Result[weir_udf_keyed_processor.Emitted, weir_udf_types.Error] {
+	defer weir.Collect()
 	return keyed.CallProcess(key, records)
 }
 
 func OnTimer(key []uint8, timers []weir_udf_keyed_processor.Timer) witTypes.Result[weir_udf_keyed_processor.Emitted, weir_udf_types.Error] {
+	defer weir.Collect()
 	return keyed.CallOnTimer(key, timers)
 }

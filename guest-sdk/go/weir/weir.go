@@ -40,11 +40,38 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
+	"strings"
 
 	"wit_component/weir_udf_types"
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 )
+
+// Go's collector must never run inside `cabi_realloc`, where the host
+// copies a call's arguments in: a collection there reads the wall clock, an
+// import the component model forbids at that point, and the guest traps. So
+// automatic collection is off, and Collect (deferred by every export of the
+// glue) collects between calls, once 32 MiB were allocated since the last.
+func init() { debug.SetGCPercent(-1) }
+
+const collectEvery = 32 << 20
+
+var (
+	allocated   = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	collectedAt uint64
+)
+
+// Collect runs the collector if enough was allocated since it last ran.
+func Collect() {
+	metrics.Read(allocated)
+	if now := allocated[0].Value.Uint64(); now-collectedAt >= collectEvery {
+		runtime.GC()
+		collectedAt = now
+	}
+}
 
 // ErrorKind says why an operator call failed.
 type ErrorKind uint8
@@ -126,7 +153,8 @@ func Init(op any, pairs []witTypes.Tuple2[string, string]) witTypes.Result[witTy
 	if i, ok := op.(Initializer); ok {
 		c := Config{}
 		for _, p := range pairs {
-			c[p.F0] = p.F1
+			// The strings point into the call's arguments: keep copies.
+			c[strings.Clone(p.F0)] = strings.Clone(p.F1)
 		}
 		if err := i.Init(c); err != nil {
 			return witTypes.Err[witTypes.Unit](WitError(err))

@@ -29,6 +29,8 @@ pub(crate) struct GuestState {
     memory_cap: usize,
     /// Set when the guest asked for more memory than the cap.
     pub(crate) memory_refused: Option<usize>,
+    /// Bytes of linear memory the guest holds, all memories together.
+    pub(crate) memory_bytes: usize,
     /// The guest's stdout and stderr.
     pub(crate) console: GuestConsole,
     /// Who this guest is, for log lines.
@@ -54,6 +56,7 @@ impl GuestState {
             table: ResourceTable::new(),
             memory_cap,
             memory_refused: None,
+            memory_bytes: 0,
             console,
             label,
             keyed: None,
@@ -74,7 +77,7 @@ impl WasiView for GuestState {
 impl ResourceLimiter for GuestState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -87,6 +90,7 @@ impl ResourceLimiter for GuestState {
                 self.memory_cap
             ));
         }
+        self.memory_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 

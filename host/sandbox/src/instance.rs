@@ -231,6 +231,12 @@ impl OperatorInstance {
         self.module.kind()
     }
 
+    /// Bytes of linear memory the guest holds now (every memory of the
+    /// component, from instantiation on; Wasm memories never shrink).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory_bytes
+    }
+
     /// Runs one batch through the guest and returns the resulting batch.
     ///
     /// The input's columns move into the call and, where the guest keeps them
