@@ -5,6 +5,7 @@
  */
 #include "weir_udf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +38,19 @@ static void vec_push(vec *v, const void *data, size_t len) {
     v->len += len;
 }
 
+/* Formats at the end of `v`: one pass when the text fits the spare
+ * capacity, a second only when the buffer must grow. */
 static void vec_vprintf(vec *v, const char *fmt, va_list ap) {
     va_list copy;
     va_copy(copy, ap);
-    int n = vsnprintf(NULL, 0, fmt, copy);
+    size_t spare = v->cap - v->len;
+    int n = vsnprintf(spare ? (char *)v->ptr + v->len : NULL, spare, fmt, copy);
     va_end(copy);
     if (n < 0) return;
-    vec_reserve(v, (size_t)n + 1);
-    vsnprintf((char *)v->ptr + v->len, (size_t)n + 1, fmt, ap);
+    if ((size_t)n >= spare) {
+        vec_reserve(v, (size_t)n + 1);
+        vsnprintf((char *)v->ptr + v->len, (size_t)n + 1, fmt, ap);
+    }
     v->len += (size_t)n;
 }
 
@@ -175,8 +181,9 @@ weir_status weir_config_int(const weir_config *cfg, const char *key, int64_t dfl
         return WEIR_OK;
     }
     char *end;
+    errno = 0;
     long long v = strtoll(raw, &end, 10);
-    if (*raw == 0 || *end != 0)
+    if (*raw == 0 || *end != 0 || errno == ERANGE)
         return weir_error(WEIR_INVALID_CONFIG, "`%s` = \"%s\" is not an integer", key, raw);
     *out = v;
     return WEIR_OK;
@@ -465,9 +472,11 @@ bool exports_weir_udf_aggregator_add(weir_udf_types_bytes_column_t *accs, bindin
                                      weir_udf_types_error_t *err) {
     size_t n = accs->offsets.len ? accs->offsets.len - 1 : 0, size = weir_accumulator_size;
     uint8_t *slots = malloc(n * size + 1);
-    weir_status st = WEIR_OK;
-    for (size_t i = 0; i < n && st == WEIR_OK; i++) st = load_acc(accs, i, slots + i * size);
     size_t rows = batch_rows(records);
+    weir_status st = groups->len == rows
+                         ? WEIR_OK
+                         : weir_error(WEIR_FAILED, "%zu groups for %zu records", groups->len, rows);
+    for (size_t i = 0; i < n && st == WEIR_OK; i++) st = load_acc(accs, i, slots + i * size);
     for (size_t r = 0; r < rows && st == WEIR_OK; r++) {
         uint32_t g = groups->ptr[r];
         if (g >= n) {
@@ -496,7 +505,9 @@ bool exports_weir_udf_aggregator_merge(weir_udf_types_bytes_column_t *accs, bind
     for (size_t i = 0; i < groups->len; i++)
         if (groups->ptr[i] + 1 > out) out = groups->ptr[i] + 1;
     uint8_t *slots = malloc(out * size + 1), *seen = calloc(out + 1, 1), *tmp = malloc(size + 1);
-    weir_status st = WEIR_OK;
+    weir_status st = groups->len == n
+                         ? WEIR_OK
+                         : weir_error(WEIR_FAILED, "%zu groups for %zu accumulators", groups->len, n);
     for (size_t i = 0; i < n && st == WEIR_OK; i++) {
         uint32_t g = groups->ptr[i];
         if (!seen[g]) {

@@ -17,7 +17,7 @@
 
 import * as state from "weir:udf/keyed-state@0.1.0";
 import * as timers from "weir:udf/timers@0.1.0";
-import { Config, Record, asBytes, codecs, column, guard, OperatorError } from "./weir.js";
+import { Record, asBytes, codecs, column, create, guard, OperatorError } from "./weir.js";
 
 export { codecs, OperatorError, row, Config } from "./weir.js";
 
@@ -144,11 +144,7 @@ export function keyedOperator(cls) {
   let op;
   return {
     init(config) {
-      op = guard(() => {
-        const o = new cls();
-        if (o.init) o.init(new Config(config));
-        return o;
-      });
+      op = create(cls, config);
     },
     process(key, records) {
       return guard(() => {

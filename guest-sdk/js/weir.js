@@ -157,33 +157,35 @@ export function column(parts) {
   return { data, offsets };
 }
 
-/** Collects output rows for a WIT `output`. */
+/** Collects output rows for a WIT `output`. Keys and timestamps are
+ * collected only once a row sets one: until then every row keeps its
+ * parent's, which then never cross the boundary again. */
 export class Output {
   constructor(parentKey, parentTimestamp) {
     this.parentKey = parentKey;
     this.parentTimestamp = parentTimestamp;
     this.parents = [];
     this.values = [];
-    this.keys = [];
-    this.timestamps = [];
-    this.keyed = false;
-    this.timed = false;
+    this.keys = null;
+    this.timestamps = null;
   }
   add(parent, out) {
     const r = out instanceof Row ? out : new Row(out);
     this.parents.push(parent);
     this.values.push(asBytes(r.value));
-    if (r.key !== undefined) this.keyed = true;
-    this.keys.push(r.key === undefined ? this.parentKey(parent) : asBytes(r.key));
-    if (r.timestamp !== undefined) this.timed = true;
-    this.timestamps.push(r.timestamp === undefined ? this.parentTimestamp(parent) : BigInt(r.timestamp));
+    if (r.key !== undefined && this.keys === null) this.keys = this.parents.slice(0, -1).map(this.parentKey);
+    if (this.keys !== null) this.keys.push(r.key === undefined ? this.parentKey(parent) : asBytes(r.key));
+    if (r.timestamp !== undefined && this.timestamps === null)
+      this.timestamps = this.parents.slice(0, -1).map(this.parentTimestamp);
+    if (this.timestamps !== null)
+      this.timestamps.push(r.timestamp === undefined ? this.parentTimestamp(parent) : BigInt(r.timestamp));
   }
   finish(dense) {
     return {
       parents: dense ? new Uint32Array(0) : Uint32Array.from(this.parents),
       values: column(this.values),
-      keys: this.keyed ? column(this.keys) : undefined,
-      timestamps: this.timed ? BigInt64Array.from(this.timestamps) : undefined,
+      keys: this.keys === null ? undefined : column(this.keys),
+      timestamps: this.timestamps === null ? undefined : BigInt64Array.from(this.timestamps),
       headers: undefined,
     };
   }
@@ -200,7 +202,8 @@ function batchOutput(batch) {
   );
 }
 
-function create(cls, config) {
+/** A new operator of class `cls`, initialised with the WIT config. */
+export function create(cls, config) {
   return guard(() => {
     const op = new cls();
     if (op.init) op.init(new Config(config));

@@ -22,7 +22,8 @@ pub(super) const C_SDK: &[(&str, &str)] = &[
 
 pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let sdk = sdk(tmp.path(), &m.world)?;
+    let mut world = World::load(&m.world)?;
+    let sdk = sdk(tmp.path(), &mut world)?;
     let core = tmp.path().join("core.wasm");
     let mut cc = super::zig();
     cc.arg("cc");
@@ -33,11 +34,11 @@ pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<
         .arg("-o")
         .arg(&core);
     super::run_tool(&mut cc, "zig cc", super::ZIG_INSTALL)?;
-    World::load(&m.world)?.componentize(&core, dest)
+    world.componentize(&core, dest)
 }
 
 /// Writes the world's bindings and the C SDK into `dir/sdk`; returns it.
-pub(super) fn sdk(dir: &Path, world: &str) -> anyhow::Result<std::path::PathBuf> {
+pub(super) fn sdk(dir: &Path, world: &mut World) -> anyhow::Result<std::path::PathBuf> {
     let sdk = dir.join("sdk");
     std::fs::create_dir_all(&sdk)?;
     let opts = wit_bindgen_c::Opts {
@@ -45,7 +46,7 @@ pub(super) fn sdk(dir: &Path, world: &str) -> anyhow::Result<std::path::PathBuf>
         rename_world: Some("bindings".into()),
         ..Default::default()
     };
-    World::load(world)?.bindings(opts.build(), &sdk)?;
+    world.bindings(opts.build(), &sdk)?;
     super::write_files(&sdk, C_SDK)?;
     Ok(sdk)
 }

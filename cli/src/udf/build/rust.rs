@@ -1,3 +1,7 @@
+//! Rust: `cargo build --target wasm32-wasip2` of the crate (its `udf`
+//! profile when the workspace defines one, `--release` otherwise); the
+//! component is named after the package, without a `udf-` prefix.
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -27,7 +27,8 @@ pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<
         bail!("no `{}`", app.display());
     }
     let tmp = tempfile::tempdir()?;
-    let sdk = super::c::sdk(tmp.path(), &m.world)?;
+    let mut world = World::load(&m.world)?;
+    let sdk = super::c::sdk(tmp.path(), &mut world)?;
     super::write_files(&sdk, ZIG_SDK)?;
     let app = std::path::absolute(&app)?;
     // Zig imports C through `zig translate-c` (0.16 dropped `@cImport`).
@@ -76,5 +77,5 @@ pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<
     .arg(format!("-femit-bin={}", core.display()))
     .current_dir(tmp.path());
     super::run_tool(&mut zig, "zig build-exe", super::ZIG_INSTALL)?;
-    World::load(&m.world)?.componentize(&core, dest)
+    world.componentize(&core, dest)
 }
