@@ -17,7 +17,7 @@
 
 import * as state from "weir:udf/keyed-state@0.1.0";
 import * as timers from "weir:udf/timers@0.1.0";
-import { Record, asBytes, codecs, column, create, guard, OperatorError } from "./weir.js";
+import { Record, Rows, codecs, column, create, guard, outputValue, OperatorError } from "./weir.js";
 
 export { codecs, OperatorError, row, Config } from "./weir.js";
 
@@ -36,7 +36,7 @@ export class Context {
   }
   /** Emits a row (string, bytes or JSON-able) to the main output. */
   emit(value, timestamp) {
-    this.values.push(asBytes(value));
+    this.values.push(outputValue(value));
     this.timestamps.push(BigInt(timestamp));
     this.outputs.push(0);
   }
@@ -44,7 +44,7 @@ export class Context {
   emitSide(name, value, timestamp) {
     let i = this.sides.indexOf(name);
     if (i < 0) i = this.sides.push(name) - 1;
-    this.values.push(asBytes(value));
+    this.values.push(outputValue(value));
     this.timestamps.push(BigInt(timestamp));
     this.outputs.push(i + 1);
   }
@@ -149,7 +149,8 @@ export function keyedOperator(cls) {
     process(key, records) {
       return guard(() => {
         const ctx = new Context(key);
-        for (let i = 0, n = records.timestamps.length; i < n; i++) op.process(ctx, new Record(records, i));
+        const rows = new Rows(records);
+        for (let i = 0, n = rows.length; i < n; i++) op.process(ctx, new Record(rows, i));
         return ctx.emitted();
       });
     },

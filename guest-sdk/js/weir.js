@@ -89,22 +89,73 @@ function slice(col, i) {
   return col.data.subarray(col.offsets[i], col.offsets[i + 1]);
 }
 
-/** One input record: `key`, `value` (Uint8Array), `timestamp` (ms, a Number). */
-export class Record {
-  constructor(batch, index) {
+/**
+ * A `bytes-column` read as text. The interpreter pays per call into the
+ * engine, so the whole buffer is decoded once, on first use; when it is
+ * ASCII (the decoded text is as long as the bytes and has no replacement
+ * character), a row's text is a slice of it. Otherwise rows are decoded one
+ * by one, as UTF-8 with replacement, which gives the same strings.
+ */
+class TextColumn {
+  constructor(col) {
+    this.col = col;
+    this.offsets = col.offsets;
+    /** The whole buffer as text once decoded and ASCII, else `null`. */
+    this.all = undefined;
+  }
+  /** Row `i`'s text (`Record.text` inlines the ASCII case: calls cost). */
+  get(i) {
+    const col = this.col;
+    if (this.all === undefined) {
+      const all = decoder.decode(col.data);
+      this.all = all.length === col.data.length && all.indexOf("\uFFFD") < 0 ? all : null;
+    }
+    if (this.all !== null) return this.all.slice(this.offsets[i], this.offsets[i + 1]);
+    return decoder.decode(slice(col, i));
+  }
+}
+
+/** One call's input batch, with its keys and values readable as text. */
+export class Rows {
+  constructor(batch) {
     this.batch = batch;
+    this.length = batch.timestamps.length;
+    this.keyText = new TextColumn(batch.keys);
+    this.valueText = new TextColumn(batch.values);
+  }
+}
+
+/**
+ * One input record: `key` and `value` (Uint8Array), `timestamp` (ms, a
+ * Number), `keyText()`, `text()`, `json()`, `header(name)`. Fields are read
+ * only when asked for.
+ */
+export class Record {
+  constructor(rows, index) {
+    this.rows = rows;
     this.index = index;
-    this.key = slice(batch.keys, index);
-    this.value = slice(batch.values, index);
-    this.timestamp = Number(batch.timestamps[index]);
+  }
+  /** The key's bytes. */
+  get key() {
+    return slice(this.rows.batch.keys, this.index);
+  }
+  /** The value's bytes. */
+  get value() {
+    return slice(this.rows.batch.values, this.index);
+  }
+  /** Event time in milliseconds. */
+  get timestamp() {
+    return Number(this.rows.batch.timestamps[this.index]);
   }
   /** The key as a string. */
   keyText() {
-    return decoder.decode(this.key);
+    const c = this.rows.keyText;
+    return c.all ? c.all.slice(c.offsets[this.index], c.offsets[this.index + 1]) : c.get(this.index);
   }
   /** The value as a string. */
   text() {
-    return decoder.decode(this.value);
+    const c = this.rows.valueText;
+    return c.all ? c.all.slice(c.offsets[this.index], c.offsets[this.index + 1]) : c.get(this.index);
   }
   /** The value parsed as JSON. */
   json() {
@@ -116,7 +167,7 @@ export class Record {
   }
   /** The value of the first header called `name` (a Uint8Array), if any. */
   header(name) {
-    const h = this.batch.headers;
+    const h = this.rows.batch.headers;
     if (h.rowOffsets.length === 0) return undefined;
     for (let e = h.rowOffsets[this.index]; e < h.rowOffsets[this.index + 1]; e++) {
       if (decoder.decode(slice(h.names, e)) === name) return slice(h.values, e);
@@ -138,22 +189,40 @@ class Row {
   }
 }
 
-export function asBytes(v) {
-  if (v instanceof Uint8Array) return v;
-  if (typeof v === "string") return encoder.encode(v);
-  return encoder.encode(JSON.stringify(v));
+/** An output value as a string or bytes: other values become JSON text. */
+export function outputValue(v) {
+  return typeof v === "string" || v instanceof Uint8Array ? v : JSON.stringify(v);
 }
 
-/** Builds a `bytes-column` from byte arrays: one buffer, one copy. */
+export function asBytes(v) {
+  if (v instanceof Uint8Array) return v;
+  return encoder.encode(typeof v === "string" ? v : JSON.stringify(v));
+}
+
+/**
+ * Builds a `bytes-column` from strings and byte arrays. When every part is
+ * an ASCII string, they are joined and encoded in one call, and the offsets
+ * are the strings' lengths; otherwise each part is encoded and copied into
+ * one buffer.
+ */
 export function column(parts) {
-  let total = 0;
-  const offsets = new Uint32Array(parts.length + 1);
-  for (let i = 0; i < parts.length; i++) {
-    total += parts[i].length;
-    offsets[i + 1] = total;
+  const n = parts.length;
+  const offsets = new Uint32Array(n + 1);
+  let strings = true;
+  for (let i = 0; i < n && strings; i++) strings = typeof parts[i] === "string";
+  if (strings) {
+    const joined = parts.join("");
+    const data = encoder.encode(joined);
+    if (data.length === joined.length) {
+      for (let i = 0, t = 0; i < n; i++) offsets[i + 1] = t += parts[i].length;
+      return { data, offsets };
+    }
   }
+  const bytes = parts.map(asBytes);
+  let total = 0;
+  for (let i = 0; i < n; i++) offsets[i + 1] = total += bytes[i].length;
   const data = new Uint8Array(total);
-  for (let i = 0; i < parts.length; i++) data.set(parts[i], offsets[i]);
+  for (let i = 0; i < n; i++) data.set(bytes[i], offsets[i]);
   return { data, offsets };
 }
 
@@ -170,11 +239,17 @@ export class Output {
     this.timestamps = null;
   }
   add(parent, out) {
-    const r = out instanceof Row ? out : new Row(out);
     this.parents.push(parent);
-    this.values.push(asBytes(r.value));
+    if (!(out instanceof Row)) {
+      this.values.push(outputValue(out));
+      if (this.keys !== null) this.keys.push(this.parentKey(parent));
+      if (this.timestamps !== null) this.timestamps.push(this.parentTimestamp(parent));
+      return;
+    }
+    const r = out;
+    this.values.push(outputValue(r.value));
     if (r.key !== undefined && this.keys === null) this.keys = this.parents.slice(0, -1).map(this.parentKey);
-    if (this.keys !== null) this.keys.push(r.key === undefined ? this.parentKey(parent) : asBytes(r.key));
+    if (this.keys !== null) this.keys.push(r.key === undefined ? this.parentKey(parent) : outputValue(r.key));
     if (r.timestamp !== undefined && this.timestamps === null)
       this.timestamps = this.parents.slice(0, -1).map(this.parentTimestamp);
     if (this.timestamps !== null)
@@ -189,10 +264,6 @@ export class Output {
       headers: undefined,
     };
   }
-}
-
-function rows(batch) {
-  return batch.timestamps.length;
 }
 
 function batchOutput(batch) {
@@ -221,11 +292,21 @@ export function filterOperator(cls) {
     filter(batch) {
       return guard(() => {
         const keep = [];
-        for (let i = 0, n = rows(batch); i < n; i++) if (op.keep(new Record(batch, i))) keep.push(i);
+        const rows = new Rows(batch);
+        for (let i = 0, n = rows.length; i < n; i++) if (op.keep(new Record(rows, i))) keep.push(i);
         return Uint32Array.from(keep);
       });
     },
   };
+}
+
+/** Finishes a map batch from row `i` on, once its output `first` set a key or timestamp. */
+function mapRows(batch, rows, op, values, i, first) {
+  const out = batchOutput(batch);
+  for (let j = 0; j < i; j++) out.add(j, values[j]);
+  out.add(i, first);
+  for (let j = i + 1; j < rows.length; j++) out.add(j, op.map(new Record(rows, j)));
+  return out.finish(true);
 }
 
 /** Exports a map class (`map(record)`): `export const mapper = mapOperator(C)`. */
@@ -237,9 +318,17 @@ export function mapOperator(cls) {
     },
     mapBatch(batch) {
       return guard(() => {
-        const out = batchOutput(batch);
-        for (let i = 0, n = rows(batch); i < n; i++) out.add(i, op.map(new Record(batch, i)));
-        return out.finish(true);
+        // Plain values (no `row(...)`) go straight into the column: one
+        // output per input, so no parents, keys or timestamps.
+        const rows = new Rows(batch);
+        const n = rows.length;
+        const values = new Array(n);
+        for (let i = 0; i < n; i++) {
+          const o = op.map(new Record(rows, i));
+          if (o instanceof Row) return mapRows(batch, rows, op, values, i, o);
+          values[i] = outputValue(o);
+        }
+        return { parents: new Uint32Array(0), values: column(values), keys: undefined, timestamps: undefined, headers: undefined };
       });
     },
   };
@@ -255,8 +344,9 @@ export function flatMapOperator(cls) {
     flatMapBatch(batch) {
       return guard(() => {
         const out = batchOutput(batch);
-        for (let i = 0, n = rows(batch); i < n; i++) {
-          for (const o of op.flatMap(new Record(batch, i)) || []) out.add(i, o);
+        const rows = new Rows(batch);
+        for (let i = 0, n = rows.length; i < n; i++) {
+          for (const o of op.flatMap(new Record(rows, i)) || []) out.add(i, o);
         }
         return out.finish(false);
       });
@@ -325,9 +415,10 @@ export function aggregateOperator(cls) {
       return guard(() => {
         const accs = [];
         for (let i = 0; i + 1 < accumulators.offsets.length; i++) accs.push(codec.decode(slice(accumulators, i)));
-        for (let r = 0, n = rows(records); r < n; r++) {
+        const rows = new Rows(records);
+        for (let r = 0, n = rows.length; r < n; r++) {
           const g = groups[r];
-          accs[g] = op.add(accs[g], new Record(records, r));
+          accs[g] = op.add(accs[g], new Record(rows, r));
         }
         return column(accs.map(codec.encode));
       });

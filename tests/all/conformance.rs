@@ -367,6 +367,25 @@ fn js() {
     conformance("js");
 }
 
+/// The JS SDK's own tests (guest-sdk/js/test), in Node: what the ASCII
+/// conformance input does not reach — non-ASCII text, `row(...)` from a map,
+/// outputs that mix strings, bytes and JSON.
+#[test]
+fn js_sdk_handles_text_it_cannot_slice() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js/test");
+    let out = std::process::Command::new("node")
+        .arg("--test")
+        .arg(&dir)
+        .output()
+        .expect("node (installed by .ci/setup)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn c() {
     conformance("c");
