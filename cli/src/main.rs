@@ -3,6 +3,7 @@
 //! Thin by design: parse arguments, call the library crates, print. The
 //! subcommands live one per module.
 
+mod bench;
 mod client;
 mod kafka;
 mod progress;
@@ -39,6 +40,9 @@ enum Command {
     /// Create Kafka topics, write files into them, read them out.
     #[command(subcommand)]
     Kafka(kafka::KafkaCommand),
+    /// Benchmarks: `weir bench nexmark`.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run the multi-tenant control plane (gRPC API, module registry, job
     /// hosting).
     Serve(serve::ServeArgs),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Udf(cmd) => udf::run(cmd),
         Command::Kafka(cmd) => kafka::run(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Tenant(cmd) => remote::tenant(cmd),
         Command::Job(cmd) => remote::job(cmd),
     };

@@ -11,6 +11,7 @@ mod event_time;
 mod examples;
 mod jobs;
 mod kafka;
+mod nexmark;
 mod sandbox;
 mod server;
 mod windows;

@@ -7,11 +7,13 @@
 //! Sources: [`nexmark`] (the Nexmark auction event generator), [`generator`]
 //! (a simple keyed event generator), [`file`] (a JSON Lines file).
 //! Sinks: [`file_sink`] (a JSON Lines file), [`stdout`], [`upsert`] (a table
-//! keyed by key and window: idempotent, effectively exactly-once).
+//! keyed by key and window: idempotent, effectively exactly-once),
+//! [`discard`] (drops everything: for benchmarks).
 //!
 //! Sources are bounded here (they end after a configured count, or at the end
 //! of the file); Kafka, the unbounded one, comes with its own crate.
 
+pub mod discard;
 pub mod file;
 pub mod file_sink;
 pub mod generator;

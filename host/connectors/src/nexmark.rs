@@ -171,6 +171,40 @@ impl Source for NexmarkSource {
     }
 }
 
+/// Writes the first `events` events of the generator (the sequence the
+/// source produces at any parallelism, with the source's default base time)
+/// as JSON lines in flink-nexmark's shape: `{"event_type": 0 | 1 | 2,
+/// "person": {…} | null, "auction": {…} | null, "bid": {…} | null}` (0:
+/// person, 1: auction, 2: bid). `bench/flink-nexmark` feeds Flink the same
+/// events as weir this way.
+///
+/// # Errors
+/// A failure to write.
+pub fn write_flink_events(events: u64, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use std::io::Write;
+    let config = NexmarkConfig {
+        base_time: default_base_time(),
+        ..NexmarkConfig::default()
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    for event in EventGenerator::new(config).take(events as usize) {
+        let line = match &event {
+            Event::Person(p) => {
+                serde_json::json!({"event_type": 0, "person": p, "auction": null, "bid": null})
+            }
+            Event::Auction(a) => {
+                serde_json::json!({"event_type": 1, "person": null, "auction": a, "bid": null})
+            }
+            Event::Bid(b) => {
+                serde_json::json!({"event_type": 2, "person": null, "auction": null, "bid": b})
+            }
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +250,36 @@ mod tests {
         assert_eq!(merged, all);
         let bid: serde_json::Value = serde_json::from_slice(&all[0]).unwrap();
         assert!(bid.get("price").is_some() && bid.get("auction").is_some());
+    }
+
+    #[test]
+    fn flink_events_are_the_source_events() {
+        let mut out = Vec::new();
+        write_flink_events(200, &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 200);
+        let opts = NexmarkOptions {
+            events: 200,
+            event_type: None,
+            rate: None,
+            base_time: default_base_time(),
+            batch_size: 64,
+            parallelism: None,
+        };
+        let source = drain(&mut *NexmarkSourceFactory::new(opts).create(&info(0, 1)).unwrap());
+        for (line, value) in lines.iter().zip(&source) {
+            let field = ["person", "auction", "bid"][line["event_type"].as_u64().unwrap() as usize];
+            let event: serde_json::Value = serde_json::from_slice(value).unwrap();
+            assert_eq!(line[field], event);
+        }
+        let types: std::collections::BTreeSet<u64> = lines
+            .iter()
+            .map(|l| l["event_type"].as_u64().unwrap())
+            .collect();
+        assert_eq!(types.len(), 3, "all three event types");
     }
 }

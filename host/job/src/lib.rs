@@ -21,7 +21,7 @@
 //!
 //! [sink.console]
 //! input = "expensive"
-//! kind = "stdout"                  # stdout | file
+//! kind = "stdout"                  # stdout | file | kafka | upsert | discard
 //! ```
 //!
 //! The tour: [`spec`] reads the file into typed node specs, refusing unknown
@@ -32,6 +32,7 @@
 //! it from its latest checkpoint after a failure.
 
 pub mod modules;
+pub mod nexmark;
 pub mod prepare;
 pub mod spec;
 pub mod supervise;

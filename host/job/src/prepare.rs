@@ -254,6 +254,10 @@ pub fn prepare(
         check_inputs(&ctx("sink", &s.name, &s.header), &s.spec.inputs)?;
         let (factory, p): (Arc<dyn weir_engine::SinkFactory>, _) = match &s.spec.kind {
             SinkKind::Stdout(o) => (Arc::new(StdoutSinkFactory::new(o.clone())), o.parallelism),
+            SinkKind::Discard(o) => (
+                Arc::new(weir_connectors::discard::DiscardSinkFactory),
+                o.parallelism,
+            ),
             SinkKind::File(o) => (Arc::new(FileSinkFactory::new(o.clone())), o.parallelism),
             SinkKind::Upsert(o) => (
                 Arc::new(weir_connectors::upsert::UpsertSinkFactory::new(o.clone())),

@@ -153,6 +153,8 @@ pub enum SinkKind {
     Kafka(weir_kafka::KafkaSinkOptions),
     /// `kind = "upsert"`.
     Upsert(weir_connectors::upsert::UpsertSinkOptions),
+    /// `kind = "discard"`: drops everything (benchmarks).
+    Discard(weir_connectors::discard::DiscardOptions),
 }
 
 impl SinkKind {
@@ -163,6 +165,7 @@ impl SinkKind {
             Self::File(o) => o.parallelism,
             Self::Kafka(o) => o.parallelism,
             Self::Upsert(o) => o.parallelism,
+            Self::Discard(o) => o.parallelism,
         }
     }
 }
@@ -509,7 +512,10 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         check_name(&name, &header)?;
         let c = ctx("sink", &name, &header);
         let mut table = table.into_inner();
-        let kind = c.take_kind(&mut table, &["stdout", "file", "kafka", "upsert"])?;
+        let kind = c.take_kind(
+            &mut table,
+            &["stdout", "file", "kafka", "upsert", "discard"],
+        )?;
         let key_by = match table.remove("partition") {
             None => false,
             Some(toml::Value::String(p)) => c.partition(Some(&p))?,
@@ -533,6 +539,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         };
         let kind = match kind.as_str() {
             "stdout" => SinkKind::Stdout(c.options(table)?),
+            "discard" => SinkKind::Discard(c.options(table)?),
             "kafka" => SinkKind::Kafka(c.options(table)?),
             "upsert" => {
                 let mut o: weir_connectors::upsert::UpsertSinkOptions = c.options(table)?;

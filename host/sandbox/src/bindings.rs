@@ -168,7 +168,9 @@ pub(crate) fn assemble_output(
     let rows = values.len();
     values.validate(rows).map_err(|e| format!("values {e}"))?;
     let in_rows = input.len();
-    let identity = out.parents.is_empty();
+    // No rows at all (a flat-map that dropped a whole batch) needs no
+    // parents either: that is not the identity.
+    let identity = out.parents.is_empty() && rows != 0;
     if identity {
         if rows != in_rows {
             return Err(format!(
@@ -294,6 +296,14 @@ mod tests {
         assert_eq!(out.keys.get(1), b"a");
         assert_eq!(out.keys.get(2), b"c");
         assert_eq!(out.timestamps, vec![10, 10, 30]);
+    }
+
+    #[test]
+    fn a_flat_map_may_drop_a_whole_batch_but_a_map_may_not() {
+        let out = assemble_output(input(), output(vec![], &[]), false).unwrap();
+        assert_eq!(out.len(), 0);
+        let e = assemble_output(input(), output(vec![], &[]), true).unwrap_err();
+        assert!(e.contains("got 0 for 3"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,313 @@
+//! `weir bench nexmark`: the Nexmark queries (weir_job::nexmark) on the
+//! built-in generator, with their cost: events/s, events per CPU-second and
+//! peak RSS.
+//!
+//! One query runs in this process. Several (`--query q0,q5` or `all`) run one
+//! child process each, so that each peak RSS is that query's own.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use weir_engine::checkpoint::{CheckpointConfig, CheckpointStorage};
+use weir_job::nexmark::{NexmarkJob, Query};
+use weir_job::{Ended, Event, ModulePath, Supervision};
+use weir_sandbox::{Sandbox, SandboxConfig};
+
+/// `weir bench …`.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Nexmark queries on the built-in generator, their logic in Wasm UDFs.
+    Nexmark(NexmarkArgs),
+    /// Write the generator's events as JSON lines (flink-nexmark's shape),
+    /// for running the same events through another engine
+    /// (bench/flink-nexmark).
+    NexmarkEvents {
+        /// Events to write.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// The file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Arguments of `weir bench nexmark`.
+#[derive(Args)]
+pub struct NexmarkArgs {
+    /// Queries: q0, q1, q2, q3, q5, q7, q8, q11, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    query: String,
+    /// Events generated (people, auctions and bids).
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Parallelism of every node.
+    #[arg(long, default_value_t = 1)]
+    parallelism: usize,
+    /// Take checkpoints this often (into a temporary directory), as a
+    /// production job would.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Keyed state: `heap` or `rocksdb`.
+    #[arg(long, default_value = "heap", value_parser = ["heap", "rocksdb"])]
+    state_backend: String,
+    /// Extra directories where the UDFs are looked up (before
+    /// `WEIR_MODULE_PATH` and `target/udfs`).
+    #[arg(long = "module-dir", value_name = "DIR")]
+    module_dirs: Vec<PathBuf>,
+    /// Where compiled modules are cached.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Print one JSON object per query instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One query's figures.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Figures {
+    /// The query.
+    pub query: String,
+    /// Events generated.
+    pub events: u64,
+    /// Records the query wrote.
+    pub results: u64,
+    /// Parallelism.
+    pub parallelism: usize,
+    /// Wall time of the run (modules already compiled).
+    pub seconds: f64,
+    /// CPU time of the process during the run (user + system).
+    pub cpu_seconds: f64,
+    /// Peak resident set of the process.
+    pub peak_rss_mib: f64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+}
+
+impl Figures {
+    fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    fn events_per_cpu_second(&self) -> f64 {
+        self.events as f64 / self.cpu_seconds.max(1e-9)
+    }
+}
+
+/// Runs `weir bench …`.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Nexmark(args) => nexmark(&args),
+        BenchCommand::NexmarkEvents { events, out } => {
+            let mut file = std::fs::File::create(&out)
+                .with_context(|| format!("cannot create `{}`", out.display()))?;
+            weir_connectors::nexmark::write_flink_events(events, &mut file)
+                .with_context(|| format!("cannot write `{}`", out.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn queries(list: &str) -> anyhow::Result<Vec<Query>> {
+    if list == "all" {
+        return Ok(Query::ALL.to_vec());
+    }
+    list.split(',')
+        .map(|q| q.trim().parse::<Query>().map_err(anyhow::Error::msg))
+        .collect()
+}
+
+fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
+    let queries = queries(&args.query)?;
+    if args.parallelism == 0 {
+        bail!("--parallelism must be at least 1");
+    }
+    let figures = if let [q] = queries[..] {
+        vec![run_query(args, q)?]
+    } else {
+        let exe = std::env::current_exe().context("cannot find the weir executable")?;
+        let mut all = Vec::new();
+        for q in queries {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["bench", "nexmark", "--json", "--query", q.name()])
+                .args(["--events", &args.events.to_string()])
+                .args(["--parallelism", &args.parallelism.to_string()])
+                .args(["--state-backend", &args.state_backend]);
+            if let Some(d) = args.checkpoint_interval {
+                cmd.args(["--checkpoint-interval", &format!("{}ms", d.as_millis())]);
+            }
+            for d in &args.module_dirs {
+                cmd.arg("--module-dir").arg(d);
+            }
+            if let Some(d) = &args.cache_dir {
+                cmd.arg("--cache-dir").arg(d);
+            }
+            let out = cmd
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("cannot run {q}"))?;
+            if !out.status.success() {
+                bail!("{q} failed ({})", out.status);
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().unwrap_or_default();
+            let f: Figures = serde_json::from_str(line)
+                .with_context(|| format!("{q} printed no figures: {text}"))?;
+            if !args.json {
+                eprintln!("{q}: done");
+            }
+            all.push(f);
+        }
+        all
+    };
+    if args.json {
+        for f in &figures {
+            println!("{}", serde_json::to_string(f)?);
+        }
+    } else {
+        println!(
+            "| query | events | results | seconds | events/s | events/CPU-s | peak RSS | checkpoints |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for f in &figures {
+            println!(
+                "| {} | {} | {} | {:.2} | {} | {} | {:.0} MiB | {} |",
+                f.query,
+                f.events,
+                f.results,
+                f.seconds,
+                crate::progress::count(f.events_per_second()),
+                crate::progress::count(f.events_per_cpu_second()),
+                f.peak_rss_mib,
+                f.checkpoints
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let job = NexmarkJob {
+        query,
+        events: args.events,
+        parallelism: args.parallelism,
+        sink: "kind = \"discard\"".into(),
+    };
+    let file = dir.path().join(format!("nexmark-{query}.toml"));
+    std::fs::write(&file, job.toml())?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(crate::run::default_cache_dir),
+        ),
+        ..SandboxConfig::default()
+    })
+    .context("cannot start the Wasm sandbox")?;
+    let modules = ModulePath::for_job(&file, &args.module_dirs);
+    // Compile (or load from the cache) before the clock starts.
+    let spec = weir_job::read_job(&file)?;
+    weir_job::prepare(spec, &sandbox, &modules).with_context(|| format!("{query}"))?;
+
+    let checkpoints = match args.checkpoint_interval {
+        None => None,
+        Some(interval) => {
+            let storage =
+                CheckpointStorage::open(&dir.path().join("checkpoints").display().to_string())
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            Some(CheckpointConfig::new(storage, interval))
+        }
+    };
+    let sup = Supervision {
+        drain_on_stop: true,
+        checkpoints,
+        start_from: None,
+        max_restarts: 0,
+        restart_delay: Duration::from_secs(1),
+        exponential: false,
+    };
+    let rocksdb = dir.path().join("rocksdb");
+    let build = |_attempt: u32| -> Result<weir_engine::Dataflow, String> {
+        let spec = weir_job::read_job(&file).map_err(|e| e.to_string())?;
+        let mut flow = weir_job::prepare(spec, &sandbox, &modules)
+            .map_err(|e| e.to_string())?
+            .dataflow;
+        if args.state_backend == "rocksdb" {
+            flow.state_backend = weir_state::Backend::RocksDb {
+                dir: rocksdb.clone(),
+            };
+        }
+        Ok(flow)
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds()?;
+    let started = Instant::now();
+    let mut results = 0;
+    let mut stats = None;
+    let ended = weir_job::supervise(&sup, build, &stop, |event| match event {
+        Event::Started { handle, .. } => stats = Some(handle.checkpoints().clone()),
+        Event::Ended { outcome } => {
+            results = outcome
+                .metrics
+                .iter()
+                .filter(|n| n.role == weir_engine::metrics::NodeRole::Sink)
+                .map(|n| n.records_in)
+                .sum();
+        }
+        Event::Restarting { .. } => {}
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()? - cpu_before;
+    match ended {
+        Ended::Finished => {}
+        Ended::Stopped => bail!("{query} was stopped"),
+        Ended::Failed(e) => bail!("{query} failed: {e}"),
+    }
+    Ok(Figures {
+        query: query.name().into(),
+        events: args.events,
+        results,
+        parallelism: args.parallelism,
+        seconds,
+        cpu_seconds: cpu,
+        peak_rss_mib: peak_rss_kib()? as f64 / 1024.0,
+        checkpoints: stats.map_or(0, |s| s.completed.load(Ordering::Relaxed)),
+    })
+}
+
+/// User + system CPU time of this process (Linux `/proc/self/stat`, in
+/// the kernel's 100 Hz user ticks).
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("short /proc/self/stat")?
+            .parse::<u64>()? as f64)
+    };
+    // utime and stime are fields 14 and 15: 11 and 12 after the name.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// The process's peak resident set (`VmHWM`), KiB.
+fn peak_rss_kib() -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}
