@@ -31,6 +31,10 @@ trap 'rm -rf "$WORK"' EXIT
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# weir's toolchains (system packages, the wasm32-wasip2 target) and every
+# UDF, as the test command sets them up.
+bash .ci/setup
+
 # Java 17 and Flink's jars.
 if ! command -v javac >/dev/null; then
     say "installing Java 17"

@@ -41,8 +41,8 @@ def main():
         f"{datetime.date.today().isoformat()}. Command: `EVENTS={a.events} PARALLELISM={a.parallelism} "
         f"CHECKPOINT_MS={a.checkpoint_ms} bash bench/flink-nexmark/run.sh`.",
         "",
-        "| query | weir events/CPU-s | Flink events/CPU-s | ratio | target | weir peak RSS | Flink peak RSS | RSS ratio (≤ 0.5) | weir events/s | Flink events/s | results weir / Flink |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "| query | weir events/CPU-s | Flink events/CPU-s | ratio | target | weir peak RSS | Flink peak RSS | RSS ratio (≤ 0.5) | weir events/s | Flink events/s | results weir / Flink | weir checkpoints |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for q in weir:
         w, f = weir[q], flink.get(q, {"failed": True})
@@ -50,7 +50,7 @@ def main():
         target = TARGETS.get(q)
         if f.get("failed"):
             lines.append(f"| {q} | {rate(w_cpu)} | failed | | ≥ {target}× | {w['peak_rss_mib']:.0f} MiB | | | "
-                         f"{rate(w['events'] / w['seconds'])} | | {w['results']} / – |")
+                         f"{rate(w['events'] / w['seconds'])} | | {w['results']} / – | {w['checkpoints']} |")
             continue
         f_cpu = a.events / f["cpu_seconds"]
         ratio = w_cpu / f_cpu
@@ -61,7 +61,7 @@ def main():
             f"{w['peak_rss_mib']:.0f} MiB | {f['peak_rss_mib']:.0f} MiB | {rss:.2f}"
             f"{'' if rss <= RSS_TARGET else ' (**not met**)'} | "
             f"{rate(w['events'] / w['seconds'])} | {rate(a.events / f['seconds'])} | "
-            f"{w['results']} / {f['results']} |"
+            f"{w['results']} / {f['results']} | {w['checkpoints']} |"
         )
     table = "\n".join(lines)
     print(table)
