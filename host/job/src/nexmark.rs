@@ -15,7 +15,7 @@
 //! | q1 | bid prices in euros | select |
 //! | q2 | bids of some auctions | select |
 //! | q3 | sellers of category 10 in OR, ID, CA (join) | select → keyed join |
-//! | q5 | hottest auctions, 10 s windows every 2 s | select → sliding count → per-window max |
+//! | q5 | hottest auctions, 10 s windows every 2 s | select → 2 s slice count → 10 s sliding sum → per-window max |
 //! | q7 | highest bid of each 10 s | select → max per auction → max per window |
 //! | q8 | new users who opened an auction (windowed join) | select → 10 s window per person |
 //! | q11 | bids per user session (gap 10 s) | select → session count |
@@ -155,9 +155,15 @@ module = "nexmark-join"
             Query::Q5 => {
                 t.push_str(
                     r#"
-[operator.count]
+[operator.slices]
 input = "select"
 module = "bid-count"
+window = { type = "tumbling", size = "2s" }
+
+[operator.count]
+input = "slices"
+module = "nexmark-agg"
+config = { query = "q5-sum" }
 window = { type = "sliding", size = "10s", slide = "2s" }
 
 [operator.by-window]

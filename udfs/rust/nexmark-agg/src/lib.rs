@@ -1,9 +1,14 @@
 //! The window aggregates of the Nexmark queries (`weir bench nexmark`),
 //! after `nexmark-select`. `query` (config) picks one:
 //!
-//! - `q5`: over one slide (2 s tumbling) of `bid-count`'s sliding-window
-//!   counts, keyed by window end: the auctions with the most bids in that
-//!   window. Emits `{"auction","num","end"}` per auction with the maximum.
+//! - `q5-sum`: sums counts (`bid-count`'s `{"key","start","end","count"}`)
+//!   and emits `auction count` (text; the window's end is the row's
+//!   timestamp + 1): q5's 10 s sliding window over the 2 s slices
+//!   `bid-count` counted, so that each bid is counted once, not in five
+//!   overlapping windows.
+//! - `q5`: over one slide (2 s tumbling) of those `auction count` rows,
+//!   keyed by window end: the auctions with the most bids in that window.
+//!   Emits `{"auction","num","end"}` per auction with the maximum.
 //! - `q7`: the highest bids of a 10 s tumbling window. Input and output are
 //!   bids (`{"auction","price","bidder","date_time","extra"}`), so it runs
 //!   twice: per auction, then over those winners with one key.
@@ -21,6 +26,7 @@ use weir_udf::{Aggregate, Config, Error, Record, Results, Window};
 /// Which query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Query {
+    Q5Sum,
     Q5,
     Q7,
     Q8,
@@ -32,8 +38,7 @@ pub struct NexmarkAgg {
 }
 
 #[derive(Deserialize)]
-struct Count<'a> {
-    key: &'a str,
+struct Counted {
     count: u64,
 }
 
@@ -99,15 +104,20 @@ impl Aggregate for NexmarkAgg {
 
     fn init(config: &Config) -> Result<Self, Error> {
         let query = match config.get("query") {
+            Some("q5-sum") => Query::Q5Sum,
             Some("q5") => Query::Q5,
             Some("q7") => Query::Q7,
             Some("q8") => Query::Q8,
             Some(other) => {
                 return Err(Error::InvalidConfig(format!(
-                    "unknown `query` = \"{other}\"; expected q5, q7 or q8"
+                    "unknown `query` = \"{other}\"; expected q5-sum, q5, q7 or q8"
                 )));
             }
-            None => return Err(Error::InvalidConfig("missing `query` (q5, q7, q8)".into())),
+            None => {
+                return Err(Error::InvalidConfig(
+                    "missing `query` (q5-sum, q5, q7, q8)".into(),
+                ));
+            }
         };
         Ok(Self { query })
     }
@@ -118,10 +128,22 @@ impl Aggregate for NexmarkAgg {
 
     fn add(&mut self, acc: &mut Acc, record: &Record<'_>) -> Result<(), Error> {
         match self.query {
+            Query::Q5Sum => {
+                let c: Counted = record.json()?;
+                acc.0 += c.count;
+            }
             Query::Q5 => {
-                let c: Count<'_> = record.json()?;
-                let member = format!("{} {}", c.key, c.count);
-                keep_max(acc, c.count, &member);
+                let member = record.value_str()?;
+                let count = member
+                    .split_once(' ')
+                    .and_then(|(_, n)| n.parse().ok())
+                    .ok_or_else(|| {
+                        Error::InvalidRecord(format!(
+                            "record {}: `{member}` is not `auction count` (is the input q5-sum?)",
+                            record.index()
+                        ))
+                    })?;
+                keep_max(acc, count, member);
             }
             Query::Q7 => {
                 let b: Priced = record.json()?;
@@ -142,6 +164,7 @@ impl Aggregate for NexmarkAgg {
 
     fn merge(&mut self, acc: &mut Acc, other: Acc) -> Result<(), Error> {
         match self.query {
+            Query::Q5Sum => acc.0 += other.0,
             Query::Q5 | Query::Q7 => {
                 if other.1 > 0 {
                     for member in other.2.split('\n') {
@@ -162,6 +185,13 @@ impl Aggregate for NexmarkAgg {
 
     fn result(&mut self, key: &[u8], w: Window, acc: &Acc, out: &mut Results) -> Result<(), Error> {
         match self.query {
+            Query::Q5Sum => {
+                let mut row = Vec::with_capacity(key.len() + 12);
+                row.extend_from_slice(key);
+                row.push(b' ');
+                row.extend_from_slice(itoa::Buffer::new().format(acc.0).as_bytes());
+                out.emit(&row);
+            }
             Query::Q5 => {
                 if acc.1 == 0 {
                     return Ok(());

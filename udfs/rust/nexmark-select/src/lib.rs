@@ -11,7 +11,7 @@
 //! | `q2` | bids of auctions `% 123 == 0` | auction | `{"auction","price"}` (the q2 output) |
 //! | `q3` | people of `or`, `id`, `ca`; auctions of category 10 | person id / seller | `{"person":{"name","city","state"}}` / `{"auction":id}` |
 //! | `q5` | bids | auction | empty (counted by `bid-count`) |
-//! | `q5-windows` | `bid-count` results | window end | unchanged |
+//! | `q5-windows` | sliding-window counts (`auction count`, at the window's last millisecond) | window end | unchanged |
 //! | `q7` | bids | auction | `{"auction","price","bidder","date_time","extra"}` |
 //! | `q7-global` | `nexmark-agg` q7 results | one key | unchanged |
 //! | `q8` | people; auctions | person id / seller | `{"name":…}` / empty |
@@ -109,11 +109,6 @@ struct Auction {
     category: u64,
 }
 
-#[derive(Deserialize)]
-struct Pane {
-    end: i64,
-}
-
 /// The three event types, from the `nexmark.type` header.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -173,8 +168,8 @@ impl FlatMap for NexmarkSelect {
         let i = record.index();
         match self.query {
             Query::Q5Windows => {
-                let pane: Pane = record.json()?;
-                let key = self.itoa.format(pane.end).to_owned();
+                // A window result's timestamp is its window's last millisecond.
+                let key = self.itoa.format(record.timestamp() + 1).to_owned();
                 out.emit(i).value(record.value()).key(key.as_bytes());
                 return Ok(());
             }
