@@ -41,6 +41,20 @@ pub fn udf(name: &str) -> PathBuf {
     p
 }
 
+/// Runs the job file `file` to its end, with the test binary's sandbox and
+/// the built components.
+///
+/// # Errors
+/// The job file is invalid, or a module cannot be found or loaded.
+pub fn run_job(file: &Path) -> Result<weir_engine::JobOutcome, weir_job::JobError> {
+    let spec = weir_job::read_job(file)?;
+    let modules = weir_job::ModulePath::new(vec![udf_dir()]);
+    let prepared = weir_job::prepare(spec, sandbox(), &modules)?;
+    Ok(weir_engine::run(prepared.dataflow)
+        .expect("the job starts")
+        .join())
+}
+
 /// One sandbox for the whole test binary (its instance pool reserves address
 /// space, so tests share it), with a compilation cache under `target/`.
 pub fn sandbox() -> &'static Sandbox {

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use weir_job::ModulePath;
 use weir_tests::{read_jsonl, sandbox, udf_dir};
 
 /// One output record: key, value, event time.
@@ -316,10 +315,7 @@ fn conformance(lang: &str) {
     std::fs::write(dir.path().join("events.jsonl"), lines).unwrap();
     let file = dir.path().join("job.toml");
     std::fs::write(&file, job(lang)).unwrap();
-    let spec = weir_job::read_job(&file).unwrap();
-    let prepared = weir_job::prepare(spec, sandbox(), &ModulePath::new(vec![udf_dir()]))
-        .unwrap_or_else(|e| panic!("{lang}: {e}"));
-    let outcome = weir_engine::run(prepared.dataflow).unwrap().join();
+    let outcome = weir_tests::run_job(&file).unwrap_or_else(|e| panic!("{lang}: {e}"));
     outcome
         .result
         .unwrap_or_else(|e| panic!("{lang}: the job failed: {e}"));

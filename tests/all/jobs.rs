@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::{Event, EventType};
-use weir_job::{JobError, ModulePath};
-use weir_tests::{read_jsonl, sandbox, udf_dir};
+use weir_job::JobError;
+use weir_tests::read_jsonl;
 
 struct Job {
     dir: tempfile::TempDir,
@@ -22,9 +22,7 @@ fn job(toml: &str) -> Job {
 }
 
 fn run(job: &Job) -> Result<weir_engine::JobOutcome, JobError> {
-    let spec = weir_job::read_job(&job.file)?;
-    let prepared = weir_job::prepare(spec, sandbox(), &ModulePath::new(vec![udf_dir()]))?;
-    Ok(weir_engine::run(prepared.dataflow).unwrap().join())
+    weir_tests::run_job(&job.file)
 }
 
 fn bid_json(auction: u64, bidder: u64, price: u64, channel: &str, t: i64) -> String {

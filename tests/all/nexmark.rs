@@ -11,9 +11,8 @@ use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::{Auction, Bid, Event, Person};
 use serde_json::{Value, json};
-use weir_job::ModulePath;
 use weir_job::nexmark::{NexmarkJob, Query};
-use weir_tests::{read_jsonl, sandbox, udf_dir};
+use weir_tests::{read_jsonl, udf_dir};
 
 /// 30 s of event time at the generator's 10,000 events/s: three 10 s
 /// windows, fifteen 2 s slides, 600 people, 18,000 auctions.
@@ -67,10 +66,7 @@ fn run(query: Query) -> Vec<Value> {
     };
     let file = dir.path().join("job.toml");
     std::fs::write(&file, job.toml()).unwrap();
-    let spec = weir_job::read_job(&file).unwrap();
-    let prepared = weir_job::prepare(spec, sandbox(), &ModulePath::new(vec![udf_dir()]))
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-    let outcome = weir_engine::run(prepared.dataflow).unwrap().join();
+    let outcome = weir_tests::run_job(&file).unwrap_or_else(|e| panic!("{query}: {e}"));
     outcome
         .result
         .unwrap_or_else(|e| panic!("{query}: the job failed: {e}"));

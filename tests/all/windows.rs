@@ -33,9 +33,7 @@ fn job(toml: &str, input: &[String]) -> Job {
 }
 
 fn run(job: &Job) -> Result<weir_engine::JobOutcome, JobError> {
-    let spec = weir_job::read_job(&job.file)?;
-    let prepared = weir_job::prepare(spec, sandbox(), &ModulePath::new(vec![udf_dir()]))?;
-    Ok(weir_engine::run(prepared.dataflow).unwrap().join())
+    weir_tests::run_job(&job.file)
 }
 
 fn output(job: &Job, name: &str) -> Vec<Value> {
