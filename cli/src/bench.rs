@@ -210,9 +210,21 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
     })
     .context("cannot start the Wasm sandbox")?;
     let modules = ModulePath::for_job(&file, &args.module_dirs);
-    // Compile (or load from the cache) before the clock starts.
+    // Build the dataflow (compiling the modules, or loading them from the
+    // cache) before the clock starts; the run never restarts.
     let spec = weir_job::read_job(&file)?;
-    weir_job::prepare(spec, &sandbox, &modules).with_context(|| format!("{query}"))?;
+    let mut flow = Some(
+        weir_job::prepare(spec, &sandbox, &modules)
+            .with_context(|| format!("{query}"))?
+            .dataflow,
+    );
+    if args.state_backend == "rocksdb"
+        && let Some(f) = &mut flow
+    {
+        f.state_backend = weir_state::Backend::RocksDb {
+            dir: dir.path().join("rocksdb"),
+        };
+    }
 
     let checkpoints = match args.checkpoint_interval {
         None => None,
@@ -231,18 +243,9 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
         restart_delay: Duration::from_secs(1),
         exponential: false,
     };
-    let rocksdb = dir.path().join("rocksdb");
-    let build = |_attempt: u32| -> Result<weir_engine::Dataflow, String> {
-        let spec = weir_job::read_job(&file).map_err(|e| e.to_string())?;
-        let mut flow = weir_job::prepare(spec, &sandbox, &modules)
-            .map_err(|e| e.to_string())?
-            .dataflow;
-        if args.state_backend == "rocksdb" {
-            flow.state_backend = weir_state::Backend::RocksDb {
-                dir: rocksdb.clone(),
-            };
-        }
-        Ok(flow)
+    let build = |_attempt: u32| {
+        flow.take()
+            .ok_or_else(|| String::from("no restarts in a benchmark"))
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let cpu_before = cpu_seconds()?;

@@ -186,18 +186,35 @@ pub fn write_flink_events(events: u64, out: &mut dyn std::io::Write) -> std::io:
         base_time: default_base_time(),
         ..NexmarkConfig::default()
     };
+    /// One line: the event under its type's field, the others null.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        event_type: u8,
+        person: Option<&'a nexmark::event::Person>,
+        auction: Option<&'a nexmark::event::Auction>,
+        bid: Option<&'a nexmark::event::Bid>,
+    }
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     for event in EventGenerator::new(config).take(events as usize) {
         let line = match &event {
-            Event::Person(p) => {
-                serde_json::json!({"event_type": 0, "person": p, "auction": null, "bid": null})
-            }
-            Event::Auction(a) => {
-                serde_json::json!({"event_type": 1, "person": null, "auction": a, "bid": null})
-            }
-            Event::Bid(b) => {
-                serde_json::json!({"event_type": 2, "person": null, "auction": null, "bid": b})
-            }
+            Event::Person(p) => Line {
+                event_type: 0,
+                person: Some(p),
+                auction: None,
+                bid: None,
+            },
+            Event::Auction(a) => Line {
+                event_type: 1,
+                person: None,
+                auction: Some(a),
+                bid: None,
+            },
+            Event::Bid(b) => Line {
+                event_type: 2,
+                person: None,
+                auction: None,
+                bid: Some(b),
+            },
         };
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;

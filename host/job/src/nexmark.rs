@@ -70,12 +70,6 @@ impl Query {
             Query::Q11 => "q11",
         }
     }
-
-    /// Whether the query has windows (and so a latency from window end to
-    /// result).
-    pub fn windowed(self) -> bool {
-        matches!(self, Query::Q5 | Query::Q7 | Query::Q8 | Query::Q11)
-    }
 }
 
 impl std::fmt::Display for Query {

@@ -600,7 +600,8 @@ fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<RecordBatch, 
     let values = bindings::column_from_wit(out.values);
     let rows = values.len();
     values.validate(rows).map_err(|e| format!("values {e}"))?;
-    let parents: Vec<u32> = if out.parents.is_empty() {
+    // No rows needs no parents either (`output` in wit/types.wit).
+    let parents: Vec<u32> = if out.parents.is_empty() && rows != 0 {
         if rows != panes.len() {
             return Err(format!(
                 "{rows} result rows for {} panes without `parents`",
@@ -742,5 +743,40 @@ fn classify(
     GuestFailure::Trap {
         message: format!("{e:?}"),
         console: store.data().console.tail(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(parents: Vec<u32>, vals: &[&[u8]]) -> wit::Output {
+        let mut c = BytesColumn::new();
+        for v in vals {
+            c.push(v);
+        }
+        wit::Output {
+            parents,
+            values: bindings::column_to_wit(c),
+            keys: None,
+            timestamps: None,
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn window_results_may_be_none_without_parents_but_not_too_few() {
+        let panes: Vec<WindowPane> = (0..3)
+            .map(|i| WindowPane {
+                key: vec![b'k', b'0' + i],
+                start: 0,
+                end: 10,
+            })
+            .collect();
+        assert_eq!(window_output(&panes, output(vec![], &[])).unwrap().len(), 0);
+        let e = window_output(&panes, output(vec![], &[b"x"])).unwrap_err();
+        assert!(e.contains("1 result rows for 3 panes"), "{e}");
+        let out = window_output(&panes, output(vec![], &[b"a", b"b", b"c"])).unwrap();
+        assert_eq!(out.len(), 3);
     }
 }

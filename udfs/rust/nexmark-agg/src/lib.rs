@@ -197,10 +197,10 @@ impl Aggregate for NexmarkAgg {
                     return Ok(());
                 }
                 for member in acc.2.split('\n') {
-                    let (auction, num) = member.split_once(' ').unwrap_or((member, "0"));
+                    let (auction, num) = member.split_once(' ').unwrap_or((member, ""));
                     out.json(&HotItem {
                         auction: parse_id(auction.as_bytes(), "auction")?,
-                        num: num.parse().unwrap_or(0),
+                        num: parse_id(num.as_bytes(), "count")?,
                         end: w.end,
                     })?;
                 }

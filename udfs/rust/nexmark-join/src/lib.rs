@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use weir_udf::state::{ListState, ValueState};
 use weir_udf::{Config, Context, Error, KeyedProcess, Record};
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize)]
 struct Person<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
@@ -40,19 +40,24 @@ struct Joined<'a> {
 
 /// The q3 join.
 pub struct Q3Join {
-    /// The person, as the JSON `nexmark-select` wrote.
-    person: ValueState<String>,
+    /// The person: name, city, state.
+    person: ValueState<(String, String, String)>,
     /// Auctions waiting for their seller.
     pending: ListState<u64>,
 }
 
 impl Q3Join {
-    fn emit(ctx: &mut Context<'_>, p: &Person<'_>, id: u64, ts: i64) -> Result<(), Error> {
+    fn emit(
+        ctx: &mut Context<'_>,
+        p: &(String, String, String),
+        id: u64,
+        ts: i64,
+    ) -> Result<(), Error> {
         ctx.emit_json(
             &Joined {
-                name: &p.name,
-                city: &p.city,
-                state: &p.state,
+                name: &p.0,
+                city: &p.1,
+                state: &p.2,
                 id,
             },
             ts,
@@ -73,19 +78,19 @@ impl KeyedProcess for Q3Join {
         let ts = record.timestamp();
         match (input.person, input.auction) {
             (Some(p), _) => {
+                let p = (
+                    p.name.into_owned(),
+                    p.city.into_owned(),
+                    p.state.into_owned(),
+                );
                 for id in self.pending.get()? {
                     Self::emit(ctx, &p, id, ts)?;
                 }
                 self.pending.clear();
-                let json = serde_json::to_string(&p).map_err(|e| Error::failed(e.to_string()))?;
-                self.person.set(&json);
+                self.person.set(&p);
             }
             (None, Some(id)) => match self.person.get()? {
-                Some(json) => {
-                    let p: Person<'_> = serde_json::from_str(&json)
-                        .map_err(|e| Error::failed(format!("stored person: {e}")))?;
-                    Self::emit(ctx, &p, id, ts)?;
-                }
+                Some(p) => Self::emit(ctx, &p, id, ts)?,
                 None => self.pending.add(&id),
             },
             (None, None) => {

@@ -43,7 +43,6 @@ enum Query {
 /// The selection step of a Nexmark query.
 pub struct NexmarkSelect {
     query: Query,
-    itoa: itoa::Buffer,
 }
 
 #[derive(Deserialize)]
@@ -158,18 +157,18 @@ impl FlatMap for NexmarkSelect {
             }
             None => return Err(Error::InvalidConfig("missing `query` (q0, q1, …)".into())),
         };
-        Ok(Self {
-            query,
-            itoa: itoa::Buffer::new(),
-        })
+        Ok(Self { query })
     }
 
     fn flat_map(&mut self, record: &Record<'_>, out: &mut Output<'_>) -> Result<(), Error> {
         let i = record.index();
+        // Numbers (keys, fields) are formatted on the stack.
+        let mut n = itoa::Buffer::new();
+        let mut k = itoa::Buffer::new();
         match self.query {
             Query::Q5Windows => {
                 // A window result's timestamp is its window's last millisecond.
-                let key = self.itoa.format(record.timestamp() + 1).to_owned();
+                let key = k.format(record.timestamp() + 1);
                 out.emit(i).value(record.value()).key(key.as_bytes());
                 return Ok(());
             }
@@ -195,7 +194,6 @@ impl FlatMap for NexmarkSelect {
                 } else {
                     // 0.908 × price, exactly: price × 908 thousandths.
                     let milli = b.price * 908;
-                    let mut n = itoa::Buffer::new();
                     io(row.write_all(b"{\"auction\":"))?;
                     io(row.write_all(n.format(b.auction).as_bytes()))?;
                     io(row.write_all(b",\"bidder\":"))?;
@@ -213,7 +211,6 @@ impl FlatMap for NexmarkSelect {
             (Query::Q2, Kind::Bid) => {
                 let b: Bid<'_> = record.json()?;
                 if b.auction.is_multiple_of(123) {
-                    let mut n = itoa::Buffer::new();
                     let mut row = out.emit(i);
                     io(row.write_all(b"{\"auction\":"))?;
                     io(row.write_all(n.format(b.auction).as_bytes()))?;
@@ -225,7 +222,7 @@ impl FlatMap for NexmarkSelect {
             (Query::Q3, Kind::Person) => {
                 let p: Person<'_> = record.json()?;
                 if matches!(&*p.state, "or" | "id" | "ca") {
-                    let key = self.itoa.format(p.id).to_owned();
+                    let key = k.format(p.id);
                     out.emit(i)
                         .json(&Q3Person {
                             person: PersonOut {
@@ -240,8 +237,7 @@ impl FlatMap for NexmarkSelect {
             (Query::Q3, Kind::Auction) => {
                 let a: Auction = record.json()?;
                 if a.category == 10 {
-                    let key = self.itoa.format(a.seller).to_owned();
-                    let mut n = itoa::Buffer::new();
+                    let key = k.format(a.seller);
                     let mut row = out.emit(i);
                     io(row.write_all(b"{\"auction\":"))?;
                     io(row.write_all(n.format(a.id).as_bytes()))?;
@@ -265,19 +261,19 @@ impl FlatMap for NexmarkSelect {
             }
             (Query::Q8, Kind::Person) => {
                 let p: Person<'_> = record.json()?;
-                let key = self.itoa.format(p.id).to_owned();
+                let key = k.format(p.id);
                 out.emit(i)
                     .json(&Q8Person { name: &p.name })?
                     .key(key.as_bytes());
             }
             (Query::Q8, Kind::Auction) => {
                 let a: Auction = record.json()?;
-                let key = self.itoa.format(a.seller).to_owned();
+                let key = k.format(a.seller);
                 out.emit(i).value(b"").key(key.as_bytes());
             }
             (Query::Q11, Kind::Bid) => {
                 let b: Bid<'_> = record.json()?;
-                let key = self.itoa.format(b.bidder).to_owned();
+                let key = k.format(b.bidder);
                 out.emit(i).value(b"").key(key.as_bytes());
             }
             _ => {}
