@@ -43,6 +43,11 @@ public class NexmarkSql {
             case "q3":
                 return "SELECT P.name, P.city, P.state, A.id FROM auction AS A INNER JOIN person AS P "
                     + "ON A.seller = P.id WHERE A.category = 10 AND (P.state = 'or' OR P.state = 'id' OR P.state = 'ca')";
+            case "q4":
+                return "SELECT Q.category, AVG(Q.final) FROM ("
+                    + "SELECT MAX(B.price) AS final, A.category FROM auction A, bid B "
+                    + "WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires "
+                    + "GROUP BY A.id, A.category) Q GROUP BY Q.category";
             case "q5":
                 return "SELECT AuctionBids.auction, AuctionBids.num FROM (" + BID_WINDOWS + ") AS AuctionBids "
                     + "JOIN (SELECT max(CountBids.num) AS maxn, CountBids.starttime, CountBids.endtime FROM ("
@@ -138,7 +143,7 @@ public class NexmarkSql {
             + " FROM datagen WHERE event_type = 0");
         t.executeSql("CREATE VIEW auction AS SELECT auction.id, auction.item_name AS itemName,"
             + " auction.description, auction.initial_bid AS initialBid, auction.reserve, `dateTime`,"
-            + " auction.expires, auction.seller, auction.category, auction.extra"
+            + " TO_TIMESTAMP_LTZ(auction.expires, 3) AS expires, auction.seller, auction.category, auction.extra"
             + " FROM datagen WHERE event_type = 1");
         t.executeSql("CREATE VIEW bid AS SELECT bid.auction, bid.bidder, bid.price, bid.channel, bid.url,"
             + " `dateTime`, bid.extra FROM datagen WHERE event_type = 2");

@@ -48,20 +48,25 @@ def main():
         w, f = weir[q], flink.get(q, {"failed": True})
         w_cpu = w["events"] / w["cpu_seconds"]
         target = TARGETS.get(q)
+        target_text = f"≥ {target}×" if target is not None else "none"
+        # Rows of a non-windowed aggregate: weir emits each category's new
+        # average as an auction closes; Flink's changelog also holds the
+        # retractions and the updates of every higher bid.
+        results = f"{w['results']} / {f.get('results', '–')}" + (" (Flink: changelog)" if q == "q4" else "")
         if f.get("failed"):
-            lines.append(f"| {q} | {rate(w_cpu)} | failed | | ≥ {target}× | {w['peak_rss_mib']:.0f} MiB | | | "
-                         f"{rate(w['events'] / w['seconds'])} | | {w['results']} / – | {w['checkpoints']} |")
+            lines.append(f"| {q} | {rate(w_cpu)} | failed | | {target_text} | {w['peak_rss_mib']:.0f} MiB | | | "
+                         f"{rate(w['events'] / w['seconds'])} | | {results} | {w['checkpoints']} |")
             continue
         f_cpu = a.events / f["cpu_seconds"]
         ratio = w_cpu / f_cpu
-        met = "met" if target is not None and ratio >= target else "**not met**"
+        met = "" if target is None else (": met" if ratio >= target else ": **not met**")
         rss = w["peak_rss_mib"] / f["peak_rss_mib"]
         lines.append(
-            f"| {q} | {rate(w_cpu)} | {rate(f_cpu)} | {ratio:.2f}× | ≥ {target}×: {met} | "
+            f"| {q} | {rate(w_cpu)} | {rate(f_cpu)} | {ratio:.2f}× | {target_text}{met} | "
             f"{w['peak_rss_mib']:.0f} MiB | {f['peak_rss_mib']:.0f} MiB | {rss:.2f}"
             f"{'' if rss <= RSS_TARGET else ' (**not met**)'} | "
             f"{rate(w['events'] / w['seconds'])} | {rate(a.events / f['seconds'])} | "
-            f"{w['results']} / {f['results']} | {w['checkpoints']} |"
+            f"{results} | {w['checkpoints']} |"
         )
     table = "\n".join(lines)
     print(table)

@@ -39,7 +39,7 @@ pub enum BenchCommand {
 /// Arguments of `weir bench nexmark`.
 #[derive(Args)]
 pub struct NexmarkArgs {
-    /// Queries: q0, q1, q2, q3, q5, q7, q8, q11, comma-separated, or `all`.
+    /// Queries: q0, q1, q2, q3, q4, q5, q7, q8, q11, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     query: String,
     /// Events generated (people, auctions and bids).

@@ -151,6 +151,59 @@ fn q3_joins_sellers_with_their_auctions() {
 }
 
 #[test]
+fn q4_averages_winning_prices_per_category() {
+    let e = events();
+    // The winning (highest) price of each auction among its bids within
+    // [opening, expiry]; auctions without such a bid do not count.
+    let mut winning: HashMap<usize, u64> = HashMap::new();
+    let auctions: HashMap<usize, &Auction> = e.auctions.iter().map(|a| (a.id, a)).collect();
+    for b in &e.bids {
+        if let Some(a) = auctions.get(&b.auction)
+            && (a.date_time..=a.expires).contains(&b.date_time)
+        {
+            let w = winning.entry(a.id).or_default();
+            *w = (*w).max(b.price as u64);
+        }
+    }
+    let mut per_category: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    for (id, price) in &winning {
+        let c = per_category.entry(auctions[id].category).or_default();
+        c.0 += price;
+        c.1 += 1;
+    }
+    assert!(per_category.len() > 1, "the input has several categories");
+    // weir emits the category's running average as each auction closes: one
+    // row per winning auction, the last of each category (the most auctions)
+    // its final average, which is what the SQL query's result ends at.
+    let got = run(Query::Q4);
+    assert_eq!(got.len(), winning.len(), "one row per auction with a bid");
+    let mut last: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+    let mut counts: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for row in &got {
+        let c = row["category"].as_u64().unwrap() as usize;
+        let n = row["auctions"].as_u64().unwrap();
+        let avg = row["avg"].as_u64().unwrap();
+        counts.entry(c).or_default().push(n);
+        let l = last.entry(c).or_default();
+        if n > l.1 {
+            *l = (avg, n);
+        }
+    }
+    for (c, ns) in &mut counts {
+        ns.sort_unstable();
+        assert!(
+            ns.iter().copied().eq(1..=ns.len() as u64),
+            "category {c}: the running counts are 1..n once each"
+        );
+    }
+    let want: BTreeMap<usize, (u64, u64)> = per_category
+        .into_iter()
+        .map(|(c, (sum, n))| (c, (sum / n, n)))
+        .collect();
+    assert_eq!(last, want, "final (average, auctions) per category");
+}
+
+#[test]
 fn q5_finds_the_hottest_auctions_of_each_sliding_window() {
     // Counts per (window end, auction); a bid at t is in the windows ending
     // at the multiples of 2 s in (t, t + 10 s].

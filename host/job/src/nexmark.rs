@@ -15,6 +15,7 @@
 //! | q1 | bid prices in euros | select |
 //! | q2 | bids of some auctions | select |
 //! | q3 | sellers of category 10 in OR, ID, CA (join) | select → keyed join |
+//! | q4 | average winning price per category | select → winning bid per auction (keyed process, timer at expiry) → average per category (keyed process) |
 //! | q5 | hottest auctions, 10 s windows every 2 s | select → 2 s slice count → 10 s sliding sum → per-window max |
 //! | q7 | highest bid of each 10 s | select → max per auction → max per window |
 //! | q8 | new users who opened an auction (windowed join) | select → 10 s window per person |
@@ -34,6 +35,8 @@ pub enum Query {
     Q2,
     /// Local item suggestion (join).
     Q3,
+    /// Average price per category (join, then aggregate).
+    Q4,
     /// Hot items (sliding windows).
     Q5,
     /// Highest bid (tumbling windows).
@@ -46,11 +49,12 @@ pub enum Query {
 
 impl Query {
     /// Every query, in order.
-    pub const ALL: [Query; 8] = [
+    pub const ALL: [Query; 9] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
         Query::Q3,
+        Query::Q4,
         Query::Q5,
         Query::Q7,
         Query::Q8,
@@ -64,6 +68,7 @@ impl Query {
             Query::Q1 => "q1",
             Query::Q2 => "q2",
             Query::Q3 => "q3",
+            Query::Q4 => "q4",
             Query::Q5 => "q5",
             Query::Q7 => "q7",
             Query::Q8 => "q8",
@@ -142,9 +147,31 @@ config = {{ query = "{q}" }}
 [operator.join]
 input = "select"
 module = "nexmark-join"
+config = { query = "q3" }
 "#,
                 );
                 "join"
+            }
+            Query::Q4 => {
+                t.push_str(
+                    r#"
+[operator.winning]
+input = "select"
+module = "nexmark-join"
+config = { query = "q4-max" }
+
+[operator.by-category]
+input = "winning"
+module = "nexmark-select"
+config = { query = "q4-category" }
+
+[operator.average]
+input = "by-category"
+module = "nexmark-join"
+config = { query = "q4-avg" }
+"#,
+                );
+                "average"
             }
             Query::Q5 => {
                 t.push_str(
@@ -251,7 +278,7 @@ mod tests {
         for q in Query::ALL {
             assert_eq!(q.name().parse::<Query>(), Ok(q));
         }
-        let e = "q4".parse::<Query>().unwrap_err();
-        assert!(e.contains("q4") && e.contains("q11"), "{e}");
+        let e = "q6".parse::<Query>().unwrap_err();
+        assert!(e.contains("q6") && e.contains("q11"), "{e}");
     }
 }

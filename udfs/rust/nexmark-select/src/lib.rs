@@ -10,6 +10,8 @@
 //! | `q1` | bids | auction | the same, the price in euros (`0.908 ×`, exact to 3 decimals) (the q1 output) |
 //! | `q2` | bids of auctions `% 123 == 0` | auction | `{"auction","price"}` (the q2 output) |
 //! | `q3` | people of `or`, `id`, `ca`; auctions of category 10 | person id / seller | `{"person":{"name","city","state"}}` / `{"auction":id}` |
+//! | `q4` | auctions; bids | auction id | `a category opening expiry` / `b price time` |
+//! | `q4-category` | `nexmark-join` q4-max results (`category price`) | category | unchanged |
 //! | `q5` | bids | auction | empty (counted by `bid-count`) |
 //! | `q5-windows` | sliding-window counts (`auction count`, at the window's last millisecond) | window end | unchanged |
 //! | `q7` | bids | auction | `{"auction","price","bidder","date_time","extra"}` |
@@ -32,6 +34,8 @@ enum Query {
     Q1,
     Q2,
     Q3,
+    Q4,
+    Q4Category,
     Q5,
     Q5Windows,
     Q7,
@@ -106,6 +110,8 @@ struct Auction {
     id: u64,
     seller: u64,
     category: u64,
+    date_time: i64,
+    expires: i64,
 }
 
 /// The three event types, from the `nexmark.type` header.
@@ -144,6 +150,8 @@ impl FlatMap for NexmarkSelect {
             Some("q1") => Query::Q1,
             Some("q2") => Query::Q2,
             Some("q3") => Query::Q3,
+            Some("q4") => Query::Q4,
+            Some("q4-category") => Query::Q4Category,
             Some("q5") => Query::Q5,
             Some("q5-windows") => Query::Q5Windows,
             Some("q7") => Query::Q7,
@@ -152,7 +160,7 @@ impl FlatMap for NexmarkSelect {
             Some("q11") => Query::Q11,
             Some(other) => {
                 return Err(Error::InvalidConfig(format!(
-                    "unknown `query` = \"{other}\"; expected one of q0, q1, q2, q3, q5, q5-windows, q7, q7-global, q8, q11"
+                    "unknown `query` = \"{other}\"; expected one of q0, q1, q2, q3, q4, q4-category, q5, q5-windows, q7, q7-global, q8, q11"
                 )));
             }
             None => return Err(Error::InvalidConfig("missing `query` (q0, q1, …)".into())),
@@ -174,6 +182,16 @@ impl FlatMap for NexmarkSelect {
             }
             Query::Q7Global => {
                 out.emit(i).value(record.value()).key(b"all");
+                return Ok(());
+            }
+            Query::Q4Category => {
+                let text = record.value_str()?;
+                let category = text.split_once(' ').map(|(c, _)| c).ok_or_else(|| {
+                    Error::InvalidRecord(format!(
+                        "record {i}: `{text}` is not `category price` (is the input nexmark-join q4-max?)"
+                    ))
+                })?;
+                out.emit(i).value(record.value()).key(category.as_bytes());
                 return Ok(());
             }
             _ => {}
@@ -244,6 +262,26 @@ impl FlatMap for NexmarkSelect {
                     io(row.write_all(b"}"))?;
                     row.key(key.as_bytes());
                 }
+            }
+            (Query::Q4, Kind::Auction) => {
+                // The source keys auctions by their id already.
+                let a: Auction = record.json()?;
+                let mut row = out.emit(i);
+                io(row.write_all(b"a "))?;
+                io(row.write_all(n.format(a.category).as_bytes()))?;
+                io(row.write_all(b" "))?;
+                io(row.write_all(n.format(a.date_time).as_bytes()))?;
+                io(row.write_all(b" "))?;
+                io(row.write_all(n.format(a.expires).as_bytes()))?;
+            }
+            (Query::Q4, Kind::Bid) => {
+                // The source keys bids by auction already.
+                let b: Bid<'_> = record.json()?;
+                let mut row = out.emit(i);
+                io(row.write_all(b"b "))?;
+                io(row.write_all(n.format(b.price).as_bytes()))?;
+                io(row.write_all(b" "))?;
+                io(row.write_all(n.format(b.date_time).as_bytes()))?;
             }
             (Query::Q5, Kind::Bid) => {
                 // The source keys bids by auction already.
