@@ -8,7 +8,9 @@
 #
 # Settings (environment): EVENTS (default 10,000,000), PARALLELISM (1),
 # QUERIES ("q0 q1 q2 q3 q4 q5 q7 q8 q11"), CHECKPOINT_MS (10000; 0 = off),
-# DOC (docs/benchmarks.md; empty: print the table only).
+# DOC (docs/benchmarks.md; empty: print the table only), LATENCY_RATE
+# (100000) and LATENCY_EVENTS (3,000,000; 0 = skip): weir's latency, in a
+# second, paced run of each query at that rate (`weir bench nexmark --rate`).
 #
 # weir generates its events in process (`weir bench nexmark`); Flink reads
 # the same events, written once by `weir bench nexmark-events`, from a JSON
@@ -26,6 +28,8 @@ QUERIES=${QUERIES:-"q0 q1 q2 q3 q4 q5 q7 q8 q11"}
 CHECKPOINT_MS=${CHECKPOINT_MS:-10000}
 # The document the table goes into; empty: only print it.
 DOC=${DOC-docs/benchmarks.md}
+LATENCY_RATE=${LATENCY_RATE:-100000}
+LATENCY_EVENTS=${LATENCY_EVENTS:-3000000}
 FLINK_VERSION=2.3.0
 FLINK=${WEIR_FLINK_DIR:-$HOME/.cache/weir/flink}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -64,6 +68,7 @@ say "writing $EVENTS events for Flink"
 
 : > "$WORK/weir.jsonl"
 : > "$WORK/flink.jsonl"
+: > "$WORK/latency.jsonl"
 ckpt_args=()
 if [ "$CHECKPOINT_MS" != 0 ]; then ckpt_args=(--checkpoint-interval "${CHECKPOINT_MS}ms"); fi
 for q in $QUERIES; do
@@ -77,10 +82,16 @@ for q in $QUERIES; do
         tail -30 "$WORK/flink-$q.log" >&2
         echo "{\"query\":\"$q\",\"failed\":true}" >> "$WORK/flink.jsonl"
     }
+    if [ "$LATENCY_EVENTS" != 0 ]; then
+        say "$q: weir, paced at $LATENCY_RATE events/s for latency"
+        "$WEIR" bench nexmark --json --query "$q" --events "$LATENCY_EVENTS" --parallelism "$PARALLELISM" \
+            --rate "$LATENCY_RATE" "${ckpt_args[@]}" | tail -1 >> "$WORK/latency.jsonl"
+    fi
 done
 
 doc_args=()
 if [ -n "$DOC" ]; then doc_args=(--doc "$DOC"); fi
 python3 bench/flink-nexmark/table.py "$WORK/weir.jsonl" "$WORK/flink.jsonl" \
     --events "$EVENTS" --parallelism "$PARALLELISM" --checkpoint-ms "$CHECKPOINT_MS" \
+    --latency "$WORK/latency.jsonl" --latency-rate "$LATENCY_RATE" --latency-events "$LATENCY_EVENTS" \
     "${doc_args[@]}"

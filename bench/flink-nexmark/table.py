@@ -33,17 +33,28 @@ def main():
     p.add_argument("--parallelism", type=int, required=True)
     p.add_argument("--checkpoint-ms", type=int, required=True)
     p.add_argument("--doc")
+    p.add_argument("--latency", help="weir's paced runs (weir bench nexmark --rate --json)")
+    p.add_argument("--latency-rate", type=int, default=0)
+    p.add_argument("--latency-events", type=int, default=0)
     a = p.parse_args()
     weir, flink = load(a.weir), load(a.flink)
+    latency = load(a.latency) if a.latency else {}
     ckpt = f"{a.checkpoint_ms / 1000:g} s checkpoints" if a.checkpoint_ms else "no checkpoints"
     lines = [
         f"{a.events:,} events, parallelism {a.parallelism}, {ckpt}; "
         f"{datetime.date.today().isoformat()}. Command: `EVENTS={a.events} PARALLELISM={a.parallelism} "
-        f"CHECKPOINT_MS={a.checkpoint_ms} bash bench/flink-nexmark/run.sh`.",
+        f"CHECKPOINT_MS={a.checkpoint_ms} LATENCY_RATE={a.latency_rate} LATENCY_EVENTS={a.latency_events} "
+        f"bash bench/flink-nexmark/run.sh`.",
         "",
-        "| query | weir events/CPU-s | Flink events/CPU-s | ratio | target | weir peak RSS | Flink peak RSS | RSS ratio (≤ 0.5) | weir events/s | Flink events/s | results weir / Flink | weir checkpoints |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+        "| query | weir events/CPU-s | Flink events/CPU-s | ratio | target | weir peak RSS | Flink peak RSS | RSS ratio (≤ 0.5) | weir events/s | Flink events/s | results weir / Flink | weir checkpoints | weir latency p50 / p99 |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
+    if latency:
+        lines.insert(1, f"Latency: a second run of weir alone, {a.latency_events:,} events paced at "
+                        f"{a.latency_rate:,} events/s, stamped with the wall clock; the time from a result's "
+                        f"timestamp to its write (windowed results are stamped with the window's end, so "
+                        f"include the 4 s watermark bound).")
+        lines.insert(1, "")
     for q in weir:
         w, f = weir[q], flink.get(q, {"failed": True})
         w_cpu = w["events"] / w["cpu_seconds"]
@@ -53,9 +64,12 @@ def main():
         # average as an auction closes; Flink's changelog also holds the
         # retractions and the updates of every higher bid.
         results = f"{w['results']} / {f.get('results', '–')}" + (" (Flink: changelog)" if q == "q4" else "")
+        l = latency.get(q, {})
+        lat = (f"{l['p50_latency_ms']:,} / {l['p99_latency_ms']:,} ms"
+               if "p99_latency_ms" in l else "–")
         if f.get("failed"):
             lines.append(f"| {q} | {rate(w_cpu)} | failed | | {target_text} | {w['peak_rss_mib']:.0f} MiB | | | "
-                         f"{rate(w['events'] / w['seconds'])} | | {results} | {w['checkpoints']} |")
+                         f"{rate(w['events'] / w['seconds'])} | | {results} | {w['checkpoints']} | {lat} |")
             continue
         f_cpu = a.events / f["cpu_seconds"]
         ratio = w_cpu / f_cpu
@@ -66,7 +80,7 @@ def main():
             f"{w['peak_rss_mib']:.0f} MiB | {f['peak_rss_mib']:.0f} MiB | {rss:.2f}"
             f"{'' if rss <= RSS_TARGET else ' (**not met**)'} | "
             f"{rate(w['events'] / w['seconds'])} | {rate(a.events / f['seconds'])} | "
-            f"{results} | {w['checkpoints']} |"
+            f"{results} | {w['checkpoints']} | {lat} |"
         )
     table = "\n".join(lines)
     print(table)

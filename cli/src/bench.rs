@@ -1,6 +1,8 @@
 //! `weir bench nexmark`: the Nexmark queries (weir_job::nexmark) on the
 //! built-in generator, with their cost: events/s, events per CPU-second and
-//! peak RSS.
+//! peak RSS. With `--rate`, the generator is paced and stamps events with
+//! the wall clock, and the latency is reported: p50 and p99 of the sink's
+//! event time lag (weir_engine::metrics::EventLag).
 //!
 //! One query runs in this process. Several (`--query q0,q5` or `all`) run one
 //! child process each, so that each peak RSS is that query's own.
@@ -52,6 +54,11 @@ pub struct NexmarkArgs {
     /// production job would.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     checkpoint_interval: Option<Duration>,
+    /// Generate this many events per second, stamped with the wall clock,
+    /// and report the latency (the event time lag at the sink: p50 and p99);
+    /// as fast as possible (and no latency) if unset.
+    #[arg(long, value_name = "EVENTS_PER_SECOND")]
+    rate: Option<u64>,
     /// Keyed state: `heap` or `rocksdb`.
     #[arg(long, default_value = "heap", value_parser = ["heap", "rocksdb"])]
     state_backend: String,
@@ -86,6 +93,12 @@ pub struct Figures {
     pub peak_rss_mib: f64,
     /// Checkpoints completed.
     pub checkpoints: u64,
+    /// With `--rate`: the median latency of the results, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_latency_ms: Option<u64>,
+    /// With `--rate`: the 99th percentile latency of the results, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_latency_ms: Option<u64>,
 }
 
 impl Figures {
@@ -137,6 +150,9 @@ fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
                 .args(["--events", &args.events.to_string()])
                 .args(["--parallelism", &args.parallelism.to_string()])
                 .args(["--state-backend", &args.state_backend]);
+            if let Some(r) = args.rate {
+                cmd.args(["--rate", &r.to_string()]);
+            }
             if let Some(d) = args.checkpoint_interval {
                 cmd.args(["--checkpoint-interval", &format!("{}ms", d.as_millis())]);
             }
@@ -170,12 +186,12 @@ fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         println!(
-            "| query | events | results | seconds | events/s | events/CPU-s | peak RSS | checkpoints |"
+            "| query | events | results | seconds | events/s | events/CPU-s | peak RSS | checkpoints | latency p50 / p99 |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for f in &figures {
             println!(
-                "| {} | {} | {} | {:.2} | {} | {} | {:.0} MiB | {} |",
+                "| {} | {} | {} | {:.2} | {} | {} | {:.0} MiB | {} | {} |",
                 f.query,
                 f.events,
                 f.results,
@@ -183,7 +199,11 @@ fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
                 crate::progress::count(f.events_per_second()),
                 crate::progress::count(f.events_per_cpu_second()),
                 f.peak_rss_mib,
-                f.checkpoints
+                f.checkpoints,
+                match (f.p50_latency_ms, f.p99_latency_ms) {
+                    (Some(a), Some(b)) => format!("{a} / {b} ms"),
+                    _ => "–".into(),
+                }
             );
         }
     }
@@ -196,6 +216,7 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
         query,
         events: args.events,
         parallelism: args.parallelism,
+        rate: args.rate,
         sink: "kind = \"discard\"".into(),
     };
     let file = dir.path().join(format!("nexmark-{query}.toml"));
@@ -251,16 +272,20 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
     let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     let mut results = 0;
+    let mut lag = None;
     let mut stats = None;
     let ended = weir_job::supervise(&sup, build, &stop, |event| match event {
         Event::Started { handle, .. } => stats = Some(handle.checkpoints().clone()),
         Event::Ended { outcome } => {
-            results = outcome
-                .metrics
-                .iter()
-                .filter(|n| n.role == weir_engine::metrics::NodeRole::Sink)
-                .map(|n| n.records_in)
-                .sum();
+            let sinks = || {
+                outcome
+                    .metrics
+                    .iter()
+                    .filter(|n| n.role == weir_engine::metrics::NodeRole::Sink)
+            };
+            results = sinks().map(|n| n.records_in).sum();
+            // One sink.
+            lag = sinks().find_map(|n| n.event_lag);
         }
         Event::Restarting { .. } => {}
     })
@@ -281,6 +306,8 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
         cpu_seconds: cpu,
         peak_rss_mib: peak_rss_kib()? as f64 / 1024.0,
         checkpoints: stats.map_or(0, |s| s.completed.load(Ordering::Relaxed)),
+        p50_latency_ms: lag.filter(|_| args.rate.is_some()).map(|l| l.p50_ms),
+        p99_latency_ms: lag.filter(|_| args.rate.is_some()).map(|l| l.p99_ms),
     })
 }
 

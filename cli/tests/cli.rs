@@ -858,6 +858,12 @@ path = "out.jsonl"
         scraped.contains("weir_checkpoint_last_size_bytes"),
         "{scraped}"
     );
+    assert!(
+        scraped.contains(&format!(
+            "weir_sink_event_lag_seconds{{job=\"{id}\",operator=\"out\",quantile=\"0.99\",tenant=\"acme\"}}"
+        )),
+        "{scraped}"
+    );
     let sp = ok(remote(&token, &["job", "savepoint", &id]));
     assert!(sp.trim().starts_with(&format!("{id}/sp-")), "{sp}");
     assert!(ok(remote(&token, &["job", "savepoints", &id])).contains(sp.trim()));
@@ -968,5 +974,52 @@ fn a_new_udf_of_every_language_builds_into_a_component() {
         text(&o.stderr).contains("no templates for language `cobol`"),
         "{}",
         text(&o.stderr)
+    );
+}
+
+#[test]
+fn bench_nexmark_reports_cost_and_paced_latency() {
+    // Paced: events stamped with the wall clock, so the sink's event time
+    // lag is the latency.
+    let out = weir(&[
+        "bench", "nexmark", "--query", "q0,q3", "--events", "40000", "--rate", "40000", "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "one line per query");
+    for (row, q) in rows.iter().zip(["q0", "q3"]) {
+        assert_eq!(row["query"], q);
+        assert_eq!(row["events"], 40_000);
+        assert!(row["results"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["cpu_seconds"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["peak_rss_mib"].as_f64().unwrap() > 1.0, "{row}");
+        let (p50, p99) = (
+            row["p50_latency_ms"].as_u64().unwrap(),
+            row["p99_latency_ms"].as_u64().unwrap(),
+        );
+        // Not a timing claim: the lag is measured from the wall clock, so
+        // it cannot be a synthetic event time's months.
+        assert!(p50 <= p99 && p99 < 600_000, "{row}");
+    }
+    // q0 keeps every bid: 46 of every 50 events.
+    assert_eq!(rows[0]["results"], 36_800);
+
+    // As fast as possible on fixed event times: no latency to tell.
+    let out = weir(&[
+        "bench", "nexmark", "--query", "q2", "--events", "20000", "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let row: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert!(row.get("p99_latency_ms").is_none(), "{row}");
+
+    let out = weir(&["bench", "nexmark", "--query", "q6"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown Nexmark query `q6`"),
+        "{}",
+        text(&out.stderr)
     );
 }

@@ -62,6 +62,7 @@ fn run(query: Query) -> Vec<Value> {
         query,
         events: EVENTS,
         parallelism: 2,
+        rate: None,
         sink: "kind = \"file\"\npath = \"out.jsonl\"\nformat = \"value\"".into(),
     };
     let file = dir.path().join("job.toml");

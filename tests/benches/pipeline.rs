@@ -33,9 +33,11 @@ fn nexmark_batches() -> Vec<RecordBatch> {
         event_type: Some(NexmarkEventType::Bid),
         rate: None,
         base_time: 1_767_225_600_000,
+        real_time: false,
         batch_size: ROWS,
         parallelism: None,
-    });
+    })
+    .expect("valid options");
     let info = SubtaskInfo::new("bench", "bids", 0, 1);
     let mut s = f.create(&info).expect("nexmark source");
     let mut out = Vec::new();

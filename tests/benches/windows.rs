@@ -37,9 +37,11 @@ fn bids() -> Vec<RecordBatch> {
         event_type: Some(NexmarkEventType::Bid),
         rate: None,
         base_time: 1_767_225_600_000,
+        real_time: false,
         batch_size: ROWS,
         parallelism: None,
-    });
+    })
+    .expect("valid options");
     let mut s = f.create(&SubtaskInfo::new("bench", "bids", 0, 1)).unwrap();
     let mut out = Vec::new();
     while let Some(b) = s.next_batch().unwrap() {

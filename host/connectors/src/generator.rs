@@ -84,7 +84,7 @@ impl SourceFactory for GeneratorSourceFactory {
             next,
             step: info.parallelism as u64,
             produced: 0,
-            pacer: Pacer::new(self.options.rate.map(|r| r / info.parallelism as f64)),
+            pacer: Pacer::new(self.options.rate.map(|r| r / info.parallelism as f64), None),
         }))
     }
 }

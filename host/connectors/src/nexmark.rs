@@ -10,6 +10,8 @@
 //! Subtask `i` of `n` generates events `i, i + n, i + 2n, …`: the splits are
 //! disjoint and together are exactly the sequence one generator would produce.
 
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::{Event, EventType};
@@ -48,6 +50,14 @@ pub struct NexmarkOptions {
     /// runs are reproducible.
     #[serde(default = "default_base_time")]
     pub base_time: u64,
+    /// Event time follows the wall clock: the first event is stamped with
+    /// the time the job starts (instead of `base_time`) and the events are
+    /// `1 / rate` s apart, so each is stamped with the moment it is due.
+    /// What reaches a sink can then be compared with the clock (its event
+    /// time lag, the latency `weir bench nexmark --rate` reports). Needs
+    /// `rate`.
+    #[serde(default)]
+    pub real_time: bool,
     /// Records per batch.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -67,12 +77,34 @@ fn default_batch() -> usize {
 /// Builds one generator split per subtask.
 pub struct NexmarkSourceFactory {
     options: NexmarkOptions,
+    /// With `real_time`: when the job started, on both clocks (ms since the
+    /// epoch), the same for every subtask.
+    start: Option<(Instant, u64)>,
 }
 
 impl NexmarkSourceFactory {
     /// A factory for `options`.
-    pub fn new(options: NexmarkOptions) -> Self {
-        Self { options }
+    ///
+    /// # Errors
+    /// `real_time` without a `rate` of at least one event per second.
+    pub fn new(options: NexmarkOptions) -> Result<Self, String> {
+        let start = if options.real_time {
+            match options.rate {
+                Some(r) if r >= 1.0 => {}
+                _ => {
+                    return Err(
+                        "`real_time = true` needs `rate` (events per second, at least 1)".into(),
+                    );
+                }
+            }
+            let epoch_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Some((Instant::now(), epoch_ms))
+        } else {
+            None
+        };
+        Ok(Self { options, start })
     }
 }
 
@@ -80,10 +112,16 @@ impl SourceFactory for NexmarkSourceFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Source>, BoxError> {
         // `EventGenerator::default()` repeats one event forever; always build
         // it from a config.
-        let config = NexmarkConfig {
+        let mut config = NexmarkConfig {
             base_time: self.options.base_time,
             ..NexmarkConfig::default()
         };
+        if let (Some((_, epoch_ms)), Some(rate)) = (self.start, self.options.rate) {
+            // One event every 1 / rate s of event time, from now.
+            config.base_time = epoch_ms;
+            config.first_rate = rate.round() as usize;
+            config.next_rate = config.first_rate;
+        }
         let mut generator = EventGenerator::new(config)
             .with_offset(info.subtask as u64)
             .with_step(info.parallelism as u64);
@@ -114,7 +152,10 @@ impl SourceFactory for NexmarkSourceFactory {
             remaining: mine - produced.min(mine),
             produced,
             batch_size: self.options.batch_size.max(1),
-            pacer: Pacer::new(self.options.rate.map(|r| r / n as f64)),
+            pacer: Pacer::new(
+                self.options.rate.map(|r| r / n as f64),
+                self.start.map(|(at, _)| at),
+            ),
             key: Vec::with_capacity(20),
         }))
     }
@@ -245,10 +286,11 @@ mod tests {
             event_type: Some(NexmarkEventType::Bid),
             rate: None,
             base_time: default_base_time(),
+            real_time: false,
             batch_size: 16,
             parallelism: None,
         };
-        let f = NexmarkSourceFactory::new(opts);
+        let f = NexmarkSourceFactory::new(opts).unwrap();
         let all = drain(&mut *f.create(&info(0, 1)).unwrap());
         assert_eq!(all.len(), 101);
         // Not the broken default generator: events differ.
@@ -270,6 +312,51 @@ mod tests {
     }
 
     #[test]
+    fn real_time_events_are_stamped_when_they_are_due() {
+        let opts = |rate| NexmarkOptions {
+            events: 2_000,
+            event_type: None,
+            rate,
+            base_time: default_base_time(),
+            real_time: true,
+            batch_size: 100,
+            parallelism: None,
+        };
+        let e = NexmarkSourceFactory::new(opts(None)).err().unwrap();
+        assert!(e.contains("real_time") && e.contains("rate"), "{e}");
+        assert!(NexmarkSourceFactory::new(opts(Some(0.5))).is_err());
+
+        let now = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let before = now();
+        let f = NexmarkSourceFactory::new(opts(Some(10_000.0))).unwrap();
+        let mut stamps = Vec::new();
+        for subtask in 0..2 {
+            let mut s = f.create(&info(subtask, 2)).unwrap();
+            while let Some(b) = s.next_batch().unwrap() {
+                // Never ahead of the clock: a batch goes out once its last
+                // event is due.
+                let last = *b.timestamps.last().unwrap();
+                assert!(last <= now() + 1, "{last} is ahead of the clock");
+                stamps.extend(b.timestamps.iter().copied());
+            }
+        }
+        stamps.sort_unstable();
+        // 2,000 events at 10,000 per second: 200 ms of event time, from the
+        // moment the factory was made.
+        let (first, last) = (stamps[0], stamps[stamps.len() - 1]);
+        assert!(
+            first >= before && first <= before + 1_000,
+            "{first} vs {before}"
+        );
+        assert!((195..=200).contains(&(last - first)), "{first}..{last}");
+    }
+
+    #[test]
     fn flink_events_are_the_source_events() {
         let mut out = Vec::new();
         write_flink_events(200, &mut out).unwrap();
@@ -284,10 +371,16 @@ mod tests {
             event_type: None,
             rate: None,
             base_time: default_base_time(),
+            real_time: false,
             batch_size: 64,
             parallelism: None,
         };
-        let source = drain(&mut *NexmarkSourceFactory::new(opts).create(&info(0, 1)).unwrap());
+        let source = drain(
+            &mut *NexmarkSourceFactory::new(opts)
+                .unwrap()
+                .create(&info(0, 1))
+                .unwrap(),
+        );
         for (line, value) in lines.iter().zip(&source) {
             let field = ["person", "auction", "bid"][line["event_type"].as_u64().unwrap() as usize];
             let event: serde_json::Value = serde_json::from_slice(value).unwrap();

@@ -9,10 +9,11 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
-    pub(crate) fn new(rate: Option<f64>) -> Self {
+    /// Record 0 is due at `start` (now if `None`).
+    pub(crate) fn new(rate: Option<f64>, start: Option<Instant>) -> Self {
         Self {
             rate: rate.filter(|r| *r > 0.0),
-            start: Instant::now(),
+            start: start.unwrap_or_else(Instant::now),
         }
     }
 

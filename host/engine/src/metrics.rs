@@ -5,9 +5,11 @@
 //! the metrics endpoint later.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
 
 /// The role of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,31 @@ pub struct NodeMetrics {
     backpressured_ns: AtomicU64,
     /// The watermark each subtask has reached.
     watermarks: Vec<AtomicI64>,
+    /// Sinks: the event time lag of the records written, ms.
+    event_lag: Mutex<Option<Histogram<u64>>>,
+}
+
+/// The largest event time lag told apart (longer ones count as this): a
+/// week, in ms.
+const MAX_LAG_MS: u64 = 7 * 24 * 3_600_000;
+
+/// The event time lag of the records a sink wrote: how long after the
+/// moment of its timestamp each record was written (Flink's event time
+/// lag), in ms. For a source whose event time is the wall clock (Kafka's
+/// create time, the Nexmark generator with `real_time`), the end-to-end
+/// latency; a window's result is stamped with its end, so its lag includes
+/// the wait for the watermark. Records stamped later than they were
+/// written are not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventLag {
+    /// Records measured (those not stamped in the future).
+    pub records: u64,
+    /// Median, ms.
+    pub p50_ms: u64,
+    /// 99th percentile, ms.
+    pub p99_ms: u64,
+    /// Longest, ms (at most a week).
+    pub max_ms: u64,
 }
 
 impl NodeMetrics {
@@ -73,6 +100,50 @@ impl NodeMetrics {
     pub fn add_in(&self, rows: usize) {
         self.records_in.fetch_add(rows as u64, Ordering::Relaxed);
         self.batches_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the event time lag of `timestamps`, written now (once per
+    /// batch: one clock reading, one lock).
+    pub fn record_event_lag(&self, timestamps: &[i64]) {
+        if timestamps.is_empty() {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut lag = self
+            .event_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if lag.is_none() {
+            // Valid bounds: never `None`.
+            *lag = Histogram::new_with_bounds(1, MAX_LAG_MS, 2).ok();
+        }
+        let Some(h) = lag.as_mut() else {
+            return;
+        };
+        for &ts in timestamps {
+            // A record stamped later than now (a window the end of the input
+            // closed early, or another clock) has no lag to tell.
+            if ts <= now {
+                h.saturating_record(now.saturating_sub(ts) as u64);
+            }
+        }
+    }
+
+    /// The event time lag of what was recorded, if anything was.
+    pub fn event_lag(&self) -> Option<EventLag> {
+        let lag = self
+            .event_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let h = lag.as_ref().filter(|h| !h.is_empty())?;
+        Some(EventLag {
+            records: h.len(),
+            p50_ms: h.value_at_quantile(0.5),
+            p99_ms: h.value_at_quantile(0.99),
+            max_ms: h.max(),
+        })
     }
 
     /// Counts `rows` output records.
@@ -125,6 +196,8 @@ pub struct NodeSnapshot {
     /// Event time reached by every subtask (ms since the epoch;
     /// `i64::MAX` once the input has ended), if known.
     pub watermark: Option<i64>,
+    /// Sinks: the event time lag of what they wrote.
+    pub event_lag: Option<EventLag>,
 }
 
 /// The counters of every node of a job.
@@ -173,6 +246,7 @@ impl JobMetrics {
                     busy: Duration::from_nanos(busy),
                     backpressured: Duration::from_nanos(bp),
                     watermark: m.watermark(),
+                    event_lag: m.event_lag(),
                 }
             })
             .collect()
@@ -204,5 +278,41 @@ impl JobMetrics {
             .filter(|s| s.role == role)
             .map(f)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_ms() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn event_lag_is_the_time_since_each_record_was_stamped() {
+        let m = NodeMetrics::new(1);
+        assert_eq!(m.event_lag(), None, "nothing written, no lag");
+        m.record_event_lag(&[]);
+        assert_eq!(m.event_lag(), None);
+        let now = now_ms();
+        // 198 records stamped 1 s ago, one 10 s ago, one in the future.
+        let mut ts = vec![now - 1_000; 198];
+        ts.push(now - 10_000);
+        ts.push(now + 60_000);
+        m.record_event_lag(&ts);
+        let lag = m.event_lag().unwrap();
+        assert_eq!(lag.records, 199, "the future one is not counted");
+        // Two significant digits, and the clock moved on a little since.
+        assert!((990..1_100).contains(&lag.p50_ms), "{lag:?}");
+        assert!((990..1_100).contains(&lag.p99_ms), "{lag:?}");
+        assert!((9_900..11_000).contains(&lag.max_ms), "{lag:?}");
+        // Records of the distant past count as a week.
+        m.record_event_lag(&[0, 0]);
+        assert_eq!(m.event_lag().unwrap().records, 201);
+        assert!(m.event_lag().unwrap().max_ms >= MAX_LAG_MS, "saturated");
     }
 }

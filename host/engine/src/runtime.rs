@@ -389,6 +389,7 @@ impl Tail {
                 ..
             } => {
                 metrics.add_in(batch.len());
+                metrics.record_event_lag(&batch.timestamps);
                 sink.write_batch(&batch)
                     .map_err(|source| EngineError::Node {
                         role: NodeRole::Sink,

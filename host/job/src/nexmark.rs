@@ -109,6 +109,10 @@ pub struct NexmarkJob {
     pub events: u64,
     /// Parallelism of every node.
     pub parallelism: usize,
+    /// Events per second, event time following the wall clock (the
+    /// source's `real_time`), so that the sink's event time lag is the
+    /// latency; as fast as possible, on fixed event times, if `None`.
+    pub rate: Option<u64>,
     /// The sink's table, after `input` and `[sink.out]` (for example
     /// `kind = "discard"`).
     pub sink: String,
@@ -128,7 +132,7 @@ parallelism = {p}
 
 [source.events]
 kind = "nexmark"
-events = {n}
+events = {n}{pace}
 watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 4_000 }}
 
 [operator.select]
@@ -138,6 +142,10 @@ config = {{ query = "{q}" }}
 "#,
             p = self.parallelism,
             n = self.events,
+            pace = match self.rate {
+                Some(r) => format!("\nrate = {r}\nreal_time = true"),
+                None => String::new(),
+            },
         );
         let last = match q {
             Query::Q0 | Query::Q1 | Query::Q2 => "select",
@@ -264,6 +272,7 @@ mod tests {
                 query: q,
                 events: 1000,
                 parallelism: 2,
+                rate: (q == Query::Q4).then_some(50_000),
                 sink: "kind = \"discard\"".into(),
             };
             let text = job.toml();

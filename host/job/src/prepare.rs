@@ -99,7 +99,10 @@ pub fn prepare(
     for s in &job.sources {
         let (factory, p): (Arc<dyn weir_engine::SourceFactory>, _) = match &s.spec {
             SourceSpec::Nexmark(o) => (
-                Arc::new(NexmarkSourceFactory::new(o.clone())),
+                Arc::new(
+                    NexmarkSourceFactory::new(o.clone())
+                        .map_err(|e| ctx("source", &s.name, &s.header).error("real_time", e))?,
+                ),
                 o.parallelism,
             ),
             SourceSpec::Generator(o) => (

@@ -6,6 +6,7 @@
 //! | `weir_records_in_total`, `weir_records_out_total` | tenant, job, operator |
 //! | `weir_backpressure_ratio` (time blocked on a full queue / time working or blocked) | tenant, job, operator |
 //! | `weir_watermark_lag_seconds` (now − the operator's watermark) | tenant, job, operator |
+//! | `weir_sink_event_lag_seconds` (time from a record's timestamp to its write, capped at a week: the latency when event time is the wall clock's) | tenant, job, operator (the sink), quantile (0.5, 0.99) |
 //! | `weir_checkpoint_last_duration_seconds`, `weir_checkpoint_last_size_bytes`, `weir_checkpoints_completed_total`, `weir_checkpoints_abandoned_total` | tenant, job |
 //! | `weir_job_restarts_total` | tenant, job |
 //! | `weir_guest_failures_total`: runs stopped by a guest trap, a CPU deadline interrupt, the memory cap, or another failure | tenant, job, kind |
@@ -58,6 +59,11 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
         "weir_watermark_lag_seconds",
         "Wall-clock time minus the operator's watermark.",
         op,
+    )?;
+    let event_lag = gauge(
+        "weir_sink_event_lag_seconds",
+        "Time from a record's timestamp to its write by the sink (at most a week), quantiles over the run.",
+        &["tenant", "job", "operator", "quantile"],
     )?;
     let ckpt_duration = gauge(
         "weir_checkpoint_last_duration_seconds",
@@ -134,6 +140,13 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
             if let Some(wm) = n.watermark.filter(|w| *w != i64::MAX) {
                 lag.with_label_values(&labels)
                     .set((now - wm) as f64 / 1000.0);
+            }
+            if let Some(l) = n.event_lag {
+                for (q, ms) in [("0.5", l.p50_ms), ("0.99", l.p99_ms)] {
+                    event_lag
+                        .with_label_values(&[t, id, n.name.as_str(), q])
+                        .set(ms as f64 / 1000.0);
+                }
             }
         }
         ckpt_duration
