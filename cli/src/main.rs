@@ -15,6 +15,13 @@ mod udf;
 
 use std::process::ExitCode;
 
+/// mimalloc: the engine allocates and frees many small objects per record
+/// batch on several threads (window panes, timers, state keys), where
+/// glibc's allocator spent a sixth of a windowed job's CPU time
+/// (docs/benchmarks.md, Nexmark q5).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// weir: stream processing with sandboxed WebAssembly operators.

@@ -94,6 +94,8 @@ impl KeyedState {
         } else {
             [TimerService::heap(), TimerService::heap()]
         };
+        let mut store = store;
+        store.set_scanned_states(&[]);
         Self {
             timers,
             store,
@@ -210,6 +212,12 @@ impl KeyedState {
         }
         self.names.insert(name.to_string(), (id as StateId, kind));
         self.kinds.push(kind);
+        if kind == StateKind::Map {
+            let maps: Vec<StateId> = (0..self.kinds.len() as StateId)
+                .filter(|&i| self.kinds[usize::from(i)] == StateKind::Map)
+                .collect();
+            self.store.set_scanned_states(&maps);
+        }
         self.ttl.push(self.ttl_of(name));
         Ok(id as StateId)
     }

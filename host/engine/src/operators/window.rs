@@ -25,6 +25,9 @@
 //!   (`merge`), contents, counts and timers.
 
 use std::collections::HashMap;
+
+/// A hash map with a fast hasher, for the per-batch indexes of panes.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -410,7 +413,12 @@ impl WindowOperator {
     fn on_elements(&mut self, t: &mut Touched, batch: &RecordBatch) {
         let w = t.window;
         let space = ns(&w);
-        self.set_key(&t.key);
+        if !matches!(
+            self.spec.trigger,
+            Trigger::EventTime | Trigger::ProcessingTime
+        ) {
+            self.set_key(&t.key);
+        }
         let late = self.event_time() && w.max_timestamp() <= self.watermark;
         match self.spec.trigger {
             // The end-of-window and cleanup timers are set when a pane
@@ -483,7 +491,7 @@ impl WindowOperator {
     /// too late for any window.
     fn assign(&mut self, batch: &RecordBatch) -> (Vec<Touched>, Vec<u32>) {
         let now = self.clock.now_ms();
-        let mut index: HashMap<(&[u8], Window), usize> = HashMap::new();
+        let mut index: FastMap<(&[u8], Window), usize> = FastMap::default();
         let mut touched: Vec<Touched> = Vec::new();
         let mut late = Vec::new();
         for row in 0..batch.len() {
@@ -635,7 +643,7 @@ impl WindowOperator {
                 if let Some(f) = decode_i64(self.state.value_get(self.ids.fire_at, &from_ns)) {
                     fire_at = Some(fire_at.map_or(f, |g: i64| g.min(f)));
                 }
-                self.clear_pane(key, from);
+                self.clear_pane(key, from, None);
             }
             if self.incremental {
                 match accs.len() {
@@ -685,23 +693,49 @@ impl WindowOperator {
         Ok(())
     }
 
-    /// Deletes a pane's state and timers.
-    fn clear_pane(&mut self, key: &[u8], w: &Window) {
+    /// Deletes a pane's state and timers: those its trigger and window
+    /// set, except `fired` (event time?, time), already taken off.
+    fn clear_pane(&mut self, key: &[u8], w: &Window, fired: Option<(bool, i64)>) {
         self.set_key(key);
         let space = ns(w);
-        let cleanup = self.cleanup_at(w);
-        let fire_at = decode_i64(self.state.value_get(self.ids.fire_at, &space));
-        for t in [w.max_timestamp(), cleanup].into_iter().chain(fire_at) {
-            self.state.delete_timer(true, t, &space);
-            self.state.delete_timer(false, t, &space);
+        let continuous = matches!(
+            self.spec.trigger,
+            Trigger::ContinuousEventTime { .. } | Trigger::ContinuousProcessingTime { .. }
+        );
+        let mut timers: Vec<(bool, i64)> = Vec::with_capacity(3);
+        match self.spec.trigger {
+            Trigger::EventTime | Trigger::ContinuousEventTime { .. } => {
+                timers.push((true, w.max_timestamp()));
+            }
+            Trigger::ProcessingTime => timers.push((false, w.max_timestamp())),
+            Trigger::Count { .. } | Trigger::ContinuousProcessingTime { .. } => {}
         }
-        for id in [
-            self.ids.acc,
-            self.ids.contents,
-            self.ids.count,
-            self.ids.fire_at,
+        timers.push((self.event_time(), self.cleanup_at(w)));
+        if continuous && let Some(at) = decode_i64(self.state.value_get(self.ids.fire_at, &space)) {
+            let event = matches!(self.spec.trigger, Trigger::ContinuousEventTime { .. });
+            timers.push((event, at));
+        }
+        timers.sort_unstable();
+        timers.dedup();
+        for (event, t) in timers {
+            if Some((event, t)) != fired {
+                self.state.delete_timer(event, t, &space);
+            }
+        }
+        // The states this operator's panes use.
+        let acc = self.incremental || self.spec.assigner.is_merging();
+        for (id, used) in [
+            (self.ids.acc, acc),
+            (self.ids.contents, !self.incremental),
+            (
+                self.ids.count,
+                matches!(self.spec.trigger, Trigger::Count { .. }),
+            ),
+            (self.ids.fire_at, continuous),
         ] {
-            self.state.clear(id, &space);
+            if used {
+                self.state.clear(id, &space);
+            }
         }
     }
 
@@ -913,14 +947,19 @@ impl WindowOperator {
     ) -> Result<(), EngineError> {
         loop {
             let mut fires: Vec<(Vec<u8>, Window)> = Vec::new();
-            let mut cleanups: Vec<(Vec<u8>, Window)> = Vec::new();
+            let mut cleanups: Vec<(i64, Vec<u8>, Window)> = Vec::new();
             // Panes cleaned up at an earlier time of this pass: their later
             // timers were deleted by the cleanup (as Flink's `clear` does).
+            // Only a continuous trigger sets timers after the cleanup's.
+            let track = matches!(
+                self.spec.trigger,
+                Trigger::ContinuousEventTime { .. } | Trigger::ContinuousProcessingTime { .. }
+            );
             let mut cleaned: std::collections::HashSet<(Vec<u8>, Window)> =
                 std::collections::HashSet::new();
             while let Some((ts, key, space)) = self.state.pop_due_timer(event, time) {
                 let w = window_of(&space);
-                if cleaned.contains(&(key.clone(), w)) {
+                if track && cleaned.contains(&(key.clone(), w)) {
                     continue;
                 }
                 self.set_key(&key);
@@ -958,16 +997,18 @@ impl WindowOperator {
                     fires.push((key.clone(), w));
                 }
                 if event == self.event_time() && ts == self.cleanup_at(&w) {
-                    cleaned.insert((key.clone(), w));
-                    cleanups.push((key, w));
+                    if track {
+                        cleaned.insert((key.clone(), w));
+                    }
+                    cleanups.push((ts, key, w));
                 }
             }
             if fires.is_empty() && cleanups.is_empty() {
                 return Ok(());
             }
             self.fire(&fires, out)?;
-            for (key, w) in cleanups {
-                self.clear_pane(&key, &w);
+            for (ts, key, w) in cleanups {
+                self.clear_pane(&key, &w, Some((event, ts)));
                 if self.spec.assigner.is_merging() {
                     let mut sessions = decode_windows(self.state.value_get(self.ids.sessions, b""));
                     sessions.retain(|s| *s != w);
@@ -986,7 +1027,7 @@ impl WindowOperator {
     fn has_contents(&mut self, w: &Window) -> bool {
         let space = ns(w);
         if self.incremental {
-            self.state.value_get(self.ids.acc, &space).is_some()
+            self.state.value_with(self.ids.acc, &space, |a| a.is_some())
         } else {
             let mut any = false;
             let _ = self
