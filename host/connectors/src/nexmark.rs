@@ -177,7 +177,9 @@ impl Source for NexmarkSource {
         }
         let rows = (self.batch_size as u64).min(self.remaining) as usize;
         self.pacer.wait_for(self.produced + rows as u64);
-        let mut b = BatchBuilder::with_capacity(rows, rows * 200);
+        // Events are 260 bytes of JSON on average (bids: 200–300, with
+        // their `extra`): room for all without growing.
+        let mut b = BatchBuilder::with_capacity(rows, rows * 320);
         for _ in 0..rows {
             let event = self.generator.next().ok_or("the Nexmark generator ended")?;
             let (kind, id, ts): (&[u8], u64, u64) = match &event {
