@@ -153,6 +153,19 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Writes skip the write-ahead log, as Flink's RocksDB backend does: a
+/// checkpoint flushes the memtables into the files it links, and a failed
+/// job restarts from a checkpoint, never from the log.
+fn write_options() -> rocksdb::WriteOptions {
+    let mut w = rocksdb::WriteOptions::default();
+    w.disable_wal(true);
+    w
+}
+
+thread_local! {
+    static WRITE: rocksdb::WriteOptions = write_options();
+}
+
 impl StateStore for RocksStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         match self.db().get(key) {
@@ -169,19 +182,19 @@ impl StateStore for RocksStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        if let Err(e) = self.db().put(key, value) {
+        if let Err(e) = WRITE.with(|w| self.db().put_opt(key, value, w)) {
             self.fail("put", e);
         }
     }
 
     fn append(&mut self, key: &[u8], bytes: &[u8]) {
-        if let Err(e) = self.db().merge(key, bytes) {
+        if let Err(e) = WRITE.with(|w| self.db().merge_opt(key, bytes, w)) {
             self.fail("merge", e);
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        if let Err(e) = self.db().delete(key) {
+        if let Err(e) = WRITE.with(|w| self.db().delete_opt(key, w)) {
             self.fail("delete", e);
         }
     }
@@ -214,7 +227,7 @@ impl StateStore for RocksStore {
                 }
             }
         }
-        if let Err(e) = self.db().write(batch) {
+        if let Err(e) = WRITE.with(|w| self.db().write_opt(batch, w)) {
             self.fail("delete range", e);
         }
     }
