@@ -110,54 +110,76 @@ impl NexmarkSourceFactory {
 
 impl SourceFactory for NexmarkSourceFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Source>, BoxError> {
-        // `EventGenerator::default()` repeats one event forever; always build
-        // it from a config.
-        let mut config = NexmarkConfig {
-            base_time: self.options.base_time,
-            ..NexmarkConfig::default()
-        };
-        if let (Some((_, epoch_ms)), Some(rate)) = (self.start, self.options.rate) {
-            // One event every 1 / rate s of event time, from now.
-            config.base_time = epoch_ms;
-            config.first_rate = rate.round() as usize;
-            config.next_rate = config.first_rate;
-        }
-        let mut generator = EventGenerator::new(config)
-            .with_offset(info.subtask as u64)
-            .with_step(info.parallelism as u64);
-        if let Some(t) = self.options.event_type {
-            generator = generator.with_type_filter(match t {
-                NexmarkEventType::Person => EventType::Person,
-                NexmarkEventType::Auction => EventType::Auction,
-                NexmarkEventType::Bid => EventType::Bid,
-            });
-        }
-        let n = info.parallelism as u64;
-        let i = info.subtask as u64;
-        // Events i, i+n, … below `events`.
-        let mine = self.options.events.saturating_sub(i).div_ceil(n);
-        // Restored: regenerate and drop what was already produced (the
-        // generator is deterministic, so this is the same sequence).
         let produced = match info.restored_state()? {
             Some(s) if s.operator.len() == 8 => {
                 u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?)
             }
             _ => 0,
         };
-        for _ in 0..produced.min(mine) {
-            generator.next().ok_or("the Nexmark generator ended")?;
-        }
-        Ok(Box::new(NexmarkSource {
+        Ok(Box::new(self.split(info, produced)?))
+    }
+}
+
+impl NexmarkSourceFactory {
+    /// Subtask `info`'s split, resuming after the `produced` events it
+    /// already produced (restored: regenerated and dropped, the generator is
+    /// deterministic, so this is the same sequence).
+    fn split(&self, info: &SubtaskInfo, produced: u64) -> Result<NexmarkSource, BoxError> {
+        let n = info.parallelism as u64;
+        let i = info.subtask as u64;
+        // Events i, i+n, … below `events`.
+        let mine = self.options.events.saturating_sub(i).div_ceil(n);
+        let produced = produced.min(mine);
+        let generator_from = |base_time: u64| -> Result<EventGenerator, BoxError> {
+            // `EventGenerator::default()` repeats one event forever; always
+            // build it from a config.
+            let mut config = NexmarkConfig {
+                base_time,
+                ..NexmarkConfig::default()
+            };
+            if let Some(rate) = self.options.rate.filter(|_| self.start.is_some()) {
+                // One event every 1 / rate s of event time.
+                config.first_rate = rate.round() as usize;
+                config.next_rate = config.first_rate;
+            }
+            let mut generator = EventGenerator::new(config).with_offset(i).with_step(n);
+            if let Some(t) = self.options.event_type {
+                generator = generator.with_type_filter(match t {
+                    NexmarkEventType::Person => EventType::Person,
+                    NexmarkEventType::Auction => EventType::Auction,
+                    NexmarkEventType::Bid => EventType::Bid,
+                });
+            }
+            for _ in 0..produced {
+                generator.next().ok_or("the Nexmark generator ended")?;
+            }
+            Ok(generator)
+        };
+        let generator = match self.start {
+            None => generator_from(self.options.base_time)?,
+            Some((_, epoch_ms)) => {
+                // Real time: the split's next event is stamped with the
+                // start (after a restore too, not with the time it would
+                // have had), as the pacer makes it due then.
+                let g = generator_from(epoch_ms)?;
+                match g.timestamp().saturating_sub(epoch_ms) {
+                    0 => g,
+                    ahead => generator_from(epoch_ms.saturating_sub(ahead))?,
+                }
+            }
+        };
+        Ok(NexmarkSource {
             generator,
-            remaining: mine - produced.min(mine),
+            remaining: mine - produced,
             produced,
+            paced_from: produced,
             batch_size: self.options.batch_size.max(1),
             pacer: Pacer::new(
                 self.options.rate.map(|r| r / n as f64),
                 self.start.map(|(at, _)| at),
             ),
             key: Vec::with_capacity(20),
-        }))
+        })
     }
 }
 
@@ -167,6 +189,9 @@ struct NexmarkSource {
     produced: u64,
     batch_size: usize,
     pacer: Pacer,
+    /// Events produced before this split (re)started: the pacer counts
+    /// from there.
+    paced_from: u64,
     key: Vec<u8>,
 }
 
@@ -176,7 +201,8 @@ impl Source for NexmarkSource {
             return Ok(None);
         }
         let rows = (self.batch_size as u64).min(self.remaining) as usize;
-        self.pacer.wait_for(self.produced + rows as u64);
+        self.pacer
+            .wait_for(self.produced - self.paced_from + rows as u64);
         // Events are 260 bytes of JSON on average (bids: 200–300, with
         // their `extra`): room for all without growing.
         let mut b = BatchBuilder::with_capacity(rows, rows * 320);
@@ -356,6 +382,54 @@ mod tests {
             "{first} vs {before}"
         );
         assert!((195..=200).contains(&(last - first)), "{first}..{last}");
+    }
+
+    #[test]
+    fn a_restored_real_time_split_resumes_now_without_waiting_for_the_past() {
+        let f = NexmarkSourceFactory::new(NexmarkOptions {
+            events: 2_000_000,
+            event_type: None,
+            rate: Some(10_000.0),
+            base_time: default_base_time(),
+            real_time: true,
+            batch_size: 100,
+            parallelism: None,
+        })
+        .unwrap();
+        let start = f.start.unwrap().1 as i64;
+        // Subtask 1 of 2 already produced 300,000 events: 60 s of event
+        // time at 10,000 events/s over two splits.
+        let mut s = f.split(&info(1, 2), 300_000).unwrap();
+        let b = s.next_batch().unwrap().unwrap();
+        // Stamped from the start, not 60 s later (and so not held back by
+        // the pacer until then: the call returned).
+        let first = b.timestamps[0];
+        assert!(
+            (start..start + 1_000).contains(&first),
+            "{first} vs {start}"
+        );
+        assert_eq!(s.position(), 300_100u64.to_le_bytes().to_vec());
+        // The same events as a split that never stopped.
+        let mut fixed = NexmarkSourceFactory::new(NexmarkOptions {
+            events: 2_000_000,
+            event_type: None,
+            rate: None,
+            base_time: default_base_time(),
+            real_time: false,
+            batch_size: 100,
+            parallelism: None,
+        })
+        .unwrap()
+        .split(&info(1, 2), 300_000)
+        .unwrap();
+        let same = fixed.next_batch().unwrap().unwrap();
+        let id = |v: &[u8]| {
+            let e: serde_json::Value = serde_json::from_slice(v).unwrap();
+            (e["id"].clone(), e["auction"].clone(), e["bidder"].clone())
+        };
+        for (a, b) in b.records().zip(same.records()) {
+            assert_eq!(id(a.value()), id(b.value()));
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl std::fmt::Debug for KeyedState {
 
 impl KeyedState {
     /// Keyed state over `store`.
-    pub fn new(store: Box<dyn StateStore>) -> Self {
+    pub fn new(mut store: Box<dyn StateStore>) -> Self {
         let timers = if store.holds_timers() {
             [
                 TimerService::Store(StoreTimers::recover(&*store, EVENT_TIMERS)),
@@ -94,7 +94,6 @@ impl KeyedState {
         } else {
             [TimerService::heap(), TimerService::heap()]
         };
-        let mut store = store;
         store.set_scanned_states(&[]);
         Self {
             timers,

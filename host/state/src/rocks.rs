@@ -75,6 +75,8 @@ pub struct RocksStore {
     shared: SharedFiles,
     instance: String,
     checkpoints: u64,
+    /// See [`write_options`].
+    write: rocksdb::WriteOptions,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -102,6 +104,7 @@ impl RocksStore {
             shared: SharedFiles::default(),
             instance: instance_name(),
             checkpoints: 0,
+            write: write_options(),
         })
     }
 
@@ -162,10 +165,6 @@ fn write_options() -> rocksdb::WriteOptions {
     w
 }
 
-thread_local! {
-    static WRITE: rocksdb::WriteOptions = write_options();
-}
-
 impl StateStore for RocksStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         match self.db().get(key) {
@@ -182,19 +181,19 @@ impl StateStore for RocksStore {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        if let Err(e) = WRITE.with(|w| self.db().put_opt(key, value, w)) {
+        if let Err(e) = self.db().put_opt(key, value, &self.write) {
             self.fail("put", e);
         }
     }
 
     fn append(&mut self, key: &[u8], bytes: &[u8]) {
-        if let Err(e) = WRITE.with(|w| self.db().merge_opt(key, bytes, w)) {
+        if let Err(e) = self.db().merge_opt(key, bytes, &self.write) {
             self.fail("merge", e);
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        if let Err(e) = WRITE.with(|w| self.db().delete_opt(key, w)) {
+        if let Err(e) = self.db().delete_opt(key, &self.write) {
             self.fail("delete", e);
         }
     }
@@ -227,7 +226,7 @@ impl StateStore for RocksStore {
                 }
             }
         }
-        if let Err(e) = WRITE.with(|w| self.db().write_opt(batch, w)) {
+        if let Err(e) = self.db().write_opt(batch, &self.write) {
             self.fail("delete range", e);
         }
     }

@@ -177,6 +177,19 @@ impl StateStore for HeapStore {
     }
 
     fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) {
+        if self.indexed(prefix) {
+            // In order already: no copies.
+            let keys = self
+                .index
+                .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|k| k.starts_with(prefix));
+            for k in keys {
+                if let Some(v) = self.map.get(k.as_slice()) {
+                    f(k, v);
+                }
+            }
+            return;
+        }
         for k in self.prefix_keys(prefix) {
             if let Some(v) = self.map.get(k.as_slice()) {
                 f(&k, v);

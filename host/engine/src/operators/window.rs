@@ -25,9 +25,6 @@
 //!   (`merge`), contents, counts and timers.
 
 use std::collections::HashMap;
-
-/// A hash map with a fast hasher, for the per-batch indexes of panes.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +43,9 @@ use crate::node::{Collector, Operator, OperatorFactory, SubtaskInfo};
 use crate::time::Clock;
 use crate::watermark::Watermark;
 use crate::window::{Window, WindowAssigner, cleanup_time, merge_session};
+
+/// A hash map with a fast hasher, for the per-batch indexes of panes.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// When a pane fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -385,6 +385,15 @@ impl WindowOperator {
         self.spec.time == TimeMode::Event
     }
 
+    /// Whether the trigger fires periodically (and so sets timers after a
+    /// pane's end).
+    fn continuous(&self) -> bool {
+        matches!(
+            self.spec.trigger,
+            Trigger::ContinuousEventTime { .. } | Trigger::ContinuousProcessingTime { .. }
+        )
+    }
+
     /// When the pane's state may be dropped.
     fn cleanup_at(&self, w: &Window) -> i64 {
         if self.event_time() {
@@ -698,10 +707,7 @@ impl WindowOperator {
     fn clear_pane(&mut self, key: &[u8], w: &Window, fired: Option<(bool, i64)>) {
         self.set_key(key);
         let space = ns(w);
-        let continuous = matches!(
-            self.spec.trigger,
-            Trigger::ContinuousEventTime { .. } | Trigger::ContinuousProcessingTime { .. }
-        );
+        let continuous = self.continuous();
         let mut timers: Vec<(bool, i64)> = Vec::with_capacity(3);
         match self.spec.trigger {
             Trigger::EventTime | Trigger::ContinuousEventTime { .. } => {
@@ -951,10 +957,7 @@ impl WindowOperator {
             // Panes cleaned up at an earlier time of this pass: their later
             // timers were deleted by the cleanup (as Flink's `clear` does).
             // Only a continuous trigger sets timers after the cleanup's.
-            let track = matches!(
-                self.spec.trigger,
-                Trigger::ContinuousEventTime { .. } | Trigger::ContinuousProcessingTime { .. }
-            );
+            let track = self.continuous();
             let mut cleaned: std::collections::HashSet<(Vec<u8>, Window)> =
                 std::collections::HashSet::new();
             while let Some((ts, key, space)) = self.state.pop_due_timer(event, time) {
