@@ -4,12 +4,16 @@
 //! subcommands live one per module.
 
 mod bench;
+#[cfg(feature = "server")]
 mod client;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod progress;
+#[cfg(feature = "server")]
 mod remote;
 mod run;
 mod savepoint;
+#[cfg(feature = "server")]
 mod serve;
 mod udf;
 
@@ -45,6 +49,7 @@ enum Command {
     #[command(subcommand)]
     Udf(udf::UdfCommand),
     /// Create Kafka topics, write files into them, read them out.
+    #[cfg(feature = "kafka")]
     #[command(subcommand)]
     Kafka(kafka::KafkaCommand),
     /// Benchmarks: `weir bench nexmark`.
@@ -52,11 +57,14 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the multi-tenant control plane (gRPC API, module registry, job
     /// hosting).
+    #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
     /// Manage tenants of a server (admin token).
+    #[cfg(feature = "server")]
     #[command(subcommand)]
     Tenant(remote::TenantCommand),
     /// Submit and manage jobs on a server (a tenant's token).
+    #[cfg(feature = "server")]
     #[command(subcommand)]
     Job(remote::JobCommand),
 }
@@ -73,10 +81,14 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Savepoint(args) => savepoint::run(args),
         Command::Udf(cmd) => udf::run(cmd),
+        #[cfg(feature = "kafka")]
         Command::Kafka(cmd) => kafka::run(cmd),
+        #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        #[cfg(feature = "server")]
         Command::Tenant(cmd) => remote::tenant(cmd),
+        #[cfg(feature = "server")]
         Command::Job(cmd) => remote::job(cmd),
     };
     match result {

@@ -168,6 +168,7 @@ pub fn summary(job: &str, nodes: &[NodeSnapshot], elapsed: Duration) -> String {
 
 /// A byte progress bar for an upload (hidden when stderr is not a terminal
 /// or output is JSON).
+#[cfg(feature = "server")]
 pub fn upload_bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();

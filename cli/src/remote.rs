@@ -40,6 +40,18 @@ pub enum TenantCommand {
         #[arg(long)]
         max_state_bytes: Option<u64>,
         #[command(flatten)]
+        grants: GrantArgs,
+        #[command(flatten)]
+        conn: Connect,
+    },
+    /// Replace what a tenant's jobs may reach beyond the sandbox (addresses
+    /// and credentials); what is not given is no longer granted.
+    Grant {
+        /// The tenant.
+        name: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+        #[command(flatten)]
         conn: Connect,
     },
     /// List tenants with their quotas and usage.
@@ -47,6 +59,29 @@ pub enum TenantCommand {
         #[command(flatten)]
         conn: Connect,
     },
+}
+
+/// What the admin grants a tenant; nothing by default.
+#[derive(clap::Args)]
+pub struct GrantArgs {
+    /// An address its connectors may reach, as HOST:PORT: an IP address, a
+    /// network (10.0.0.0/8), a host name, `*.domain`, or `*` (public
+    /// addresses only); a port, a range (9092-9094) or `*`. Repeat for more.
+    #[arg(long = "egress", value_name = "HOST:PORT")]
+    egress: Vec<String>,
+    /// A credential of the server's `--credentials` file its Kafka nodes
+    /// may name (`credential = "NAME"`). Repeat for more.
+    #[arg(long = "credential", value_name = "NAME")]
+    credentials: Vec<String>,
+}
+
+impl GrantArgs {
+    fn to_proto(&self) -> proto::Grants {
+        proto::Grants {
+            egress: self.egress.clone(),
+            credentials: self.credentials.clone(),
+        }
+    }
 }
 
 /// `weir job …` (a tenant's token).
@@ -154,6 +189,7 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             max_memory_mb,
             max_cpu_deadline_ms,
             max_state_bytes,
+            grants,
             conn,
         } => {
             let c = Client::connect(&conn)?;
@@ -172,6 +208,7 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                         .create_tenant(c.request(proto::CreateTenantRequest {
                             name,
                             quotas: Some(quotas),
+                            grants: Some(grants.to_proto()),
                         })),
                 )
                 .map_err(failed)?
@@ -183,6 +220,36 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 println!("tenant `{}` created", t.name);
                 println!("token: {}", r.token);
                 eprintln!("(shown once: the server keeps only its hash)");
+            }
+        }
+        TenantCommand::Grant { name, grants, conn } => {
+            let c = Client::connect(&conn)?;
+            let t =
+                c.block_on(c.tenants().set_tenant_grants(c.request(
+                    proto::SetTenantGrantsRequest {
+                        name,
+                        grants: Some(grants.to_proto()),
+                    },
+                )))
+                .map_err(failed)?
+                .into_inner();
+            if c.json {
+                print_json(&tenant_json(&t));
+            } else {
+                let g = t.grants.unwrap_or_default();
+                let list = |v: &[String]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                };
+                println!("tenant `{}` may reach: {}", t.name, list(&g.egress));
+                println!(
+                    "tenant `{}` may use credentials: {}",
+                    t.name,
+                    list(&g.credentials)
+                );
             }
         }
         TenantCommand::List { conn } => {
@@ -222,9 +289,11 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
 fn tenant_json(t: &proto::Tenant) -> Value {
     let q = t.quotas.unwrap_or_default();
     let u = t.usage.unwrap_or_default();
+    let g = t.grants.clone().unwrap_or_default();
     json!({
         "name": t.name,
         "created_ms": t.created_ms,
+        "grants": {"egress": g.egress, "credentials": g.credentials},
         "quotas": {
             "max_modules": q.max_modules,
             "max_module_bytes": q.max_module_bytes,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use weir_server::{Quotas, Server, ServerConfig};
+use weir_server::{Credentials, Quotas, Server, ServerConfig};
 
 /// Arguments of `weir serve`.
 #[derive(Args)]
@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// Default quota of new tenants: subtasks of all running jobs.
     #[arg(long, value_name = "N")]
     default_max_parallelism: Option<u32>,
+    /// Named connector credentials (TOML: one table of librdkafka settings
+    /// per name) that the admin may grant to tenants with `weir tenant
+    /// grant --credential NAME`. Keep the file readable by the server only.
+    #[arg(long, value_name = "FILE", env = "WEIR_CREDENTIALS")]
+    credentials: Option<PathBuf>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM; running jobs stop and resume at
@@ -51,6 +56,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.checkpoint_interval = args.checkpoint_interval;
     config.max_upload_bytes = args.max_upload_mb << 20;
     config.max_restarts = args.max_restarts;
+    if let Some(file) = &args.credentials {
+        config.credentials = Credentials::load(file)?;
+    }
     let defaults = Quotas::default();
     config.default_quotas = Quotas {
         max_jobs: args.default_max_jobs.unwrap_or(defaults.max_jobs),

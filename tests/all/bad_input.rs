@@ -359,3 +359,66 @@ fn mutated_components_are_refused_with_the_modules_name_and_never_panic() {
         }
     }
 }
+
+/// A component exporting the filter interface name whose one core module
+/// defines `functions` empty functions.
+fn many_functions(functions: usize) -> Vec<u8> {
+    let mut text = String::with_capacity(functions * 8 + 256);
+    text.push_str("(component (core module $m");
+    for _ in 0..functions {
+        text.push_str(" (func)");
+    }
+    text.push_str(
+        r#") (core instance (instantiate $m)) (instance $e) (export "weir:udf/filter@0.1.0" (instance $e)))"#,
+    );
+    wat::parse_str(&text).expect("valid WAT")
+}
+
+#[test]
+fn a_component_of_very_many_functions_is_refused_before_it_is_compiled() {
+    // 150,000 functions in about 0.5 MB: compiling them would take the
+    // host seconds of CPU and gigabytes of memory.
+    let bytes = many_functions(150_000);
+    assert!(bytes.len() < 1 << 20, "{}", bytes.len());
+    let started = std::time::Instant::now();
+    let e = sandbox().load_bytes("swarm.wasm", &bytes).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SandboxError::OverBudget { .. }), "{msg}");
+    assert!(
+        msg.contains(
+            "module `swarm.wasm` is over the compile budget: 150000 functions, at most 100000"
+        ),
+        "{msg}"
+    );
+    // Refused by reading its sections, not by compiling them: far under
+    // the seconds a compilation of this size takes (a generous bound, not
+    // a benchmark).
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_compilation_past_its_time_limit_is_abandoned_with_a_clear_error() {
+    let budget = weir_sandbox::CompileBudget {
+        compile_timeout: Duration::from_millis(1),
+        ..weir_sandbox::CompileBudget::default()
+    };
+    let sandbox = weir_sandbox::Sandbox::new(weir_sandbox::SandboxConfig {
+        max_instances: 2,
+        budget,
+        ..weir_sandbox::SandboxConfig::default()
+    })
+    .unwrap();
+    // Within every limit of shape, but more than a millisecond of work.
+    let bytes = many_functions(20_000);
+    let e = sandbox.load_bytes("slow.wasm", &bytes).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SandboxError::CompileTimeout { .. }), "{msg}");
+    assert!(
+        msg.contains("module `slow.wasm` took longer than 1ms to compile"),
+        "{msg}"
+    );
+}

@@ -14,4 +14,5 @@ mod kafka;
 mod nexmark;
 mod sandbox;
 mod server;
+mod setup;
 mod windows;

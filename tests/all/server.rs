@@ -128,6 +128,24 @@ impl Caller<'_> {
         self.run(c.create_tenant(self.req(proto::CreateTenantRequest {
             name: name.into(),
             quotas: Some(quotas),
+            grants: None,
+        })))
+        .map(tonic::Response::into_inner)
+    }
+
+    fn set_grants(
+        &self,
+        name: &str,
+        egress: &[&str],
+        credentials: &[&str],
+    ) -> Result<proto::Tenant, Status> {
+        let mut c = TenantsClient::new(self.channel.clone());
+        self.run(c.set_tenant_grants(self.req(proto::SetTenantGrantsRequest {
+            name: name.into(),
+            grants: Some(proto::Grants {
+                egress: egress.iter().map(ToString::to_string).collect(),
+                credentials: credentials.iter().map(ToString::to_string).collect(),
+            }),
         })))
         .map(tonic::Response::into_inner)
     }
@@ -1321,6 +1339,9 @@ fn kafka_exactly_once_survives_an_upgrade_and_a_rolled_back_upgrade() {
     let cfg = config(dir.path());
     let s = TestServer::start(cfg);
     let t = s.as_(&s.tenant("acme", proto::Quotas::default()));
+    s.as_(&s.admin)
+        .set_grants("acme", &[&b.bootstrap()], &[])
+        .unwrap();
     t.upload("count", "1", &bytes("bid-count")).unwrap();
     t.upload("count", "2", &bytes("bid-count-v2")).unwrap();
     t.upload("count", "3", &bytes("bid-count-bad")).unwrap();

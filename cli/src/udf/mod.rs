@@ -15,6 +15,18 @@ use weir_sandbox::{Sandbox, SandboxConfig};
 mod build;
 mod new;
 
+#[cfg(feature = "server")]
+use crate::client::Connect;
+
+/// A build without the server client: only `--json`.
+#[cfg(not(feature = "server"))]
+#[derive(clap::Args, Clone, Debug)]
+pub struct Connect {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `weir udf …`
 #[derive(Subcommand)]
 pub enum UdfCommand {
@@ -45,9 +57,10 @@ pub enum UdfCommand {
         /// The component file, or a registry module.
         file: PathBuf,
         #[command(flatten)]
-        conn: crate::client::Connect,
+        conn: Connect,
     },
     /// Upload a component to the server's registry as `NAME@VERSION`.
+    #[cfg(feature = "server")]
     Upload {
         /// The component file.
         file: PathBuf,
@@ -58,20 +71,22 @@ pub enum UdfCommand {
         #[arg(long = "version", value_name = "VERSION")]
         module_version: String,
         #[command(flatten)]
-        conn: crate::client::Connect,
+        conn: Connect,
     },
     /// List the modules in the server's registry.
+    #[cfg(feature = "server")]
     List {
         #[command(flatten)]
-        conn: crate::client::Connect,
+        conn: Connect,
     },
     /// Delete `NAME@VERSION` from the registry (refused while a running job
     /// uses it).
+    #[cfg(feature = "server")]
     Rm {
         /// `NAME@VERSION`.
         module: String,
         #[command(flatten)]
-        conn: crate::client::Connect,
+        conn: Connect,
     },
     /// Write the WIT package this weir implements into a directory (for
     /// bindings generators of other languages).
@@ -99,14 +114,18 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             new::new(&dir, &lang, &kind)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "server")]
         UdfCommand::Upload {
             file,
             name,
             module_version,
             conn,
         } => crate::remote::upload(&file, name, &module_version, &conn),
+        #[cfg(feature = "server")]
         UdfCommand::List { conn } => crate::remote::list_modules(&conn),
+        #[cfg(feature = "server")]
         UdfCommand::Rm { module, conn } => crate::remote::remove_module(&module, &conn),
+        #[cfg(feature = "server")]
         UdfCommand::Inspect { file, conn }
             if !file.exists() && !file.to_string_lossy().ends_with(".wasm") =>
         {
@@ -121,6 +140,10 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             })?;
             let m = sandbox.load_file(&file)?;
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            // What it costs to compile, against the compile budget.
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?;
+            let shape = weir_sandbox::budget::shape(&file.display().to_string(), &bytes)?;
             let world = if m.migrates_state() {
                 format!("migrating-{}", m.kind().world())
             } else {
@@ -136,6 +159,14 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
                         "world": format!("weir:udf/{world}@0.1.0"),
                         "migrates_state": m.migrates_state(),
                         "size": size,
+                        "shape": {
+                            "functions": shape.functions,
+                            "largest_function_bytes": shape.largest_function,
+                            "core_modules": shape.modules,
+                            "instances": shape.instances,
+                            "memories": shape.memories,
+                            "tables": shape.tables,
+                        },
                     })
                 );
             } else {
@@ -145,6 +176,15 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
                     m.kind(),
                     size,
                     m.digest()
+                );
+                println!(
+                    "  {} functions (largest {} bytes) in {} core modules; {} instances, {} memories, {} tables",
+                    shape.functions,
+                    shape.largest_function,
+                    shape.modules,
+                    shape.instances,
+                    shape.memories,
+                    shape.tables
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -46,6 +46,29 @@ pub fn prepare(
         header: header.clone(),
     };
 
+    // A named credential is a server's to resolve (it clears the field).
+    let unresolved: Option<(&String, &String)> = job
+        .sources
+        .iter()
+        .filter_map(|n| match &n.spec {
+            #[cfg(feature = "kafka")]
+            SourceSpec::Kafka(o) => o.credential.as_ref().map(|c| (&n.name, c)),
+            _ => None,
+        })
+        .chain(job.sinks.iter().filter_map(|n| match &n.spec.kind {
+            #[cfg(feature = "kafka")]
+            SinkKind::Kafka(o) => o.credential.as_ref().map(|c| (&n.name, c)),
+            _ => None,
+        }))
+        .next();
+    if let Some((node, credential)) = unresolved {
+        return Err(job.error_at(
+            node,
+            "credential",
+            format!("credential `{credential}` names a secret of a server's configuration; outside `weir serve`, set the client's settings in `properties`"),
+        ));
+    }
+
     // Order: sources, then operators once their inputs are placed, then sinks.
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut flow = Dataflow::new(job.name.clone());
@@ -113,6 +136,7 @@ pub fn prepare(
                 Arc::new(FileSourceFactory::new(o.clone())),
                 Some(o.parallelism.unwrap_or(1)),
             ),
+            #[cfg(feature = "kafka")]
             SourceSpec::Kafka(o) => (
                 Arc::new(weir_kafka::KafkaSourceFactory::new(o.clone())),
                 o.parallelism,
@@ -266,6 +290,7 @@ pub fn prepare(
                 Arc::new(weir_connectors::upsert::UpsertSinkFactory::new(o.clone())),
                 o.parallelism,
             ),
+            #[cfg(feature = "kafka")]
             SinkKind::Kafka(o) => (
                 Arc::new(weir_kafka::KafkaSinkFactory::new(o.clone())),
                 o.parallelism,

@@ -21,6 +21,10 @@ use weir_sandbox::{InstanceLimits, OperatorKind};
 use crate::error::JobError;
 use crate::locate::{key_at, key_line, line_of};
 
+/// Why `kind = "kafka"` is refused by a build without Kafka.
+#[cfg(not(feature = "kafka"))]
+const KAFKA_UNAVAILABLE: &str = "this weir was built without Kafka (the `kafka` feature); the full build (`cargo build --release -p weir-cli`, run by `bash .ci/setup`) has it";
+
 /// A parsed job file. Nodes keep the order of the file.
 #[derive(Debug)]
 pub struct JobSpec {
@@ -90,6 +94,7 @@ pub enum SourceSpec {
     /// `kind = "file"`.
     File(FileSourceOptions),
     /// `kind = "kafka"`.
+    #[cfg(feature = "kafka")]
     Kafka(weir_kafka::KafkaSourceOptions),
 }
 
@@ -100,6 +105,7 @@ impl SourceSpec {
             Self::Nexmark(o) => o.parallelism,
             Self::Generator(o) => o.parallelism,
             Self::File(o) => o.parallelism,
+            #[cfg(feature = "kafka")]
             Self::Kafka(o) => o.parallelism,
         }
     }
@@ -150,6 +156,7 @@ pub enum SinkKind {
     /// `kind = "file"`.
     File(FileSinkOptions),
     /// `kind = "kafka"`.
+    #[cfg(feature = "kafka")]
     Kafka(weir_kafka::KafkaSinkOptions),
     /// `kind = "upsert"`.
     Upsert(weir_connectors::upsert::UpsertSinkOptions),
@@ -163,6 +170,7 @@ impl SinkKind {
         match self {
             Self::Stdout(o) => o.parallelism,
             Self::File(o) => o.parallelism,
+            #[cfg(feature = "kafka")]
             Self::Kafka(o) => o.parallelism,
             Self::Upsert(o) => o.parallelism,
             Self::Discard(o) => o.parallelism,
@@ -337,6 +345,12 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
     }
     let state_backend = match raw.job.state_backend.as_deref() {
         None | Some("heap") => weir_state::Backend::Heap,
+        Some("rocksdb") if !weir_state::ROCKSDB_AVAILABLE => {
+            return Err(at(
+                key_line(text, &job_header, "state_backend"),
+                weir_state::ROCKSDB_UNAVAILABLE.to_string(),
+            ));
+        }
         Some("rocksdb") => weir_state::Backend::RocksDb {
             dir: std::env::temp_dir().join("weir-rocksdb"),
         },
@@ -381,7 +395,10 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let spec = match kind.as_str() {
             "nexmark" => SourceSpec::Nexmark(c.options(table)?),
             "generator" => SourceSpec::Generator(c.options(table)?),
+            #[cfg(feature = "kafka")]
             "kafka" => SourceSpec::Kafka(c.options(table)?),
+            #[cfg(not(feature = "kafka"))]
+            "kafka" => return Err(c.error("kind", KAFKA_UNAVAILABLE.into())),
             _ => {
                 let mut o: FileSourceOptions = c.options(table)?;
                 resolve(&mut o.path);
@@ -540,7 +557,10 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let kind = match kind.as_str() {
             "stdout" => SinkKind::Stdout(c.options(table)?),
             "discard" => SinkKind::Discard(c.options(table)?),
+            #[cfg(feature = "kafka")]
             "kafka" => SinkKind::Kafka(c.options(table)?),
+            #[cfg(not(feature = "kafka"))]
+            "kafka" => return Err(c.error("kind", KAFKA_UNAVAILABLE.into())),
             "upsert" => {
                 let mut o: weir_connectors::upsert::UpsertSinkOptions = c.options(table)?;
                 resolve(&mut o.path);

@@ -18,6 +18,7 @@
 //! `properties` (security settings and tuning), and name the broker
 //! address, topic and node in every error.
 
+pub mod settings;
 pub mod sink;
 pub mod source;
 pub mod tools;

@@ -80,6 +80,9 @@ pub struct KafkaSinkOptions {
     /// Further librdkafka settings (`security.protocol`, `linger.ms`, …).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// A named credential of the server's configuration (as a source's).
+    #[serde(default)]
+    pub credential: Option<String>,
     /// Parallel subtasks.
     #[serde(default)]
     pub parallelism: Option<usize>,

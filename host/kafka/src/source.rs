@@ -78,6 +78,11 @@ pub struct KafkaSourceOptions {
     /// Further librdkafka settings (`security.protocol`, `sasl.*`, …).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// A named credential of the server's configuration, whose settings a
+    /// server adds to `properties` (see `weir_server::credentials`); only
+    /// a server resolves it.
+    #[serde(default)]
+    pub credential: Option<String>,
     /// Records per batch at most.
     #[serde(default = "default_batch")]
     pub batch_size: usize,

@@ -106,6 +106,23 @@ impl ModuleCache {
         Ok((digest, component))
     }
 
+    /// The compiled component for `bytes` if it is in memory or on disk,
+    /// without compiling.
+    pub(crate) fn cached(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> Option<(ModuleDigest, Component)> {
+        let digest = ModuleDigest(Sha256::digest(bytes).into());
+        if let Some(c) = self.lock().get(&digest) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Some((digest, c.clone()));
+        }
+        let c = self.load_artifact(engine, &digest)?;
+        self.lock().insert(digest, c.clone());
+        Some((digest, c))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ModuleDigest, Component>> {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -163,7 +180,7 @@ impl ModuleCache {
 
 /// Tells apart "not Wasm", "a core module" and "a component" from the 8-byte
 /// preamble, so that the common mistakes get a precise message.
-fn check_header(name: &str, bytes: &[u8]) -> Result<(), SandboxError> {
+pub(crate) fn check_header(name: &str, bytes: &[u8]) -> Result<(), SandboxError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         let prefix = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into_owned();
         return Err(SandboxError::NotWasm {

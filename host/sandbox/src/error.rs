@@ -49,6 +49,30 @@ pub enum SandboxError {
         message: String,
     },
 
+    /// The component is over a limit of the compile budget
+    /// ([`crate::CompileBudget`]); it was not compiled.
+    #[error("module `{module}` is over the compile budget: {value} {limit}, at most {max}")]
+    OverBudget {
+        /// Module name.
+        module: String,
+        /// The limit broken (`functions`, `size in bytes`, …).
+        limit: &'static str,
+        /// The module's figure.
+        value: u64,
+        /// The budget's.
+        max: u64,
+    },
+
+    /// Compiling the component took longer than the budget allows; it was
+    /// abandoned.
+    #[error("module `{module}` took longer than {limit:?} to compile and was abandoned")]
+    CompileTimeout {
+        /// Module name.
+        module: String,
+        /// The time limit.
+        limit: Duration,
+    },
+
     /// The component implements no operator world of the supported package.
     #[error("module `{module}` is for another world: {message}")]
     WrongWorld {

@@ -25,12 +25,15 @@ use crate::bindings::log;
 pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    /// Memory cap per linear memory, in bytes.
+    /// Memory cap of the whole instance, in bytes: all its linear memories
+    /// and tables together (components of some toolchains have several).
     memory_cap: usize,
     /// Set when the guest asked for more memory than the cap.
     pub(crate) memory_refused: Option<usize>,
     /// Bytes of linear memory the guest holds, all memories together.
     pub(crate) memory_bytes: usize,
+    /// Bytes of table elements the guest holds, all tables together.
+    pub(crate) table_bytes: usize,
     /// The guest's stdout and stderr.
     pub(crate) console: GuestConsole,
     /// Who this guest is, for log lines.
@@ -57,6 +60,7 @@ impl GuestState {
             memory_cap,
             memory_refused: None,
             memory_bytes: 0,
+            table_bytes: 0,
             console,
             label,
             keyed: None,
@@ -74,6 +78,30 @@ impl WasiView for GuestState {
     }
 }
 
+/// What one table element costs the host (a pointer).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+impl GuestState {
+    /// Admits growth of `more` bytes if the instance stays within its cap;
+    /// otherwise records the refused total, for the error.
+    fn admit(&mut self, more: usize) -> wasmtime::Result<()> {
+        let total = self
+            .memory_bytes
+            .saturating_add(self.table_bytes)
+            .saturating_add(more);
+        if total > self.memory_cap {
+            self.memory_refused = Some(total);
+            // An error (rather than `Ok(false)`) traps the guest at once, so it
+            // cannot limp on after a failed allocation.
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes exceeded (memories and tables of the instance together)",
+                self.memory_cap
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ResourceLimiter for GuestState {
     fn memory_growing(
         &mut self,
@@ -81,26 +109,27 @@ impl ResourceLimiter for GuestState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            self.memory_refused = Some(desired);
-            // An error (rather than `Ok(false)`) traps the guest at once, so it
-            // cannot limp on after a failed allocation.
-            return Err(wasmtime::format_err!(
-                "memory cap of {} bytes exceeded",
-                self.memory_cap
-            ));
-        }
-        self.memory_bytes += desired.saturating_sub(current);
+        let more = desired.saturating_sub(current);
+        self.admit(more)?;
+        self.memory_bytes += more;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        if desired > 1 << 20 {
+            return Ok(false);
+        }
+        let more = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        self.admit(more)?;
+        self.table_bytes += more;
+        Ok(true)
     }
 }
 
@@ -232,5 +261,30 @@ impl tokio::io::AsyncWrite for GuestConsole {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_is_for_all_memories_and_tables_of_an_instance() {
+        let mut g = GuestState::new("t".into(), 4 << 20);
+        // Two memories of 1.5 MiB each: 3 MiB, within the cap.
+        assert!(g.memory_growing(0, 3 << 19, None).unwrap());
+        assert!(g.memory_growing(0, 3 << 19, None).unwrap());
+        assert_eq!(g.memory_bytes, 3 << 20);
+        // A table of 64 Ki elements: 512 KiB more, still within.
+        assert!(g.table_growing(0, 1 << 16, None).unwrap());
+        // A third memory of 1 MiB would make 4.5 MiB: refused, although
+        // each memory alone is under the cap.
+        assert!(g.memory_growing(0, 1 << 20, None).is_err());
+        assert_eq!(g.memory_refused, Some((3 << 20) + (1 << 19) + (1 << 20)));
+        // Growing an existing memory counts only the growth.
+        let mut g = GuestState::new("t".into(), 4 << 20);
+        assert!(g.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(g.memory_growing(2 << 20, 4 << 20, None).unwrap());
+        assert!(g.memory_growing(4 << 20, (4 << 20) + 65536, None).is_err());
     }
 }

@@ -7,12 +7,16 @@
 //!    Cranelift, the pooling allocator, epoch interruption — the `Linker` that
 //!    decides what a guest may import (WASI with no files, network or
 //!    environment, plus `weir:udf/log`), and the thread that advances epochs.
-//! 2. [`ModuleCache`] ([`cache`]) compiles a component once and keeps the
+//! 2. [`CompileBudget`] ([`budget`]) bounds what an untrusted component may
+//!    cost to compile: its shape and world are checked in one cheap pass
+//!    before compilation, which then runs under a time limit in a limited
+//!    number of slots.
+//! 3. [`ModuleCache`] ([`cache`]) compiles a component once and keeps the
 //!    native artifact on disk by content hash, so later runs only map it in.
-//! 3. [`OperatorModule`] ([`module`]) is a compiled, validated component: which
+//! 4. [`OperatorModule`] ([`module`]) is a compiled, validated component: which
 //!    operator world it implements, checked against the WIT package, with its
 //!    imports resolved once (`InstancePre`).
-//! 4. [`OperatorInstance`] ([`instance`]) is one warm instance for one operator
+//! 5. [`OperatorInstance`] ([`instance`]) is one warm instance for one operator
 //!    subtask: its own store, memory cap and CPU deadline. Batches go in and
 //!    come out as [`weir_record::RecordBatch`]es; the columns move into the
 //!    generated bindings without copies.
@@ -21,6 +25,7 @@
 //! trapping, looping, eating memory, returning malformed batches — comes back
 //! as a [`SandboxError`] that names the module, never as a host panic.
 
+pub mod budget;
 pub mod cache;
 pub mod instance;
 pub mod keyed;
@@ -31,6 +36,7 @@ mod bindings;
 mod error;
 mod guest;
 
+pub use budget::CompileBudget;
 pub use cache::{CacheStats, ModuleCache};
 pub use error::{GuestFailure, SandboxError};
 pub use instance::{Emitted, InstanceLabel, InstanceLimits, OperatorInstance, WindowPane};

@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::bindings;
+use crate::budget::{CompileBudget, CompileSlots};
 use crate::cache::ModuleCache;
 use crate::error::SandboxError;
 use crate::guest::GuestState;
@@ -28,6 +29,8 @@ pub struct SandboxConfig {
     pub max_memory_bytes: usize,
     /// How often the epoch advances: the resolution of CPU deadlines.
     pub epoch_tick: Duration,
+    /// What a component may cost to compile.
+    pub budget: CompileBudget,
 }
 
 impl Default for SandboxConfig {
@@ -37,6 +40,7 @@ impl Default for SandboxConfig {
             max_instances: 256,
             max_memory_bytes: 1 << 30,
             epoch_tick: Duration::from_millis(5),
+            budget: CompileBudget::default(),
         }
     }
 }
@@ -55,6 +59,7 @@ pub(crate) struct SandboxInner {
     pub(crate) linker: Linker<GuestState>,
     pub(crate) cache: ModuleCache,
     pub(crate) config: SandboxConfig,
+    compile_slots: CompileSlots,
     ticker: Option<EpochTicker>,
 }
 
@@ -119,11 +124,13 @@ impl Sandbox {
         let cache = ModuleCache::new(&engine, config.cache_dir.as_deref())?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| SandboxError::Setup(format!("cannot start the epoch thread: {e}")))?;
+        let compile_slots = CompileSlots::new(config.budget.max_concurrent);
         Ok(Self {
             inner: Arc::new(SandboxInner {
                 engine,
                 linker,
                 cache,
+                compile_slots,
                 config,
                 ticker: Some(ticker),
             }),
@@ -151,18 +158,72 @@ impl Sandbox {
 
     /// Like [`Sandbox::load_file`], for bytes already in memory (an upload).
     ///
+    /// The component is checked against the compile budget and its world
+    /// first ([`crate::budget`]); it is then compiled on a thread of its own
+    /// under the budget's time limit, in one of a limited number of slots.
+    ///
     /// # Errors
-    /// As [`Sandbox::load_file`].
+    /// As [`Sandbox::load_file`], and [`SandboxError::OverBudget`] or
+    /// [`SandboxError::CompileTimeout`].
     pub fn load_bytes(
         &self,
         name: &str,
         bytes: &[u8],
     ) -> Result<Arc<OperatorModule>, SandboxError> {
-        let (digest, component) =
-            self.inner
-                .cache
-                .get_or_compile(&self.inner.engine, name, bytes)?;
+        crate::cache::check_header(name, bytes)?;
+        let budget = &self.inner.config.budget;
+        crate::budget::check(name, bytes, budget)?;
+        let (digest, component) = match self.inner.cache.cached(&self.inner.engine, bytes) {
+            Some(found) => found,
+            None => self.compile_within_budget(name, bytes)?,
+        };
         OperatorModule::new(self.clone(), name, digest, component)
+    }
+
+    fn compile_within_budget(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(crate::ModuleDigest, wasmtime::component::Component), SandboxError> {
+        let limit = self.inner.config.budget.compile_timeout;
+        let deadline = Instant::now() + limit;
+        let timeout = || SandboxError::CompileTimeout {
+            module: name.to_string(),
+            limit,
+        };
+        let slot = self
+            .inner
+            .compile_slots
+            .acquire(deadline)
+            .ok_or_else(timeout)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let sandbox = self.clone();
+        let (name_owned, bytes_owned) = (name.to_string(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("weir-compile".into())
+            .spawn(move || {
+                let result = sandbox.inner.cache.get_or_compile(
+                    &sandbox.inner.engine,
+                    &name_owned,
+                    &bytes_owned,
+                );
+                // The slot is held until the compilation ends, even when
+                // the caller has stopped waiting for it.
+                drop(slot);
+                let _ = tx.send(result);
+            })
+            .map_err(|e| SandboxError::Setup(format!("cannot start a compile thread: {e}")))?;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    module = name,
+                    ?limit,
+                    "compilation abandoned past its time limit"
+                );
+                Err(timeout())
+            }
+        }
     }
 
     /// The module cache, for statistics.

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::jobs::{JobRecord, LiveJob};
 use crate::proto::{self, jobs_server, modules_server, tenants_server, upload_module_request};
-use crate::{ModuleRecord, Principal, Quotas, Server, ServerError, TenantRecord};
+use crate::{Grants, ModuleRecord, Principal, Quotas, Server, ServerError, TenantRecord};
 
 /// The three services, sharing one [`Server`].
 #[derive(Clone)]
@@ -105,7 +105,19 @@ fn tenant_to_proto(server: &Server, t: &TenantRecord) -> Result<proto::Tenant, S
             parallelism,
         }),
         created_ms: t.created_ms,
+        grants: Some(proto::Grants {
+            egress: t.grants.egress.clone(),
+            credentials: t.grants.credentials.clone(),
+        }),
     })
+}
+
+fn grants_from_proto(g: Option<proto::Grants>) -> Grants {
+    let g = g.unwrap_or_default();
+    Grants {
+        egress: g.egress,
+        credentials: g.credentials,
+    }
 }
 
 fn module_to_proto(server: &Server, m: &ModuleRecord) -> proto::Module {
@@ -204,7 +216,11 @@ impl tenants_server::Tenants for Api {
         let server = self.server.clone();
         let r = req.into_inner();
         blocking(move || {
-            let (t, token) = server.create_tenant(&r.name, quotas_from_proto(r.quotas))?;
+            let (t, token) = server.create_tenant(
+                &r.name,
+                quotas_from_proto(r.quotas),
+                grants_from_proto(r.grants),
+            )?;
             Ok(proto::CreateTenantResponse {
                 tenant: Some(tenant_to_proto(&server, &t)?),
                 token,
@@ -227,6 +243,21 @@ impl tenants_server::Tenants for Api {
                 .map(|t| tenant_to_proto(&server, t))
                 .collect::<Result<_, _>>()?;
             Ok(proto::ListTenantsResponse { tenants })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn set_tenant_grants(
+        &self,
+        req: Request<proto::SetTenantGrantsRequest>,
+    ) -> Result<Response<proto::Tenant>, Status> {
+        self.admin(&req)?;
+        let server = self.server.clone();
+        let r = req.into_inner();
+        blocking(move || {
+            let t = server.set_tenant_grants(&r.name, grants_from_proto(r.grants))?;
+            tenant_to_proto(&server, &t)
         })
         .await
         .map(Response::new)

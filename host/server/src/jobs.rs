@@ -28,10 +28,12 @@ use weir_job::spec::SinkKind;
 use weir_job::{Ended, Event, JobSpec, ModuleSource, Supervision};
 use weir_sandbox::{InstanceLimits, OperatorKind};
 
+use crate::credentials::Credentials;
+use crate::egress::Egress;
 use crate::error::ServerError;
 use crate::meta::key;
 use crate::registry::Registry;
-use crate::tenants::{Quotas, new_token};
+use crate::tenants::{Grants, Quotas, new_token};
 use crate::{Inner, Server, now_ms};
 
 /// A job's lifecycle state.
@@ -353,16 +355,145 @@ impl ModuleSource for TenantModules<'_> {
     }
 }
 
+/// What a tenant's jobs may do: its quotas and what the admin granted.
+pub(crate) struct TenantRules<'a> {
+    pub(crate) quotas: Quotas,
+    pub(crate) grants: Grants,
+    pub(crate) credentials: &'a Credentials,
+}
+
+impl Server {
+    /// A tenant's rules as they are now.
+    pub(crate) fn rules(&self, tenant: &str) -> Result<TenantRules<'_>, ServerError> {
+        let record = self.tenants().get(tenant)?;
+        Ok(TenantRules {
+            quotas: record.quotas,
+            grants: record.grants,
+            credentials: &self.inner.config.credentials,
+        })
+    }
+}
+
+/// Kafka nodes: every setting on the tenants' allow-list, a named
+/// credential granted to the tenant (its settings added), every address
+/// granted. Errors name the node and the line of the setting.
+fn check_connectors(
+    spec: &mut JobSpec,
+    tenant: &str,
+    rules: &TenantRules<'_>,
+) -> Result<(), ServerError> {
+    use weir_kafka::settings::{Role, check_tenant_setting};
+    let egress = Egress::parse(&rules.grants.egress).map_err(ServerError::Internal)?;
+    let job = spec.name.clone();
+    let mut nodes: Vec<(String, Role, &mut weir_kafka::KafkaSourceOptions)> = Vec::new();
+    let mut sinks: Vec<(String, Role, &mut weir_kafka::KafkaSinkOptions)> = Vec::new();
+    for n in &mut spec.sources {
+        if let weir_job::spec::SourceSpec::Kafka(o) = &mut n.spec {
+            nodes.push((n.name.clone(), Role::Consumer, o));
+        }
+    }
+    for n in &mut spec.sinks {
+        if let SinkKind::Kafka(o) = &mut n.spec.kind {
+            sinks.push((n.name.clone(), Role::Producer, o));
+        }
+    }
+    // (node, role, bootstrap, properties, credential)
+    let mut all: Vec<(
+        String,
+        Role,
+        &str,
+        &mut BTreeMap<String, String>,
+        &mut Option<String>,
+    )> = nodes
+        .into_iter()
+        .map(|(n, r, o)| {
+            (
+                n,
+                r,
+                o.bootstrap_servers.as_str(),
+                &mut o.properties,
+                &mut o.credential,
+            )
+        })
+        .chain(sinks.into_iter().map(|(n, r, o)| {
+            (
+                n,
+                r,
+                o.bootstrap_servers.as_str(),
+                &mut o.properties,
+                &mut o.credential,
+            )
+        }))
+        .collect();
+    let mut refused: Option<(String, String, String)> = None;
+    for (node, role, bootstrap, properties, credential) in &mut all {
+        if refused.is_some() {
+            break;
+        }
+        if let Some((key, why)) = properties.iter().find_map(|(k, v)| {
+            check_tenant_setting(*role, k, v)
+                .err()
+                .map(|r| (k.clone(), r.to_string()))
+        }) {
+            refused = Some((node.clone(), key, why));
+            break;
+        }
+        for address in bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            if let Err(why) = egress.allows(address) {
+                refused = Some((
+                    node.clone(),
+                    "bootstrap_servers".into(),
+                    format!("tenant `{tenant}`, job `{job}`: {why}"),
+                ));
+                break;
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+        if let Some(name) = credential.take() {
+            let granted = rules.grants.credentials.iter().any(|c| *c == name);
+            match rules.credentials.get(&name) {
+                Some(settings) if granted => {
+                    properties.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                _ => {
+                    refused = Some((
+                        node.clone(),
+                        "credential".into(),
+                        format!(
+                            "credential `{name}` is not granted to tenant `{tenant}` (the admin grants credentials with `weir tenant grant --credential`)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    drop(all);
+    match refused {
+        Some((node, field, why)) => Err(ServerError::PermissionDenied(
+            spec.error_at(&node, &field, why).to_string(),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Reads a submitted job file and applies the server's rules.
 fn parse(
     text: &str,
     files_dir: &Path,
     tenant: &str,
-    quotas: &Quotas,
+    rules: &TenantRules<'_>,
     overrides: &BTreeMap<String, String>,
 ) -> Result<JobSpec, ServerError> {
     let invalid = |e: weir_job::JobError| ServerError::InvalidArgument(e.to_string());
+    let quotas = &rules.quotas;
     let mut spec = weir_job::parse_job(Path::new("job.toml"), text).map_err(invalid)?;
+    check_connectors(&mut spec, tenant, rules)?;
     for n in &mut spec.operators {
         if let Some(module) = overrides.get(&n.name) {
             n.spec.module.clone_from(module);
@@ -496,9 +627,10 @@ impl Server {
         job_file: &str,
         from_savepoint: &str,
     ) -> Result<JobView, ServerError> {
-        let quotas = self.quotas(tenant)?;
+        let rules = self.rules(tenant)?;
+        let quotas = rules.quotas;
         let files = self.tenant_dir(tenant).join("files");
-        let spec = parse(job_file, &files, tenant, &quotas, &BTreeMap::new())?;
+        let spec = parse(job_file, &files, tenant, &rules, &BTreeMap::new())?;
         let start = if from_savepoint.is_empty() {
             None
         } else {
@@ -650,18 +782,14 @@ impl Server {
         let (tenant, id) = (record.tenant.clone(), record.id.clone());
         let files = self.tenant_dir(&tenant).join("files");
         let build = |_attempt: u32| -> Result<Dataflow, String> {
-            let quotas = self.quotas(&tenant).map_err(|e| e.to_string())?;
+            // The tenant's rules as they are now: a grant revoked since the
+            // job started stops it at its next restart.
+            let rules = self.rules(&tenant).map_err(|e| e.to_string())?;
             // The record as it is now: a restart after a hot swap runs
             // the swapped module.
             let record = job.record();
-            let spec = parse(
-                &record.job_file,
-                &files,
-                &tenant,
-                &quotas,
-                &record.overrides,
-            )
-            .map_err(|e| e.to_string())?;
+            let spec = parse(&record.job_file, &files, &tenant, &rules, &record.overrides)
+                .map_err(|e| e.to_string())?;
             let resolver = TenantModules {
                 registry: self.registry(&tenant),
                 pinned: RefCell::new(record.modules.clone()),
@@ -870,9 +998,9 @@ impl Server {
         // stops.
         let mut overrides = record.overrides.clone();
         overrides.insert(operator.to_string(), new.id());
-        let quotas = self.quotas(tenant)?;
+        let rules = self.rules(tenant)?;
         let files = self.tenant_dir(tenant).join("files");
-        let spec = parse(&record.job_file, &files, tenant, &quotas, &overrides)?;
+        let spec = parse(&record.job_file, &files, tenant, &rules, &overrides)?;
         let resolver = TenantModules {
             registry: self.registry(tenant),
             pinned: RefCell::new(record.modules.clone()),
@@ -1213,5 +1341,130 @@ impl Inner {
             .map(|(_, j)| j.record())
             .filter(|r| r.state.is_active())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CREDS: &str = "[acme-kafka]\n\"sasl.username\" = \"acme\"\n\"sasl.password\" = \"hunter2\"\n\"ssl.ca.location\" = \"/etc/weir/ca.pem\"\n";
+
+    fn job(source_extra: &str, sink_extra: &str) -> String {
+        format!(
+            r#"[job]
+name = "pay"
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "in"
+{source_extra}
+
+[sink.out]
+input = "in"
+kind = "kafka"
+bootstrap_servers = "10.1.2.3:9093"
+topic = "out"
+{sink_extra}
+"#
+        )
+    }
+
+    fn check(text: &str, egress: &[&str], credentials: &[&str]) -> Result<JobSpec, String> {
+        let creds = Credentials::parse(Path::new("creds.toml"), CREDS).unwrap();
+        let rules = TenantRules {
+            quotas: Quotas::default(),
+            grants: Grants {
+                egress: egress.iter().map(ToString::to_string).collect(),
+                credentials: credentials.iter().map(ToString::to_string).collect(),
+            },
+            credentials: &creds,
+        };
+        let mut spec = weir_job::parse_job(Path::new("job.toml"), text).unwrap();
+        check_connectors(&mut spec, "acme", &rules).map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+
+    const BOTH: &[&str] = &["127.0.0.1:9092", "10.0.0.0/8:9093"];
+
+    #[test]
+    fn a_setting_off_the_allow_list_is_refused_at_its_line() {
+        let text = job(
+            "properties = { \"fetch.min.bytes\" = \"1\", \"plugin.library.paths\" = \"/tmp/evil.so\" }",
+            "",
+        );
+        let e = check(&text, BOTH, &[]).unwrap_err();
+        assert!(e.contains("job.toml:8"), "{e}");
+        assert!(e.contains("source `in`"), "{e}");
+        assert!(e.contains("`plugin.library.paths`"), "{e}");
+        // In a sub-table too, and on a sink.
+        let text = job(
+            "",
+            "[sink.out.properties]\n\"ssl.key.location\" = \"/etc/ssl/private/server.key\"\n",
+        );
+        let e = check(&text, BOTH, &[]).unwrap_err();
+        assert!(
+            e.contains("sink `out`") && e.contains("`ssl.key.location`"),
+            "{e}"
+        );
+        // Tuning passes.
+        let text = job(
+            "properties = { \"fetch.min.bytes\" = \"1\" }",
+            "properties = { \"linger.ms\" = \"5\" }",
+        );
+        check(&text, BOTH, &[]).unwrap();
+    }
+
+    #[test]
+    fn every_address_must_be_granted() {
+        let e = check(&job("", ""), &[], &[]).unwrap_err();
+        assert!(e.contains("job.toml:6"), "{e}");
+        assert!(e.contains("tenant `acme`, job `pay`"), "{e}");
+        assert!(
+            e.contains("source `in`") && e.contains("`127.0.0.1:9092` is not granted"),
+            "{e}"
+        );
+        let e = check(&job("", ""), &["127.0.0.1:9092"], &[]).unwrap_err();
+        assert!(
+            e.contains("sink `out`") && e.contains("`10.1.2.3:9093`"),
+            "{e}"
+        );
+        check(&job("", ""), BOTH, &[]).unwrap();
+        // Every entry of a list.
+        let text = job("", "").replace(
+            "\"127.0.0.1:9092\"",
+            "\"127.0.0.1:9092,169.254.169.254:80\"",
+        );
+        let e = check(&text, BOTH, &[]).unwrap_err();
+        assert!(e.contains("`169.254.169.254:80`"), "{e}");
+    }
+
+    #[test]
+    fn a_credential_must_be_granted_and_its_settings_are_added() {
+        let text = job("credential = \"acme-kafka\"", "");
+        let e = check(&text, BOTH, &[]).unwrap_err();
+        assert!(
+            e.contains("credential `acme-kafka` is not granted to tenant `acme`"),
+            "{e}"
+        );
+        let e = check(&job("credential = \"other\"", ""), BOTH, &["acme-kafka"]).unwrap_err();
+        assert!(e.contains("credential `other` is not granted"), "{e}");
+        let spec = check(&text, BOTH, &["acme-kafka"]).unwrap();
+        let weir_job::spec::SourceSpec::Kafka(o) = &spec.sources[0].spec else {
+            panic!("a kafka source");
+        };
+        assert_eq!(o.properties["sasl.password"], "hunter2");
+        assert_eq!(o.properties["ssl.ca.location"], "/etc/weir/ca.pem");
+        // Resolved: the launcher does not see a credential to refuse.
+        assert_eq!(o.credential, None);
+        // A secret in the job file itself is refused.
+        let e = check(
+            &job("properties = { \"sasl.password\" = \"x\" }", ""),
+            BOTH,
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("credential"), "{e}");
     }
 }

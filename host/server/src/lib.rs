@@ -4,6 +4,8 @@
 //! registry and jobs, and sees nothing of the others.
 //!
 //! * [`tenants`] — tenants, quotas, tokens (kept hashed), the admin token;
+//! * [`egress`], [`credentials`] — what the admin grants a tenant beyond
+//!   the sandbox: addresses its connectors may reach, and named secrets;
 //! * [`registry`] — uploaded components: validated, compiled once,
 //!   content-addressed, named `name@version`;
 //! * [`jobs`] — submitted jobs run under supervision in this process, with
@@ -24,6 +26,8 @@
 //! ```
 
 pub mod api;
+pub mod credentials;
+pub mod egress;
 pub mod error;
 pub mod jobs;
 pub mod meta;
@@ -48,10 +52,11 @@ use std::time::Duration;
 
 use weir_sandbox::{Sandbox, SandboxConfig};
 
+pub use credentials::Credentials;
 pub use error::ServerError;
 pub use jobs::{JobRecord, JobState, LiveJob, Probation, Upgrade};
 pub use registry::ModuleRecord;
-pub use tenants::{Principal, Quotas, TenantRecord};
+pub use tenants::{Grants, Principal, Quotas, TenantRecord};
 
 use crate::meta::MetaStore;
 use crate::registry::Registry;
@@ -72,6 +77,12 @@ pub struct ServerConfig {
     pub max_restarts: u32,
     /// Guest instances that may exist at once, over all tenants.
     pub max_instances: u32,
+    /// Named connector credentials the admin may grant to tenants.
+    pub credentials: Credentials,
+    /// Module uploads one tenant may have compiling at once.
+    pub max_compiles_per_tenant: usize,
+    /// What one module may cost to compile (all tenants).
+    pub compile_budget: weir_sandbox::CompileBudget,
 }
 
 impl ServerConfig {
@@ -84,6 +95,9 @@ impl ServerConfig {
             checkpoint_interval: Duration::from_secs(10),
             max_restarts: 3,
             max_instances: 1024,
+            credentials: Credentials::default(),
+            max_compiles_per_tenant: 1,
+            compile_budget: weir_sandbox::CompileBudget::default(),
         }
     }
 }
@@ -106,6 +120,28 @@ pub(crate) struct Inner {
     registry_lock: Mutex<()>,
     /// Serializes submissions, for the same reason.
     pub(crate) submit_lock: Mutex<()>,
+    /// Module uploads compiling now, by tenant.
+    compiling: Mutex<HashMap<String, usize>>,
+}
+
+/// A tenant's compile slot ([`Server::compile_slot`]).
+struct CompileSlot {
+    server: Server,
+    tenant: String,
+}
+
+impl Drop for CompileSlot {
+    fn drop(&mut self) {
+        let mut compiling = self
+            .server
+            .inner
+            .compiling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = compiling.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// Milliseconds since the epoch.
@@ -137,6 +173,7 @@ impl Server {
         let sandbox = Sandbox::new(SandboxConfig {
             cache_dir: Some(dir.join("cache")),
             max_instances: config.max_instances,
+            budget: config.compile_budget.clone(),
             ..SandboxConfig::default()
         })
         .map_err(|e| ServerError::Internal(format!("cannot start the Wasm sandbox: {e}")))?;
@@ -150,6 +187,7 @@ impl Server {
                 jobs: Mutex::new(HashMap::new()),
                 registry_lock: Mutex::new(()),
                 submit_lock: Mutex::new(()),
+                compiling: Mutex::new(HashMap::new()),
             }),
         };
         server.resume_jobs()?;
@@ -214,11 +252,49 @@ impl Server {
         &self,
         name: &str,
         quotas: Quotas,
+        grants: Grants,
     ) -> Result<(TenantRecord, String), ServerError> {
         let quotas = quotas.or(self.inner.config.default_quotas);
-        let created = self.tenants().create(name, quotas, now_ms())?;
+        self.check_grants(&grants)?;
+        let created = self.tenants().create(name, quotas, grants, now_ms())?;
         tracing::info!(tenant = name, "tenant created");
         Ok(created)
+    }
+
+    /// Replaces a tenant's grants (admin).
+    ///
+    /// # Errors
+    /// An unknown tenant, a pattern that does not parse, a credential the
+    /// server's configuration does not define.
+    pub fn set_tenant_grants(
+        &self,
+        name: &str,
+        grants: Grants,
+    ) -> Result<TenantRecord, ServerError> {
+        self.check_grants(&grants)?;
+        let record = self.tenants().set_grants(name, grants)?;
+        tracing::info!(tenant = name, egress = ?record.grants.egress, credentials = ?record.grants.credentials, "grants set");
+        Ok(record)
+    }
+
+    fn check_grants(&self, grants: &Grants) -> Result<(), ServerError> {
+        egress::Egress::parse(&grants.egress).map_err(ServerError::InvalidArgument)?;
+        for c in &grants.credentials {
+            if self.inner.config.credentials.get(c).is_none() {
+                return Err(ServerError::InvalidArgument(format!(
+                    "credential `{c}` is not defined in the server's configuration (weir serve --credentials FILE)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A tenant's grants.
+    ///
+    /// # Errors
+    /// An unknown tenant.
+    pub fn grants(&self, tenant: &str) -> Result<Grants, ServerError> {
+        Ok(self.tenants().get(tenant)?.grants)
     }
 
     /// Every tenant (admin).
@@ -257,6 +333,20 @@ impl Server {
         bytes: &[u8],
     ) -> Result<ModuleRecord, ServerError> {
         let quotas = self.quotas(tenant)?;
+        // Cheap refusals first; then compile outside the registry lock (a
+        // slow compilation must not hold up other tenants' uploads), in one
+        // of the tenant's compile slots; then check again and store under
+        // the lock (the compiled module comes from the sandbox's cache).
+        self.registry(tenant)
+            .precheck(&quotas, name, version, bytes.len() as u64)?;
+        {
+            let _slot = self.compile_slot(tenant)?;
+            let id = format!("{name}@{version}");
+            self.inner
+                .sandbox
+                .load_bytes(&id, bytes)
+                .map_err(|e| ServerError::InvalidArgument(format!("module `{id}`: {e}")))?;
+        }
         let _guard = self
             .inner
             .registry_lock
@@ -272,6 +362,27 @@ impl Server {
         )?;
         tracing::info!(tenant, module = %m.id(), digest = %m.digest, "module uploaded");
         Ok(m)
+    }
+
+    /// One of `tenant`'s compile slots, released when dropped.
+    fn compile_slot(&self, tenant: &str) -> Result<CompileSlot, ServerError> {
+        let max = self.inner.config.max_compiles_per_tenant;
+        let mut compiling = self
+            .inner
+            .compiling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = compiling.entry(tenant.to_string()).or_default();
+        if *n >= max {
+            return Err(ServerError::ResourceExhausted(format!(
+                "tenant `{tenant}` already has {n} module upload(s) compiling, at most {max} at once; retry when it ends"
+            )));
+        }
+        *n += 1;
+        Ok(CompileSlot {
+            server: self.clone(),
+            tenant: tenant.to_string(),
+        })
     }
 
     /// The tenant's modules.

@@ -123,21 +123,18 @@ impl Registry<'_> {
             })
     }
 
-    /// Validates, compiles and stores an upload.
+    /// The checks of [`Registry::add`] that need no compilation: names,
+    /// an existing version, the tenant's module quotas.
     ///
     /// # Errors
-    /// An invalid name or version, a version that exists, a quota, or a
-    /// component the sandbox refuses (not Wasm, a core module, another
-    /// world, a forbidden import) — named with `name@version`.
-    pub fn add(
+    /// As [`Registry::add`].
+    pub fn precheck(
         &self,
-        sandbox: &Sandbox,
         quotas: &Quotas,
         name: &str,
         version: &str,
-        bytes: &[u8],
-        now_ms: i64,
-    ) -> Result<ModuleRecord, ServerError> {
+        size: u64,
+    ) -> Result<(), ServerError> {
         check_part("name", name)?;
         check_part("version", version)?;
         let k = key(&["module", self.tenant, name, version]);
@@ -155,14 +152,31 @@ impl Registry<'_> {
                 existing.len()
             )));
         }
-        if used + bytes.len() as u64 > quotas.max_module_bytes {
+        if used + size > quotas.max_module_bytes {
             return Err(ServerError::ResourceExhausted(format!(
                 "module `{name}@{version}` ({} bytes) would take tenant `{}` over its quota of {} module bytes ({used} used; max_module_bytes)",
-                bytes.len(),
-                self.tenant,
-                quotas.max_module_bytes
+                size, self.tenant, quotas.max_module_bytes
             )));
         }
+        Ok(())
+    }
+
+    /// Validates, compiles and stores an upload.
+    ///
+    /// # Errors
+    /// An invalid name or version, a version that exists, a quota, or a
+    /// component the sandbox refuses (not Wasm, a core module, another
+    /// world, a forbidden import) — named with `name@version`.
+    pub fn add(
+        &self,
+        sandbox: &Sandbox,
+        quotas: &Quotas,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<ModuleRecord, ServerError> {
+        self.precheck(quotas, name, version, bytes.len() as u64)?;
         let id = format!("{name}@{version}");
         let module = sandbox
             .load_bytes(&id, bytes)
@@ -188,7 +202,8 @@ impl Registry<'_> {
             exports: module.exports().to_vec(),
             uploaded_ms: now_ms,
         };
-        self.meta.put(&k, &record)?;
+        self.meta
+            .put(&key(&["module", self.tenant, name, version]), &record)?;
         Ok(record)
     }
 

@@ -83,6 +83,23 @@ pub struct TenantRecord {
     pub quotas: Quotas,
     /// Creation time, ms since the epoch.
     pub created_ms: i64,
+    /// What the admin granted beyond the sandbox: addresses and credentials.
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// What the admin grants a tenant's jobs beyond the sandbox. Nothing by
+/// default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    /// Addresses its connectors may reach, as `HOST:PORT` patterns
+    /// ([`crate::egress`]).
+    #[serde(default)]
+    pub egress: Vec<String>,
+    /// Named credentials of the server's configuration that its connectors
+    /// may use (`credential = "NAME"` in a job file).
+    #[serde(default)]
+    pub credentials: Vec<String>,
 }
 
 /// SHA-256 of a token, hex.
@@ -174,6 +191,7 @@ impl Tenants<'_> {
         &self,
         name: &str,
         quotas: Quotas,
+        grants: Grants,
         now_ms: i64,
     ) -> Result<(TenantRecord, String), ServerError> {
         check_name("tenant", name)?;
@@ -189,11 +207,23 @@ impl Tenants<'_> {
             token_sha256: hash_token(&token),
             quotas,
             created_ms: now_ms,
+            grants,
         };
         self.meta
             .put(&key(&["token", &record.token_sha256]), &record.name)?;
         self.meta.put(&k, &record)?;
         Ok((record, token))
+    }
+
+    /// Replaces a tenant's grants; returns the tenant as it is now.
+    ///
+    /// # Errors
+    /// [`ServerError::NotFound`], or a store error.
+    pub fn set_grants(&self, name: &str, grants: Grants) -> Result<TenantRecord, ServerError> {
+        let mut record = self.get(name)?;
+        record.grants = grants;
+        self.meta.put(&key(&["tenant", name]), &record)?;
+        Ok(record)
     }
 
     /// A tenant by name.

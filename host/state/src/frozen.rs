@@ -8,7 +8,9 @@
 //! ([`FrozenKeyed::canonical`], for savepoints and heap checkpoints) or
 //! uploads RocksDB's files (incremental checkpoints, in the engine).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "rocksdb")]
+use std::path::PathBuf;
 
 use crate::keyed::StateKind;
 use crate::rocks::RocksCheckpoint;
@@ -138,6 +140,14 @@ pub fn canonical_from_rocksdb(
     dir: &Path,
     states: Vec<(String, StateKind)>,
 ) -> Result<KeyedSnapshot, String> {
-    let c = RocksCheckpoint::adopt(PathBuf::from(dir), false);
-    canonical(states, |f| c.scan(f))
+    #[cfg(feature = "rocksdb")]
+    {
+        let c = RocksCheckpoint::adopt(PathBuf::from(dir), false);
+        canonical(states, |f| c.scan(f))
+    }
+    #[cfg(not(feature = "rocksdb"))]
+    {
+        let _ = (dir, states);
+        Err(crate::ROCKSDB_UNAVAILABLE.to_string())
+    }
 }

@@ -20,6 +20,10 @@
 
 pub mod frozen;
 pub mod keyed;
+#[cfg(feature = "rocksdb")]
+pub mod rocks;
+#[cfg(not(feature = "rocksdb"))]
+#[path = "rocks_disabled.rs"]
 pub mod rocks;
 pub mod snapshot;
 pub mod store;
@@ -31,6 +35,12 @@ pub use rocks::{RocksCheckpoint, RocksStore};
 pub use snapshot::KeyedSnapshot;
 pub use store::{HeapStore, StateStore};
 pub use timers::{Timer, TimerService};
+
+/// Whether this build has the RocksDB backend (the `rocksdb` feature).
+pub const ROCKSDB_AVAILABLE: bool = cfg!(feature = "rocksdb");
+
+/// Why a build without the `rocksdb` feature refuses the RocksDB backend.
+pub const ROCKSDB_UNAVAILABLE: &str = "this weir was built without RocksDB (the `rocksdb` feature); the full build (`cargo build --release -p weir-cli`, run by `bash .ci/setup`) has it";
 
 /// Which store keyed state lives in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
