@@ -119,8 +119,11 @@ prereq_package() {
     esac
 }
 
-# Prerequisites of building and running weir (the demo), and of the tests.
-PREREQS_BUILD=(libclang clang_headers cxx make pkg_config openssl_dev protoc)
+# Prerequisites of the demo's build (weir without the server, Kafka and
+# RocksDB), of the full build (bindgen for RocksDB, protoc for the gRPC API),
+# and of the tests.
+PREREQS_DEMO=(cxx make pkg_config openssl_dev)
+PREREQS_BUILD=("${PREREQS_DEMO[@]}" libclang clang_headers protoc)
 PREREQS_TEST=(kcat patch node)
 
 # The Debian packages to install for the named prerequisites that are
