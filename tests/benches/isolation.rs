@@ -110,8 +110,12 @@ fn main() {
         max_memory_mb: 64,
         ..Quotas::default()
     };
-    server.create_tenant("quiet", quotas).unwrap();
-    server.create_tenant("noisy", quotas).unwrap();
+    server
+        .create_tenant("quiet", quotas, weir_server::Grants::default())
+        .unwrap();
+    server
+        .create_tenant("noisy", quotas, weir_server::Grants::default())
+        .unwrap();
     let read = |n: &str| std::fs::read(weir_tests::udf(n)).unwrap();
     server
         .upload_module("quiet", "bid-count", "1", &read("bid-count"))

@@ -95,7 +95,9 @@ fn main() {
         max_memory_mb: 1024,
         ..Quotas::default()
     };
-    server.create_tenant("bench", quotas).unwrap();
+    server
+        .create_tenant("bench", quotas, weir_server::Grants::default())
+        .unwrap();
     let read = |n: &str| std::fs::read(weir_tests::udf(n)).unwrap();
     server
         .upload_module("bench", "bid-count", "1", &read("bid-count"))

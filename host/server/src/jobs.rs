@@ -374,6 +374,15 @@ impl Server {
     }
 }
 
+/// One Kafka node's client settings, as a server checks them.
+struct KafkaNode<'a> {
+    name: String,
+    role: weir_kafka::settings::Role,
+    bootstrap: &'a str,
+    properties: &'a mut BTreeMap<String, String>,
+    credential: &'a mut Option<String>,
+}
+
 /// Kafka nodes: every setting on the tenants' allow-list, a named
 /// credential granted to the tenant (its settings added), every address
 /// granted. Errors name the node and the line of the setting.
@@ -385,95 +394,75 @@ fn check_connectors(
     use weir_kafka::settings::{Role, check_tenant_setting};
     let egress = Egress::parse(&rules.grants.egress).map_err(ServerError::Internal)?;
     let job = spec.name.clone();
-    let mut nodes: Vec<(String, Role, &mut weir_kafka::KafkaSourceOptions)> = Vec::new();
-    let mut sinks: Vec<(String, Role, &mut weir_kafka::KafkaSinkOptions)> = Vec::new();
+    let mut nodes: Vec<KafkaNode<'_>> = Vec::new();
     for n in &mut spec.sources {
         if let weir_job::spec::SourceSpec::Kafka(o) = &mut n.spec {
-            nodes.push((n.name.clone(), Role::Consumer, o));
+            nodes.push(KafkaNode {
+                name: n.name.clone(),
+                role: Role::Consumer,
+                bootstrap: o.bootstrap_servers.as_str(),
+                properties: &mut o.properties,
+                credential: &mut o.credential,
+            });
         }
     }
     for n in &mut spec.sinks {
         if let SinkKind::Kafka(o) = &mut n.spec.kind {
-            sinks.push((n.name.clone(), Role::Producer, o));
+            nodes.push(KafkaNode {
+                name: n.name.clone(),
+                role: Role::Producer,
+                bootstrap: o.bootstrap_servers.as_str(),
+                properties: &mut o.properties,
+                credential: &mut o.credential,
+            });
         }
     }
-    // (node, role, bootstrap, properties, credential)
-    let mut all: Vec<(
-        String,
-        Role,
-        &str,
-        &mut BTreeMap<String, String>,
-        &mut Option<String>,
-    )> = nodes
-        .into_iter()
-        .map(|(n, r, o)| {
-            (
-                n,
-                r,
-                o.bootstrap_servers.as_str(),
-                &mut o.properties,
-                &mut o.credential,
-            )
-        })
-        .chain(sinks.into_iter().map(|(n, r, o)| {
-            (
-                n,
-                r,
-                o.bootstrap_servers.as_str(),
-                &mut o.properties,
-                &mut o.credential,
-            )
-        }))
-        .collect();
+    // (node, field, why) of the first refusal.
     let mut refused: Option<(String, String, String)> = None;
-    for (node, role, bootstrap, properties, credential) in &mut all {
-        if refused.is_some() {
-            break;
-        }
-        if let Some((key, why)) = properties.iter().find_map(|(k, v)| {
-            check_tenant_setting(*role, k, v)
+    for node in &mut nodes {
+        if let Some((key, why)) = node.properties.iter().find_map(|(k, v)| {
+            check_tenant_setting(node.role, k, v)
                 .err()
                 .map(|r| (k.clone(), r.to_string()))
         }) {
-            refused = Some((node.clone(), key, why));
+            refused = Some((node.name.clone(), key, why));
             break;
         }
-        for address in bootstrap
+        if let Some(why) = node
+            .bootstrap
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
+            .find_map(|address| egress.allows(address).err())
         {
-            if let Err(why) = egress.allows(address) {
-                refused = Some((
-                    node.clone(),
-                    "bootstrap_servers".into(),
-                    format!("tenant `{tenant}`, job `{job}`: {why}"),
-                ));
-                break;
-            }
-        }
-        if refused.is_some() {
+            refused = Some((
+                node.name.clone(),
+                "bootstrap_servers".into(),
+                format!("tenant `{tenant}`, job `{job}`: {why}"),
+            ));
             break;
         }
-        if let Some(name) = credential.take() {
-            let granted = rules.grants.credentials.iter().any(|c| *c == name);
+        if let Some(name) = node.credential.take() {
+            let granted = rules.grants.credentials.contains(&name);
             match rules.credentials.get(&name) {
                 Some(settings) if granted => {
-                    properties.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    node.properties
+                        .extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 _ => {
                     refused = Some((
-                        node.clone(),
+                        node.name.clone(),
                         "credential".into(),
                         format!(
                             "credential `{name}` is not granted to tenant `{tenant}` (the admin grants credentials with `weir tenant grant --credential`)"
                         ),
                     ));
+                    break;
                 }
             }
         }
     }
-    drop(all);
+    drop(nodes);
     match refused {
         Some((node, field, why)) => Err(ServerError::PermissionDenied(
             spec.error_at(&node, &field, why).to_string(),
