@@ -3,7 +3,13 @@
 //!
 //! The endpoint and token come from `--endpoint`/`--token`, else
 //! `WEIR_ENDPOINT`/`WEIR_TOKEN`, else the config file (`$WEIR_CONFIG`, or
-//! `~/.config/weir/config.toml`: `endpoint = "…"`, `token = "…"`).
+//! `~/.config/weir/config.toml`: `endpoint = "…"`, `token = "…"`,
+//! `ca_cert = "…"`).
+//!
+//! An `https://` endpoint is verified: against `--ca-cert` (a server's
+//! self-signed certificate, or the CA that signed it) when given, else the
+//! system's trusted roots. A token is never sent in the clear to a server
+//! that is not on loopback.
 
 use std::path::PathBuf;
 
@@ -31,6 +37,11 @@ pub struct Connect {
     /// [default: $WEIR_TOKEN, else the config file].
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// The certificate (PEM) that an `https://` server's must chain to:
+    /// its self-signed certificate or a private CA [default:
+    /// $WEIR_CA_CERT, the config file, else the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -41,6 +52,7 @@ pub struct Connect {
 struct ConfigFile {
     endpoint: Option<String>,
     token: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 fn config_file() -> Option<PathBuf> {
@@ -94,6 +106,44 @@ impl Client {
             format!("http://{endpoint}")
         };
         let token = c.token.clone().or_else(|| env("WEIR_TOKEN")).or(file.token);
+        let ca_cert = c
+            .ca_cert
+            .clone()
+            .or_else(|| env("WEIR_CA_CERT").map(PathBuf::from))
+            .or(file.ca_cert);
+        let uri: tonic::transport::Uri = endpoint
+            .parse()
+            .map_err(|e| anyhow!("bad endpoint `{endpoint}`: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => {
+                weir_server::tls::install_default_provider();
+                let config = tonic::transport::ClientTlsConfig::new();
+                Some(match &ca_cert {
+                    Some(path) => {
+                        let pem = std::fs::read(path).with_context(|| {
+                            format!("cannot read the CA certificate `{}`", path.display())
+                        })?;
+                        config.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                    }
+                    None => config.with_native_roots(),
+                })
+            }
+            Some("http") => {
+                let host = uri.host().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if token.is_some() && !loopback {
+                    anyhow::bail!(
+                        "refusing to send a token in the clear to `{endpoint}`: use https:// (and --ca-cert for a self-signed server)"
+                    );
+                }
+                None
+            }
+            _ => anyhow::bail!("bad endpoint `{endpoint}`: the scheme must be http or https"),
+        };
         let token = token
             .map(|t| {
                 format!("Bearer {}", t.trim())
@@ -108,9 +158,14 @@ impl Client {
             .context("cannot start the client runtime")?;
         let channel = runtime
             .block_on(async {
-                Channel::from_shared(endpoint.clone())
-                    .map_err(|e| anyhow!("bad endpoint `{endpoint}`: {e}"))?
-                    .connect_timeout(std::time::Duration::from_secs(5))
+                let mut ep = Channel::from_shared(endpoint.clone())
+                    .map_err(|e| anyhow!("bad endpoint `{endpoint}`: {e}"))?;
+                if let Some(tls) = tls {
+                    ep = ep
+                        .tls_config(tls)
+                        .map_err(|e| anyhow!("TLS for `{endpoint}`: {e}"))?;
+                }
+                ep.connect_timeout(std::time::Duration::from_secs(5))
                     .connect()
                     .await
                     .map_err(|e| {

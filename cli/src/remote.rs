@@ -39,6 +39,10 @@ pub enum TenantCommand {
         /// Quota: size of one job's latest checkpoint, bytes.
         #[arg(long)]
         max_state_bytes: Option<u64>,
+        /// The tenant's weight when tenants compete for the CPU
+        /// [default: 100].
+        #[arg(long)]
+        cpu_shares: Option<u32>,
         #[command(flatten)]
         grants: GrantArgs,
         #[command(flatten)]
@@ -189,6 +193,7 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             max_memory_mb,
             max_cpu_deadline_ms,
             max_state_bytes,
+            cpu_shares,
             grants,
             conn,
         } => {
@@ -201,6 +206,7 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 max_memory_mb: max_memory_mb.unwrap_or(0),
                 max_cpu_deadline_ms: max_cpu_deadline_ms.unwrap_or(0),
                 max_state_bytes: max_state_bytes.unwrap_or(0),
+                cpu_shares: cpu_shares.unwrap_or(0),
             };
             let r = c
                 .block_on(
@@ -265,19 +271,20 @@ pub fn tenant(cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 print_json(&Value::Array(r.tenants.iter().map(tenant_json).collect()));
             } else {
                 println!(
-                    "{:<20} {:>9} {:>12} {:>6} {:>12}",
-                    "TENANT", "MODULES", "MODULE MB", "JOBS", "SUBTASKS"
+                    "{:<20} {:>9} {:>12} {:>6} {:>12} {:>10}",
+                    "TENANT", "MODULES", "MODULE MB", "JOBS", "SUBTASKS", "CPU SHARES"
                 );
                 for t in &r.tenants {
                     let u = t.usage.unwrap_or_default();
                     let q = t.quotas.unwrap_or_default();
                     println!(
-                        "{:<20} {:>9} {:>12} {:>6} {:>12}",
+                        "{:<20} {:>9} {:>12} {:>6} {:>12} {:>10}",
                         t.name,
                         format!("{}/{}", u.modules, q.max_modules),
                         format!("{}/{}", u.module_bytes >> 20, q.max_module_bytes >> 20),
                         format!("{}/{}", u.running_jobs, q.max_jobs),
                         format!("{}/{}", u.parallelism, q.max_parallelism),
+                        q.cpu_shares,
                     );
                 }
             }
@@ -302,6 +309,7 @@ fn tenant_json(t: &proto::Tenant) -> Value {
             "max_memory_mb": q.max_memory_mb,
             "max_cpu_deadline_ms": q.max_cpu_deadline_ms,
             "max_state_bytes": q.max_state_bytes,
+            "cpu_shares": q.cpu_shares,
         },
         "usage": {
             "modules": u.modules,

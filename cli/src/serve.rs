@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use weir_server::tls::{self, HttpAccess, Identity};
 use weir_server::{Credentials, Quotas, Server, ServerConfig};
 
 /// Arguments of `weir serve`.
@@ -47,6 +48,33 @@ pub struct ServeArgs {
     /// grant --credential NAME`. Keep the file readable by the server only.
     #[arg(long, value_name = "FILE", env = "WEIR_CREDENTIALS")]
     credentials: Option<PathBuf>,
+    /// TLS on the gRPC API and the metrics endpoint: the certificate chain
+    /// (PEM). With `--tls-key`.
+    #[arg(long, value_name = "FILE", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS with a self-signed certificate for localhost, 127.0.0.1 and ::1
+    /// (and each `--tls-name`), generated at the first start in
+    /// DATA/tls/server.crt; clients pin it with `--ca-cert`.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Another name or address for the self-signed certificate.
+    #[arg(long, value_name = "NAME", requires = "tls_self_signed")]
+    tls_name: Vec<String>,
+    /// Serve the API without TLS on an address other than loopback (tokens
+    /// then cross the network in the clear).
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// Subtasks that run at once over all tenants, divided among tenants by
+    /// their `--cpu-shares` [default: one per core]; 0 leaves the division
+    /// to the operating system (by threads).
+    #[arg(long, value_name = "N")]
+    cpu_slots: Option<usize>,
+    /// Module uploads one tenant may have compiling at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    max_compiles_per_tenant: usize,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM; running jobs stop and resume at
@@ -56,6 +84,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.checkpoint_interval = args.checkpoint_interval;
     config.max_upload_bytes = args.max_upload_mb << 20;
     config.max_restarts = args.max_restarts;
+    config.max_compiles_per_tenant = args.max_compiles_per_tenant.max(1);
+    if let Some(n) = args.cpu_slots {
+        config.cpu_slots = n;
+    }
+    weir_server::tls::install_default_provider();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Identity::from_files(cert, key)?),
+        _ if args.tls_self_signed => Some(Identity::self_signed(&args.data_dir, &args.tls_name)?),
+        _ => None,
+    };
     if let Some(file) = &args.credentials {
         config.credentials = Credentials::load(file)?;
     }
@@ -76,26 +114,67 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("server start")??;
         let addr = listener.local_addr()?;
+        if tls.is_none() && !tls::is_loopback(&addr) && !args.insecure_plaintext {
+            anyhow::bail!(
+                "refusing to serve the API on {addr} without TLS: tokens would cross the network in the clear; give --tls-cert/--tls-key or --tls-self-signed (or --insecure-plaintext behind a trusted proxy)"
+            );
+        }
         if let Some(token) = admin {
             eprintln!(
                 "admin token (shown once; also in {}): {token}",
                 args.data_dir.join("admin.token").display()
             );
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let metrics = if args.metrics_listen == "none" {
             None
         } else {
             let l = tokio::net::TcpListener::bind(&args.metrics_listen)
                 .await
                 .with_context(|| format!("cannot listen on `{}`", args.metrics_listen))?;
-            eprintln!("metrics on http://{}/metrics", l.local_addr()?);
-            Some(tokio::spawn(weir_server::metrics::serve(server.clone(), l)))
+            let maddr = l.local_addr()?;
+            // Off loopback, /metrics needs the metrics token or the admin's.
+            let access = if tls::is_loopback(&maddr) {
+                HttpAccess::Open
+            } else {
+                let metrics_token = tls::metrics_token(&args.data_dir)?;
+                let admin = std::fs::read_to_string(args.data_dir.join("admin.token"))
+                    .context("cannot read the admin token")?;
+                HttpAccess::Tokens(vec![
+                    weir_server::tenants::hash_token(&metrics_token),
+                    weir_server::tenants::hash_token(admin.trim()),
+                ])
+            };
+            let config = tls
+                .as_ref()
+                .map(Identity::rustls_config)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("TLS for the metrics endpoint: {e}"))?;
+            let needs = match access {
+                HttpAccess::Open => "",
+                HttpAccess::Tokens(_) => " (token: DATA/metrics.token or the admin token)",
+            };
+            eprintln!("metrics on {scheme}://{maddr}/metrics{needs}");
+            Some(tokio::spawn(weir_server::metrics::serve(
+                server.clone(),
+                l,
+                config,
+                access,
+            )))
         };
+        if let Some(id) = &tls {
+            eprintln!(
+                "TLS certificate {} (SHA-256 {}); clients of a self-signed one: --ca-cert {}",
+                id.cert_path.display(),
+                id.fingerprint(),
+                id.cert_path.display()
+            );
+        }
         eprintln!(
-            "weir serve: listening on {addr} (gRPC, reflection on); data in {}",
+            "weir serve: listening on {scheme}://{addr} (gRPC, reflection on); data in {}",
             args.data_dir.display()
         );
-        weir_server::api::serve(server, listener, shutdown()).await?;
+        weir_server::api::serve(server, listener, tls.as_ref(), shutdown()).await?;
         if let Some(m) = metrics {
             m.abort();
         }

@@ -720,7 +720,7 @@ fn start_server(data: &Path) -> (std::process::Child, String, String) {
             metrics = Some(rest.trim_end_matches("/metrics").to_string());
         }
         if let Some(rest) = line.strip_prefix("weir serve: listening on ") {
-            endpoint = Some(format!("http://{}", rest.split(' ').next().unwrap()));
+            endpoint = Some(rest.split(' ').next().unwrap().to_string());
         }
     }
     // Keep draining stderr so the server never blocks on it.
@@ -1022,4 +1022,148 @@ fn bench_nexmark_reports_cost_and_paced_latency() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A GET over TLS that trusts only `ca` (PEM), with an optional bearer
+/// token: the status line and body.
+fn https_get(addr: &str, path: &str, ca: &[u8], token: Option<&str>) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(tls, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    match tls.read_to_string(&mut body) {
+        Ok(_) => Ok(body),
+        // A server that closes without close_notify still answered.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !body.is_empty() => Ok(body),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[test]
+fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Off loopback without TLS, the server refuses to start.
+    let out = weir(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:0",
+        "--metrics-listen",
+        "none",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("without TLS"), "{stderr}");
+
+    // With a self-signed certificate; metrics on every interface.
+    let mut child = command(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "0.0.0.0:0",
+        "--tls-self-signed",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut endpoint, mut metrics) = (None, None);
+    while endpoint.is_none() {
+        let line = lines.next().expect("weir serve prints where it listens").unwrap();
+        if let Some(rest) = line.strip_prefix("metrics on https://0.0.0.0:") {
+            let port = rest.split('/').next().unwrap();
+            assert!(line.contains("token"), "{line}");
+            metrics = Some(format!("127.0.0.1:{port}"));
+        }
+        if let Some(rest) = line.strip_prefix("weir serve: listening on ") {
+            endpoint = Some(rest.split(' ').next().unwrap().to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let (endpoint, metrics) = (endpoint.unwrap(), metrics.unwrap());
+    assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+    let cert = data.join("tls/server.crt");
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let list = |endpoint: &str, ca: Option<&Path>| {
+        let mut c = command(&["tenant", "list"]);
+        c.env("WEIR_ENDPOINT", endpoint).env("WEIR_TOKEN", admin.trim());
+        match ca {
+            Some(ca) => c.env("WEIR_CA_CERT", ca),
+            None => c.env_remove("WEIR_CA_CERT"),
+        };
+        c.output().unwrap()
+    };
+
+    // Pinned to the server's certificate: the call goes through.
+    let out = list(&endpoint, Some(&cert));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Not trusted (the system's roots, or another self-signed certificate):
+    // refused before any token is sent.
+    let out = list(&endpoint, None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
+    let other = tempfile::tempdir().unwrap();
+    weir_server::tls::Identity::self_signed(other.path(), &[]).unwrap();
+    let out = list(&endpoint, Some(&other.path().join("tls/server.crt")));
+    assert!(!out.status.success());
+    // Plain HTTP to the TLS port fails; a token is never sent in the clear
+    // to an address off loopback.
+    let out = list(&endpoint.replace("https://", "http://"), None);
+    assert!(!out.status.success());
+    let out = list("http://192.0.2.1:7070", None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("in the clear"), "{}", text(&out.stderr));
+
+    // /metrics over TLS: 401 without a token, 200 with the metrics token or
+    // the admin's.
+    let ca = std::fs::read(&cert).unwrap();
+    let metrics_token = std::fs::read_to_string(data.join("metrics.token")).unwrap();
+    let anonymous = https_get(&metrics, "/metrics", &ca, None).unwrap();
+    assert!(anonymous.starts_with("HTTP/1.0 401") || anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    let wrong = https_get(&metrics, "/metrics", &ca, Some("not-the-token")).unwrap();
+    assert!(wrong.contains(" 401 "), "{wrong}");
+    for token in [metrics_token.trim(), admin.trim()] {
+        let ok = https_get(&metrics, "/metrics", &ca, Some(token)).unwrap();
+        assert!(ok.contains(" 200 "), "{ok}");
+    }
+    // Plain HTTP on the metrics port gets no answer.
+    let plain = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
+        let mut bytes = Vec::new();
+        let _ = s.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    assert!(!plain.contains("HTTP/"), "{plain}");
+    // An untrusted certificate: the handshake fails.
+    let other_ca = std::fs::read(other.path().join("tls/server.crt")).unwrap();
+    assert!(https_get(&metrics, "/metrics", &other_ca, Some(metrics_token.trim())).is_err());
+
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -2,7 +2,7 @@
 //! jobs, the operator and the line); none panics the host.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weir_sandbox::{GuestFailure, InstanceLabel, InstanceLimits, OperatorInstance, SandboxError};
 use weir_tests::{batch, sandbox, udf};
@@ -362,7 +362,7 @@ fn mutated_components_are_refused_with_the_modules_name_and_never_panic() {
 
 /// A component exporting the filter interface name whose one core module
 /// defines `functions` empty functions.
-fn many_functions(functions: usize) -> Vec<u8> {
+pub(crate) fn many_functions(functions: usize) -> Vec<u8> {
     let mut text = String::with_capacity(functions * 8 + 256);
     text.push_str("(component (core module $m");
     for _ in 0..functions {
@@ -420,5 +420,20 @@ fn a_compilation_past_its_time_limit_is_abandoned_with_a_clear_error() {
     assert!(
         msg.contains("module `slow.wasm` took longer than 1ms to compile"),
         "{msg}"
+    );
+    // The abandoned compilation runs to its end and caches its result; the
+    // same bytes uploaded again are still refused, not served from the
+    // cache.
+    let compiled_by = Instant::now() + Duration::from_secs(120);
+    while sandbox.cache().stats().compiled == 0 {
+        assert!(Instant::now() < compiled_by, "the abandoned compilation never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (It is in the cache just after it counts as compiled.)
+    std::thread::sleep(Duration::from_millis(500));
+    let again = sandbox.load_bytes("slow-again.wasm", &bytes).unwrap_err();
+    assert!(
+        matches!(again, SandboxError::CompileTimeout { .. }),
+        "{again}"
     );
 }

@@ -44,7 +44,7 @@ impl TestServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = server.clone();
         let done = runtime.spawn(async move {
-            weir_server::api::serve(server, listener, async {
+            weir_server::api::serve(server, listener, None, async {
                 let _ = rx.await;
             })
             .await
@@ -1003,6 +1003,16 @@ path = "never.jsonl"
         job.id
     );
     assert!(text.contains(&line), "no `{line}` in:\n{text}");
+    // The job ran under the tenant's CPU share, which accounts for the CPU
+    // its subtasks held (most of the two 50 ms deadlines it spun for: an
+    // epoch deadline may fire up to one tick early).
+    let cpu: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_tenant_cpu_seconds_total{tenant=\"acme\"} "))
+        .unwrap_or_else(|| panic!("no CPU share of acme in:\n{text}"))
+        .parse()
+        .unwrap();
+    assert!(cpu >= 0.05, "acme held the CPU for {cpu} s");
     s.stop();
 }
 
@@ -1426,5 +1436,92 @@ guarantee = "exactly-once"
         v1_end <= v2_end + 1000,
         "a version 1 window (end {v1_end}) after version 2's first (end {v2_end})"
     );
+    s.stop();
+}
+
+/// What a hostile tenant tries through the API, refused with errors that
+/// name what was wrong.
+#[test]
+fn a_hostile_tenants_job_files_and_uploads_are_refused_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(dir.path()));
+    let t = s.as_(&s.tenant("mallory", proto::Quotas::default()));
+    let kafka_job = |properties: &str| {
+        format!(
+            r#"[job]
+name = "exfil"
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "169.254.169.254:80"
+topic = "in"
+{properties}
+
+[sink.out]
+input = "in"
+kind = "file"
+path = "out.jsonl"
+"#
+        )
+    };
+    // An address the admin did not grant.
+    let e = t.submit(&kafka_job(""), "").unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let m = e.message();
+    assert!(
+        m.contains("tenant `mallory`, job `exfil`")
+            && m.contains("source `in`")
+            && m.contains("`169.254.169.254:80` is not granted"),
+        "{m}"
+    );
+    // A librdkafka setting that loads a library from the host.
+    let e = t
+        .submit(
+            &kafka_job("properties = { \"plugin.library.paths\" = \"/tmp/evil.so\" }"),
+            "",
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message().contains("`plugin.library.paths`") && e.message().contains(":8"),
+        "{}",
+        e.message()
+    );
+    // A credential that was not granted (to an address that was).
+    s.as_(&s.admin.clone())
+        .set_grants("mallory", &["169.254.169.254:80"], &[])
+        .unwrap();
+    let e = t
+        .submit(&kafka_job("credential = \"admin-kafka\""), "")
+        .unwrap_err();
+    assert!(
+        e.message()
+            .contains("credential `admin-kafka` is not granted to tenant `mallory`"),
+        "{}",
+        e.message()
+    );
+    // A component that would be costly to compile: refused by its shape.
+    let swarm = crate::bad_input::many_functions(150_000);
+    let e = t.upload("swarm", "1", &swarm).unwrap_err();
+    assert!(
+        e.message().contains("150000 functions, at most 100000"),
+        "{e:?}"
+    );
+    // A name that is a path.
+    let e = t.upload("../../etc", "1", b"\0asm").unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("invalid module name `../../etc`"), "{}", e.message());
+    // Announcing a huge upload and sending less.
+    let e = t
+        .upload_parts(vec![header("big", "1", 32 << 20)])
+        .unwrap_err();
+    assert!(
+        e.message().contains("ended after 0 of 33554432 bytes"),
+        "{}",
+        e.message()
+    );
+    // Nothing of it was kept.
+    assert!(t.list_modules().unwrap().is_empty());
+    assert!(t.list_jobs().unwrap().is_empty());
     s.stop();
 }

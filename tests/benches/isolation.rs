@@ -8,7 +8,13 @@
 //! * runaway — two jobs of another tenant whose UDFs loop forever (stopped
 //!   at the CPU deadline) or allocate without end (stopped at the memory
 //!   cap), restarted by the server again and again;
-//! * greedy — another tenant's valid, CPU-bound job running flat out.
+//! * greedy — another tenant's valid, CPU-bound job running flat out;
+//! * a crowd — four such jobs of another tenant at once, more busy subtasks
+//!   than cores, with the server dividing the CPU by tenant (equal
+//!   `cpu_shares`) and, side by side in the same run, a second server that
+//!   leaves the division to the operating system (`cpu_slots = 0`). The
+//!   quiet tenant runs a steady job (generated at 100,000 records/s, less
+//!   than its share) and the flat-out job.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -18,7 +24,16 @@ use weir_server::{Quotas, Server, ServerConfig};
 
 const RECORDS: u64 = 3_000_000;
 
+/// The steady quiet job's rate and length.
+const PACED_RATE: u64 = 100_000;
+const PACED_RECORDS: u64 = 500_000;
+
 fn count_job(name: &str, count: u64, out: &str) -> String {
+    paced_job(name, count, None, out)
+}
+
+fn paced_job(name: &str, count: u64, rate: Option<u64>, out: &str) -> String {
+    let rate = rate.map_or(String::new(), |r| format!("rate = {r}"));
     format!(
         r#"
 [job]
@@ -27,6 +42,7 @@ name = "{name}"
 [source.gen]
 kind = "generator"
 count = {count}
+{rate}
 keys = 1000
 interval_ms = 1
 watermark = {{ strategy = "monotonous" }}
@@ -80,30 +96,39 @@ fn wait_finished(server: &Server, tenant: &str, id: &str) {
     }
 }
 
-fn quiet_run(server: &Server, n: usize) -> f64 {
+fn quiet_run(server: &Server, n: usize, rate: Option<u64>) -> f64 {
+    let records = if rate.is_some() { PACED_RECORDS } else { RECORDS };
     let (job, _) = server
         .submit_job(
             "quiet",
-            &count_job("quiet", RECORDS, &format!("q{n}.jsonl")),
+            &paced_job("quiet", records, rate, &format!("q{n}.jsonl")),
             "",
         )
         .unwrap();
     let start = Instant::now();
     wait_finished(server, "quiet", &job.id);
-    RECORDS as f64 / start.elapsed().as_secs_f64()
+    records as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(server: &Server, base: usize) -> f64 {
-    let mut v: Vec<f64> = (0..3).map(|i| quiet_run(server, base + i)).collect();
+fn median_of(server: &Server, base: usize, rate: Option<u64>) -> f64 {
+    let mut v: Vec<f64> = (0..3).map(|i| quiet_run(server, base + i, rate)).collect();
     v.sort_by(f64::total_cmp);
     v[1]
 }
 
-fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(dir.path().to_path_buf());
+fn median(server: &Server, base: usize) -> f64 {
+    median_of(server, base, None)
+}
+
+/// A server with the two tenants and their modules; `cpu_slots` 0 leaves
+/// the CPU to the operating system.
+fn server(dir: &std::path::Path, cpu_slots: Option<usize>) -> Server {
+    let mut config = ServerConfig::new(dir.to_path_buf());
     config.max_restarts = 1_000_000;
     config.checkpoint_interval = Duration::from_secs(10);
+    if let Some(n) = cpu_slots {
+        config.cpu_slots = n;
+    }
     let (server, _) = Server::open(config).unwrap();
     let quotas = Quotas {
         max_cpu_deadline_ms: 100,
@@ -126,6 +151,87 @@ fn main() {
     server
         .upload_module("noisy", "misbehave", "1", &read("misbehave"))
         .unwrap();
+    server
+}
+
+/// The quiet tenant's steady and flat-out jobs: alone, then beside four
+/// greedy jobs of the noisy tenant. Returns (steady alone, steady in the
+/// crowd, flat-out alone, flat-out in the crowd, the crowd's records/s).
+fn crowd(server: &Server, base: usize) -> [f64; 5] {
+    let steady_alone = median_of(server, base, Some(PACED_RATE));
+    let flat_alone = median_of(server, base + 3, None);
+    let greedy: Vec<String> = (0..4)
+        .map(|i| {
+            server
+                .submit_job(
+                    "noisy",
+                    &count_job(&format!("crowd{i}"), 1_000_000_000, &format!("crowd{i}.jsonl")),
+                    "",
+                )
+                .unwrap()
+                .0
+                .id
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let read = || -> (u64, Instant) {
+        let n = greedy
+            .iter()
+            .map(|id| {
+                server
+                    .get_job("noisy", id)
+                    .unwrap()
+                    .1
+                    .and_then(|l| l.snapshot())
+                    .map_or(0, |(nodes, _, _)| {
+                        nodes.iter().map(|n| n.records_in).max().unwrap_or(0)
+                    })
+            })
+            .sum();
+        (n, Instant::now())
+    };
+    let before = read();
+    let steady = median_of(server, base + 6, Some(PACED_RATE));
+    let flat = median_of(server, base + 9, None);
+    let after = read();
+    for id in &greedy {
+        let _ = server.cancel_job("noisy", id, false);
+    }
+    for id in &greedy {
+        while server.get_job("noisy", id).unwrap().0.state.name() == "running" {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let crowd_rate = (after.0 - before.0) as f64 / (after.1 - before.1).as_secs_f64();
+    [steady_alone, steady, flat_alone, flat, crowd_rate]
+}
+
+fn main() {
+    // First the crowd, with and without CPU shares, side by side.
+    let off_dir = tempfile::tempdir().unwrap();
+    let off = server(off_dir.path(), Some(0));
+    let without = crowd(&off, 100);
+    off.detach_jobs();
+    drop(off);
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), None);
+    let with = crowd(&server, 200);
+    let usage = server.cpu_usage();
+    let pct = |a: f64, b: f64| 100.0 * a / b;
+    println!("the quiet tenant beside four greedy jobs of another tenant (records/s):");
+    println!("| quiet job | CPU divided by | alone | beside the crowd | share of alone | the crowd meanwhile |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (label, r) in [("the operating system (by thread)", without), ("weir, equal shares", with)] {
+        println!(
+            "| steady ({PACED_RATE}/s) | {label} | {:.0} | {:.0} | {:.0}% | {:.0} |",
+            r[0], r[1], pct(r[1], r[0]), r[4]
+        );
+        println!(
+            "| flat out | {label} | {:.0} | {:.0} | {:.0}% | |",
+            r[2], r[3], pct(r[3], r[2])
+        );
+    }
+    println!("CPU held by tenant (weir, equal shares): {usage:?}");
 
     let alone = median(&server, 0);
     println!("quiet alone: {alone:.0} records/s");

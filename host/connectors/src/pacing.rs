@@ -23,7 +23,7 @@ impl Pacer {
             let due = self.start + Duration::from_secs_f64(produced as f64 / rate);
             let now = Instant::now();
             if due > now {
-                std::thread::sleep(due - now);
+                weir_engine::share::blocking(|| std::thread::sleep(due - now));
             }
         }
     }

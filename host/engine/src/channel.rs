@@ -111,7 +111,9 @@ impl EdgeSender {
             Err(TrySendError::Disconnected(_)) => Err(Disconnected),
             Err(TrySendError::Full(env)) => {
                 let start = Instant::now();
-                let r = tx.send(env).map_err(|_| Disconnected);
+                // Waiting on a full queue is not using the CPU: the turn
+                // goes to others meanwhile.
+                let r = crate::share::blocking(|| tx.send(env)).map_err(|_| Disconnected);
                 metrics.add_backpressure(start.elapsed());
                 r
             }

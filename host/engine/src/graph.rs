@@ -121,6 +121,9 @@ pub struct Dataflow {
     pub restore: Option<Arc<crate::checkpoint::RestoredJob>>,
     /// Where keyed state lives.
     pub state_backend: weir_state::Backend,
+    /// The CPU share its subtasks run under (a server's tenant); `None`:
+    /// not gated.
+    pub cpu_share: Option<crate::share::Share>,
 }
 
 impl Dataflow {
@@ -135,6 +138,7 @@ impl Dataflow {
             checkpoints: None,
             restore: None,
             state_backend: weir_state::Backend::Heap,
+            cpu_share: None,
         }
     }
 

@@ -15,6 +15,9 @@
 //!    [`operators`] holds the built-in operator kinds, the Wasm UDF operator
 //!    among them.
 //!
+//! When tenants share a machine, [`share`] gates the subtask threads so that
+//! each tenant gets CPU in proportion to its weight.
+//!
 //! Messages on channels are [`Message`]s: data, or a signal such as the end of
 //! the input. Later signals (watermarks, checkpoint barriers) travel the same
 //! way, in order with the data.
@@ -27,6 +30,7 @@ pub mod metrics;
 pub mod operators;
 pub mod plan;
 pub mod runtime;
+pub mod share;
 pub mod swap;
 pub mod time;
 pub mod watermark;

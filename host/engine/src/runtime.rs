@@ -316,7 +316,11 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
                 ))
                 .spawn({
                     let span = tracing::Span::current();
-                    move || span.in_scope(|| ctx.run(input, edges))
+                    let share = flow.cpu_share.clone();
+                    move || {
+                        let _gate = share.map(crate::share::enter);
+                        span.in_scope(|| ctx.run(input, edges))
+                    }
                 })
                 .map_err(|e| EngineError::Task {
                     task: name.clone(),
@@ -371,6 +375,33 @@ enum Tail {
 }
 
 /// A secondary failure: this task stopped because another one failed.
+/// The next message; the CPU turn is given back while waiting for one.
+fn recv(rx: &crossbeam_channel::Receiver<Envelope>) -> Result<Envelope, ()> {
+    match rx.try_recv() {
+        Ok(m) => Ok(m),
+        Err(crossbeam_channel::TryRecvError::Disconnected) => Err(()),
+        Err(crossbeam_channel::TryRecvError::Empty) => {
+            crate::share::blocking(|| rx.recv()).map_err(|_| ())
+        }
+    }
+}
+
+/// The next message within `wait`; the CPU turn is given back while waiting.
+fn recv_timeout(
+    rx: &crossbeam_channel::Receiver<Envelope>,
+    wait: Duration,
+) -> Result<Envelope, crossbeam_channel::RecvTimeoutError> {
+    match rx.try_recv() {
+        Ok(m) => Ok(m),
+        Err(crossbeam_channel::TryRecvError::Disconnected) => {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        }
+        Err(crossbeam_channel::TryRecvError::Empty) => {
+            crate::share::blocking(|| rx.recv_timeout(wait))
+        }
+    }
+}
+
 fn interrupted(task: &str) -> EngineError {
     EngineError::Task {
         task: task.to_string(),
@@ -787,8 +818,8 @@ impl SubtaskContext {
             let node = &flow.nodes[id];
             match &node.kind {
                 NodeKind::Source(f) => {
-                    let s = f
-                        .create(&self.info(node))
+                    // Opening a connector waits on the network, not the CPU.
+                    let s = crate::share::blocking(|| f.create(&self.info(node)))
                         .map_err(|e| primary(self.node_error(node, e)))?;
                     *source_slot = Some(s);
                 }
@@ -807,8 +838,7 @@ impl SubtaskContext {
         }
         let mut tail = match &tail_node.kind {
             NodeKind::Sink(f) => Tail::Sink {
-                sink: f
-                    .create(&self.info(tail_node))
+                sink: crate::share::blocking(|| f.create(&self.info(tail_node)))
                     .map_err(|e| primary(self.node_error(tail_node, e)))?,
                 metrics: self.metrics.node(tail_id),
                 node: tail_node.name.clone(),
@@ -843,6 +873,7 @@ impl SubtaskContext {
             // is one it must take part in.
             let mut last_barrier = flow.restore.as_ref().map_or(0, |r| r.id);
             while !self.control.cancelled() {
+                crate::share::checkpoint();
                 self.notify_completed(&mut tail, &mut heard)
                     .map_err(primary)?;
                 if let Some(h) = &self.hooks {
@@ -937,6 +968,7 @@ impl SubtaskContext {
                 }
             }
             while ended < input.producers || !replay.is_empty() {
+                crate::share::checkpoint();
                 self.notify_completed(&mut tail, &mut heard)
                     .map_err(primary)?;
                 let awaiting = matches!(&tail, Tail::Sink { sink, .. } if sink.awaiting_commit());
@@ -944,12 +976,12 @@ impl SubtaskContext {
                     Ok(m)
                 } else {
                     match next_processing_time(&ops) {
-                        None if awaiting => match input.receiver.recv_timeout(COMMIT_POLL) {
+                        None if awaiting => match recv_timeout(&input.receiver, COMMIT_POLL) {
                             Ok(m) => Ok(m),
                             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
                         },
-                        None => input.receiver.recv().map_err(|_| ()),
+                        None => recv(&input.receiver),
                         Some(t) => {
                             let now = flow.clock.now_ms();
                             if t <= now {
@@ -957,7 +989,7 @@ impl SubtaskContext {
                                 continue;
                             }
                             let wait = Duration::from_millis((t - now) as u64).min(TIMER_POLL);
-                            match input.receiver.recv_timeout(wait) {
+                            match recv_timeout(&input.receiver, wait) {
                                 Ok(m) => Ok(m),
                                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),

@@ -298,8 +298,7 @@ impl KafkaSink {
         self.producer
             .send_offsets_to_transaction(&tpl, &metadata, TXN_TIMEOUT)
             .map_err(|e| self.fail("commit marker", &e))?;
-        self.producer
-            .commit_transaction(TXN_TIMEOUT)
+        weir_engine::share::blocking(|| self.producer.commit_transaction(TXN_TIMEOUT))
             .map_err(|e| self.fail("commit transaction", &e))?;
         self.in_txn = false;
         self.check_deliveries()
@@ -364,8 +363,7 @@ impl KafkaSink {
     }
 
     fn flush(&self) -> Result<(), BoxError> {
-        self.producer
-            .flush(TXN_TIMEOUT)
+        weir_engine::share::blocking(|| self.producer.flush(TXN_TIMEOUT))
             .map_err(|e| self.fail("flush", &e))?;
         self.check_deliveries()
     }

@@ -389,7 +389,7 @@ impl Source for KafkaSource {
             let due = (self.started.elapsed().as_secs_f64() * rate as f64) as u64;
             if due <= self.read {
                 let wait = Duration::from_secs_f64((self.read + 1 - due) as f64 / rate as f64);
-                std::thread::sleep(wait.min(POLL));
+                weir_engine::share::blocking(|| std::thread::sleep(wait.min(POLL)));
                 return Ok(Some(RecordBatch::default()));
             }
             limit = limit.min((due - self.read) as usize);
@@ -402,7 +402,13 @@ impl Source for KafkaSource {
             } else {
                 Duration::ZERO
             };
-            match self.consumer.poll(wait) {
+            // Waiting on the broker is not using the CPU.
+            let polled = if wait.is_zero() {
+                self.consumer.poll(wait)
+            } else {
+                weir_engine::share::blocking(|| self.consumer.poll(wait))
+            };
+            match polled {
                 None => break,
                 Some(Err(e)) if fatal(&e) => {
                     return Err(format!(

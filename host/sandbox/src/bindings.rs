@@ -130,7 +130,7 @@ pub(crate) fn column_from_wit(c: wit::BytesColumn) -> BytesColumn {
     }
 }
 
-fn headers_to_wit(h: Headers) -> wit::Headers {
+pub(crate) fn headers_to_wit(h: Headers) -> wit::Headers {
     wit::Headers {
         row_offsets: h.row_offsets,
         names: column_to_wit(h.names),

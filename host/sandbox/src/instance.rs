@@ -596,7 +596,7 @@ fn unreachable_kind<T>() -> wasmtime::Result<Result<T, wit::Error>> {
 /// Builds the result batch of a window function: keys default to the pane's
 /// key, timestamps to the window's last millisecond, and every row gets
 /// `window.start` and `window.end` headers (after any the guest set).
-fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<RecordBatch, String> {
+pub(crate) fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<RecordBatch, String> {
     let values = bindings::column_from_wit(out.values);
     let rows = values.len();
     values.validate(rows).map_err(|e| format!("values {e}"))?;
@@ -701,7 +701,7 @@ enum Returned {
 }
 
 /// Applies a filter's selection, which must be strictly increasing indices.
-fn select(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String> {
+pub(crate) fn select(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String> {
     if let Some(w) = rows.windows(2).find(|w| w[1] <= w[0]) {
         return Err(format!(
             "selected rows must be strictly increasing, found {} then {}",

@@ -29,8 +29,10 @@ pub mod budget;
 pub mod cache;
 pub mod instance;
 pub mod keyed;
+pub mod lift;
 pub mod module;
 pub mod runtime;
+pub mod upload;
 
 mod bindings;
 mod error;

@@ -60,6 +60,10 @@ pub(crate) struct SandboxInner {
     pub(crate) cache: ModuleCache,
     pub(crate) config: SandboxConfig,
     compile_slots: CompileSlots,
+    /// Digests of components whose compilation ran past the time limit:
+    /// refused again at once, even after the abandoned compilation ends and
+    /// caches its result.
+    over_time: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
     ticker: Option<EpochTicker>,
 }
 
@@ -131,6 +135,7 @@ impl Sandbox {
                 linker,
                 cache,
                 compile_slots,
+                over_time: std::sync::Mutex::default(),
                 config,
                 ticker: Some(ticker),
             }),
@@ -173,9 +178,29 @@ impl Sandbox {
         crate::cache::check_header(name, bytes)?;
         let budget = &self.inner.config.budget;
         crate::budget::check(name, bytes, budget)?;
+        let sha: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into();
+        let over_time = || {
+            self.inner
+                .over_time
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if over_time().contains(&sha) {
+            return Err(SandboxError::CompileTimeout {
+                module: name.to_string(),
+                limit: budget.compile_timeout,
+            });
+        }
         let (digest, component) = match self.inner.cache.cached(&self.inner.engine, bytes) {
             Some(found) => found,
-            None => self.compile_within_budget(name, bytes)?,
+            None => match self.compile_within_budget(name, bytes) {
+                Ok(found) => found,
+                Err(e @ SandboxError::CompileTimeout { .. }) => {
+                    over_time().insert(sha);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
         };
         OperatorModule::new(self.clone(), name, digest, component)
     }

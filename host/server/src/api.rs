@@ -9,6 +9,8 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::jobs::{JobRecord, LiveJob};
+use weir_sandbox::upload::{Upload, UploadError};
+
 use crate::proto::{self, jobs_server, modules_server, tenants_server, upload_module_request};
 use crate::{Grants, ModuleRecord, Principal, Quotas, Server, ServerError, TenantRecord};
 
@@ -77,6 +79,7 @@ fn quotas_to_proto(q: &Quotas) -> proto::Quotas {
         max_memory_mb: q.max_memory_mb,
         max_cpu_deadline_ms: q.max_cpu_deadline_ms,
         max_state_bytes: q.max_state_bytes,
+        cpu_shares: q.cpu_shares,
     }
 }
 
@@ -90,6 +93,7 @@ fn quotas_from_proto(q: Option<proto::Quotas>) -> Quotas {
         max_memory_mb: q.max_memory_mb,
         max_cpu_deadline_ms: q.max_cpu_deadline_ms,
         max_state_bytes: q.max_state_bytes,
+        cpu_shares: q.cpu_shares,
     }
 }
 
@@ -284,41 +288,21 @@ impl modules_server::Modules for Api {
                 ));
             }
         };
-        let id = format!("{}@{}", header.name, header.version);
-        crate::registry::check_part("name", &header.name)?;
-        crate::registry::check_part("version", &header.version)?;
-        if header.size > limit {
-            return Err(Status::resource_exhausted(format!(
-                "module `{id}` is {} bytes; the server takes uploads of at most {limit} bytes",
-                header.size
-            )));
-        }
-        let mut bytes = Vec::with_capacity(header.size as usize);
+        let refused = |e: UploadError| match e {
+            UploadError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        };
+        let mut upload =
+            Upload::start(&header.name, &header.version, header.size, limit).map_err(refused)?;
         while let Some(part) = stream.next().await {
             match part?.part {
                 Some(upload_module_request::Part::Chunk(c)) => {
-                    if (bytes.len() + c.len()) as u64 > header.size {
-                        return Err(Status::invalid_argument(format!(
-                            "upload of module `{id}`: more bytes arrived than the {} the header announced",
-                            header.size
-                        )));
-                    }
-                    bytes.extend_from_slice(&c);
+                    upload.chunk(&c).map_err(refused)?;
                 }
-                _ => {
-                    return Err(Status::invalid_argument(format!(
-                        "upload of module `{id}`: a second header; send one header, then chunks"
-                    )));
-                }
+                _ => return Err(refused(upload.second_header())),
             }
         }
-        if bytes.len() as u64 != header.size {
-            return Err(Status::invalid_argument(format!(
-                "upload of module `{id}` ended after {} of {} bytes",
-                bytes.len(),
-                header.size
-            )));
-        }
+        let bytes = upload.finish().map_err(refused)?;
         let server = self.server.clone();
         blocking(move || {
             let m = server.upload_module(&tenant, &header.name, &header.version, &bytes)?;
@@ -518,6 +502,7 @@ impl jobs_server::Jobs for Api {
 pub async fn serve(
     server: Server,
     listener: tokio::net::TcpListener,
+    tls: Option<&crate::tls::Identity>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let api = Api::new(server.clone());
@@ -536,7 +521,15 @@ pub async fn serve(
         }
     });
     let limit = server.config().max_upload_bytes as usize + (1 << 20);
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(id) = tls {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem),
+            ))
+            .map_err(|e| ServerError::Internal(format!("TLS: {e}")))?;
+    }
+    let result = builder
         .add_service(reflection)
         .add_service(tenants_server::TenantsServer::new(api.clone()))
         .add_service(

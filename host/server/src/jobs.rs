@@ -386,6 +386,11 @@ struct KafkaNode<'a> {
 /// Kafka nodes: every setting on the tenants' allow-list, a named
 /// credential granted to the tenant (its settings added), every address
 /// granted. Errors name the node and the line of the setting.
+/// A Kafka consumer group or transactional id of `tenant`: `TENANT.id`.
+fn tenant_scoped(tenant: &str, id: &str) -> String {
+    format!("{tenant}.{id}")
+}
+
 fn check_connectors(
     spec: &mut JobSpec,
     tenant: &str,
@@ -394,6 +399,27 @@ fn check_connectors(
     use weir_kafka::settings::{Role, check_tenant_setting};
     let egress = Egress::parse(&rules.grants.egress).map_err(ServerError::Internal)?;
     let job = spec.name.clone();
+    // Consumer groups and transactional ids carry the tenant's name first,
+    // so that no tenant can join, fence or read another's (and a broker's
+    // ACLs can confine a tenant by prefix).
+    for n in &mut spec.sources {
+        if let weir_job::spec::SourceSpec::Kafka(o) = &mut n.spec {
+            let group = o
+                .group_id
+                .take()
+                .unwrap_or_else(|| format!("weir-{job}-{}", n.name));
+            o.group_id = Some(tenant_scoped(tenant, &group));
+        }
+    }
+    for n in &mut spec.sinks {
+        if let SinkKind::Kafka(o) = &mut n.spec.kind {
+            let prefix = o
+                .transactional_id_prefix
+                .take()
+                .unwrap_or_else(|| format!("weir-{job}-{}", n.name));
+            o.transactional_id_prefix = Some(tenant_scoped(tenant, &prefix));
+        }
+    }
     let mut nodes: Vec<KafkaNode<'_>> = Vec::new();
     for n in &mut spec.sources {
         if let weir_job::spec::SourceSpec::Kafka(o) = &mut n.spec {
@@ -786,6 +812,7 @@ impl Server {
             let prepared = weir_job::prepare(spec, &self.inner.sandbox, &resolver)
                 .map_err(|e| e.to_string())?;
             let mut flow = prepared.dataflow;
+            flow.cpu_share = self.cpu_share(&tenant);
             if let weir_state::Backend::RocksDb { dir: rocks } = &mut flow.state_backend {
                 // Working copies: state comes back from the checkpoint.
                 *rocks = dir.join("rocksdb");
@@ -1455,5 +1482,33 @@ topic = "out"
         )
         .unwrap_err();
         assert!(e.contains("credential"), "{e}");
+    }
+
+    #[test]
+    fn consumer_groups_and_transactional_ids_are_the_tenants_own() {
+        let spec = check(&job("", ""), BOTH, &[]).unwrap();
+        let weir_job::spec::SourceSpec::Kafka(src) = &spec.sources[0].spec else {
+            panic!("a kafka source");
+        };
+        let SinkKind::Kafka(sink) = &spec.sinks[0].spec.kind else {
+            panic!("a kafka sink");
+        };
+        assert_eq!(src.group_id.as_deref(), Some("acme.weir-pay-in"));
+        assert_eq!(sink.transactional_id_prefix.as_deref(), Some("acme.weir-pay-out"));
+        // Naming another tenant's group or ids yields ids under one's own.
+        let spec = check(
+            &job("group_id = \"globex.weir-pay-in\"", "transactional_id_prefix = \"globex\""),
+            BOTH,
+            &[],
+        )
+        .unwrap();
+        let weir_job::spec::SourceSpec::Kafka(src) = &spec.sources[0].spec else {
+            panic!("a kafka source");
+        };
+        let SinkKind::Kafka(sink) = &spec.sinks[0].spec.kind else {
+            panic!("a kafka sink");
+        };
+        assert_eq!(src.group_id.as_deref(), Some("acme.globex.weir-pay-in"));
+        assert_eq!(sink.transactional_id_prefix.as_deref(), Some("acme.globex"));
     }
 }

@@ -11,6 +11,8 @@
 //! * [`jobs`] — submitted jobs run under supervision in this process, with
 //!   checkpoints and savepoints in the tenant's area, resumed when the
 //!   server restarts;
+//! * [`tls`] — TLS for the API and the HTTP endpoints, and the metrics
+//!   token;
 //! * [`meta`] — the durable metadata (an embedded RocksDB);
 //! * [`api`] — the gRPC services (`proto/weir/v1/control.proto`, with
 //!   server reflection); [`metrics`] — the Prometheus endpoint.
@@ -18,6 +20,8 @@
 //! The data directory:
 //! ```text
 //! DATA/admin.token            the admin token (0600)
+//! DATA/metrics.token          the token for /metrics off loopback (0600)
+//! DATA/tls/                   a self-signed certificate (--tls-self-signed)
 //! DATA/meta/                  metadata store
 //! DATA/cache/                 compiled modules
 //! DATA/tenants/T/modules/     T's components, by sha256
@@ -34,6 +38,7 @@ pub mod meta;
 pub mod metrics;
 pub mod registry;
 pub mod tenants;
+pub mod tls;
 
 /// The generated gRPC code (server and client).
 pub mod proto {
@@ -83,6 +88,10 @@ pub struct ServerConfig {
     pub max_compiles_per_tenant: usize,
     /// What one module may cost to compile (all tenants).
     pub compile_budget: weir_sandbox::CompileBudget,
+    /// Subtask threads of all tenants that run at once, shared among
+    /// tenants by their `cpu_shares` (one per core by default); 0 leaves
+    /// the division of the CPU to the operating system.
+    pub cpu_slots: usize,
 }
 
 impl ServerConfig {
@@ -98,6 +107,7 @@ impl ServerConfig {
             credentials: Credentials::default(),
             max_compiles_per_tenant: 1,
             compile_budget: weir_sandbox::CompileBudget::default(),
+            cpu_slots: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }
@@ -122,6 +132,8 @@ pub(crate) struct Inner {
     pub(crate) submit_lock: Mutex<()>,
     /// Module uploads compiling now, by tenant.
     compiling: Mutex<HashMap<String, usize>>,
+    /// The CPU divided among tenants (None: `cpu_slots` is 0).
+    pub(crate) cpu: Option<Arc<weir_engine::share::CpuScheduler>>,
 }
 
 /// A tenant's compile slot ([`Server::compile_slot`]).
@@ -177,8 +189,10 @@ impl Server {
             ..SandboxConfig::default()
         })
         .map_err(|e| ServerError::Internal(format!("cannot start the Wasm sandbox: {e}")))?;
+        let cpu = (config.cpu_slots > 0).then(|| weir_engine::share::CpuScheduler::new(config.cpu_slots));
         let server = Self {
             inner: Arc::new(Inner {
+                cpu,
                 config,
                 meta,
                 sandbox,
@@ -242,6 +256,27 @@ impl Server {
     /// An unknown tenant.
     pub fn quotas(&self, tenant: &str) -> Result<Quotas, ServerError> {
         Ok(self.tenants().get(tenant)?.quotas)
+    }
+
+    /// The CPU share a job of `tenant` runs under, weighted by the tenant's
+    /// `cpu_shares` as it is now; `None` when the server does not divide
+    /// the CPU.
+    pub fn cpu_share(&self, tenant: &str) -> Option<weir_engine::share::Share> {
+        let cpu = self.inner.cpu.as_ref()?;
+        let weight = self
+            .quotas(tenant)
+            .map_or(weir_engine::share::DEFAULT_WEIGHT, |q| q.cpu_shares);
+        cpu.set_weight(tenant, weight);
+        Some(cpu.share(tenant))
+    }
+
+    /// CPU time each tenant's subtasks held a turn for, since the start.
+    pub fn cpu_usage(&self) -> Vec<(String, Duration)> {
+        self.inner
+            .cpu
+            .as_ref()
+            .map(|c| c.usage())
+            .unwrap_or_default()
     }
 
     /// Creates a tenant (admin); returns it and its token.

@@ -11,6 +11,7 @@
 //! | `weir_job_restarts_total` | tenant, job |
 //! | `weir_guest_failures_total`: runs stopped by a guest trap, a CPU deadline interrupt, the memory cap, or another failure | tenant, job, kind |
 //! | `weir_job_running` | tenant, job |
+//! | `weir_tenant_cpu_seconds_total`: time the tenant's subtasks held a CPU turn (when the server divides the CPU) | tenant |
 
 use std::convert::Infallible;
 use std::sync::PoisonError;
@@ -162,23 +163,56 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
             .with_label_values(&[t, id])
             .inc_by(stats.abandoned.load(Ordering::Relaxed));
     }
+    let cpu = GaugeVec::new(
+        Opts::new(
+            "weir_tenant_cpu_seconds_total",
+            "Time the tenant's subtasks held one of the server's CPU turns.",
+        ),
+        &["tenant"],
+    )?;
+    registry.register(Box::new(cpu.clone()))?;
+    for (tenant, used) in server.cpu_usage() {
+        cpu.with_label_values(&[tenant.as_str()])
+            .set(used.as_secs_f64());
+    }
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(server: Server, listener: tokio::net::TcpListener) {
+/// Serves `GET /metrics` on `listener` until the task is dropped: over TLS
+/// when `tls` is given, to the readers `access` allows (401 otherwise).
+pub async fn serve(
+    server: Server,
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    access: crate::tls::HttpAccess,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let server = server.clone();
+        let access = access.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let server = server.clone();
+                let allowed = access.allows(
+                    req.headers()
+                        .get(hyper::header::AUTHORIZATION)
+                        .map(|v| v.as_bytes()),
+                );
                 async move {
-                    let response = if req.uri().path() == "/metrics" {
+                    let response = if !allowed {
+                        Response::builder()
+                            .status(StatusCode::UNAUTHORIZED)
+                            .header("www-authenticate", "Bearer")
+                            .body(Full::new(Bytes::from(
+                                "a token is required: Authorization: Bearer <DATA/metrics.token or the admin token>\n",
+                            )))
+                    } else if req.uri().path() == "/metrics" {
                         match tokio::task::spawn_blocking(move || render(&server)).await {
                             Ok(Ok(text)) => Response::builder()
                                 .header("content-type", "text/plain; version=0.0.4")
@@ -198,10 +232,25 @@ pub async fn serve(server: Server, listener: tokio::net::TcpListener) {
                     Ok::<_, Infallible>(response.unwrap_or_default())
                 }
             });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match acceptor {
+                Some(acceptor) => {
+                    // A handshake that does not finish in 10 s is dropped.
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await;
+                    if let Ok(Ok(tls)) = handshake {
+                        let io = hyper_util::rt::TokioIo::new(tls);
+                        let _ = http.serve_connection(io, service).await;
+                    }
+                }
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+            }
         });
     }
 }

@@ -52,20 +52,9 @@ impl ModuleRecord {
 ///
 /// # Errors
 /// [`ServerError::InvalidArgument`] naming the rule broken.
-pub fn check_part(what: &str, value: &str) -> Result<(), ServerError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && value.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ServerError::InvalidArgument(format!(
-            "invalid module {what} `{value}`: use 1 to 64 letters, digits, `.`, `_` and `-`, starting with a letter or digit"
-        )))
-    }
+pub fn check_part(what: &'static str, value: &str) -> Result<(), ServerError> {
+    weir_sandbox::upload::check_part(what, value)
+        .map_err(|e| ServerError::InvalidArgument(e.to_string()))
 }
 
 /// One tenant's view of the registry.

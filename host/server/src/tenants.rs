@@ -38,6 +38,14 @@ pub struct Quotas {
     pub max_cpu_deadline_ms: u32,
     /// Size of one job's latest checkpoint, in bytes.
     pub max_state_bytes: u64,
+    /// The tenant's weight in dividing the CPU among tenants whose subtasks
+    /// outnumber the cores (relative; 100 is the default).
+    #[serde(default = "default_cpu_shares")]
+    pub cpu_shares: u32,
+}
+
+fn default_cpu_shares() -> u32 {
+    weir_engine::share::DEFAULT_WEIGHT
 }
 
 impl Default for Quotas {
@@ -50,6 +58,7 @@ impl Default for Quotas {
             max_memory_mb: 256,
             max_cpu_deadline_ms: 1000,
             max_state_bytes: 10 << 30,
+            cpu_shares: default_cpu_shares(),
         }
     }
 }
@@ -68,6 +77,7 @@ impl Quotas {
             max_memory_mb: pick(self.max_memory_mb, defaults.max_memory_mb),
             max_cpu_deadline_ms: pick(self.max_cpu_deadline_ms, defaults.max_cpu_deadline_ms),
             max_state_bytes: pick(self.max_state_bytes, defaults.max_state_bytes),
+            cpu_shares: pick(self.cpu_shares, defaults.cpu_shares),
         }
     }
 }
@@ -158,7 +168,7 @@ pub fn admin_token(data_dir: &Path) -> Result<(String, bool), ServerError> {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -172,7 +182,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 

@@ -108,7 +108,8 @@ impl SubtaskState {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The bytes of one subtask's state object in a checkpoint.
+    pub fn encode(&self) -> Vec<u8> {
         fn part(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
             out.extend_from_slice(bytes);
@@ -137,7 +138,11 @@ impl SubtaskState {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
+    /// Reads what [`SubtaskState::encode`] wrote.
+    ///
+    /// # Errors
+    /// Truncated or malformed bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let bad = || "truncated subtask state".to_string();
         let (&flags, mut rest) = bytes.split_first().ok_or_else(bad)?;
         if flags > 15 {
