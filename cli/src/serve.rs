@@ -50,7 +50,12 @@ pub struct ServeArgs {
     credentials: Option<PathBuf>,
     /// TLS on the gRPC API and the metrics endpoint: the certificate chain
     /// (PEM). With `--tls-key`.
-    #[arg(long, value_name = "FILE", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
     tls_cert: Option<PathBuf>,
     /// The private key of `--tls-cert` (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
@@ -68,7 +73,7 @@ pub struct ServeArgs {
     #[arg(long)]
     insecure_plaintext: bool,
     /// Subtasks that run at once over all tenants, divided among tenants by
-    /// their `--cpu-shares` [default: one per core]; 0 leaves the division
+    /// their `--cpu-shares` [default: two per core]; 0 leaves the division
     /// to the operating system (by threads).
     #[arg(long, value_name = "N")]
     cpu_slots: Option<usize>,

@@ -1093,7 +1093,10 @@ fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut endpoint, mut metrics) = (None, None);
     while endpoint.is_none() {
-        let line = lines.next().expect("weir serve prints where it listens").unwrap();
+        let line = lines
+            .next()
+            .expect("weir serve prints where it listens")
+            .unwrap();
         if let Some(rest) = line.strip_prefix("metrics on https://0.0.0.0:") {
             let port = rest.split('/').next().unwrap();
             assert!(line.contains("token"), "{line}");
@@ -1110,7 +1113,8 @@ fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let list = |endpoint: &str, ca: Option<&Path>| {
         let mut c = command(&["tenant", "list"]);
-        c.env("WEIR_ENDPOINT", endpoint).env("WEIR_TOKEN", admin.trim());
+        c.env("WEIR_ENDPOINT", endpoint)
+            .env("WEIR_TOKEN", admin.trim());
         match ca {
             Some(ca) => c.env("WEIR_CA_CERT", ca),
             None => c.env_remove("WEIR_CA_CERT"),
@@ -1125,7 +1129,11 @@ fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
     // refused before any token is sent.
     let out = list(&endpoint, None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
     let other = tempfile::tempdir().unwrap();
     weir_server::tls::Identity::self_signed(other.path(), &[]).unwrap();
     let out = list(&endpoint, Some(&other.path().join("tls/server.crt")));
@@ -1136,14 +1144,21 @@ fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
     assert!(!out.status.success());
     let out = list("http://192.0.2.1:7070", None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("in the clear"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in the clear"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // /metrics over TLS: 401 without a token, 200 with the metrics token or
     // the admin's.
     let ca = std::fs::read(&cert).unwrap();
     let metrics_token = std::fs::read_to_string(data.join("metrics.token")).unwrap();
     let anonymous = https_get(&metrics, "/metrics", &ca, None).unwrap();
-    assert!(anonymous.starts_with("HTTP/1.0 401") || anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    assert!(
+        anonymous.starts_with("HTTP/1.0 401") || anonymous.starts_with("HTTP/1.1 401"),
+        "{anonymous}"
+    );
     let wrong = https_get(&metrics, "/metrics", &ca, Some("not-the-token")).unwrap();
     assert!(wrong.contains(" 401 "), "{wrong}");
     for token in [metrics_token.trim(), admin.trim()] {

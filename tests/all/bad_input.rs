@@ -426,7 +426,10 @@ fn a_compilation_past_its_time_limit_is_abandoned_with_a_clear_error() {
     // cache.
     let compiled_by = Instant::now() + Duration::from_secs(120);
     while sandbox.cache().stats().compiled == 0 {
-        assert!(Instant::now() < compiled_by, "the abandoned compilation never ended");
+        assert!(
+            Instant::now() < compiled_by,
+            "the abandoned compilation never ended"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // (It is in the cache just after it counts as compiled.)

@@ -1510,7 +1510,11 @@ path = "out.jsonl"
     // A name that is a path.
     let e = t.upload("../../etc", "1", b"\0asm").unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("invalid module name `../../etc`"), "{}", e.message());
+    assert!(
+        e.message().contains("invalid module name `../../etc`"),
+        "{}",
+        e.message()
+    );
     // Announcing a huge upload and sending less.
     let e = t
         .upload_parts(vec![header("big", "1", 32 << 20)])

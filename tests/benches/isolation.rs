@@ -97,7 +97,11 @@ fn wait_finished(server: &Server, tenant: &str, id: &str) {
 }
 
 fn quiet_run(server: &Server, n: usize, rate: Option<u64>) -> f64 {
-    let records = if rate.is_some() { PACED_RECORDS } else { RECORDS };
+    let records = if rate.is_some() {
+        PACED_RECORDS
+    } else {
+        RECORDS
+    };
     let (job, _) = server
         .submit_job(
             "quiet",
@@ -158,6 +162,13 @@ fn server(dir: &std::path::Path, cpu_slots: Option<usize>) -> Server {
 /// greedy jobs of the noisy tenant. Returns (steady alone, steady in the
 /// crowd, flat-out alone, flat-out in the crowd, the crowd's records/s).
 fn crowd(server: &Server, base: usize) -> [f64; 5] {
+    let held = |tenant: &str| {
+        server
+            .cpu_usage()
+            .into_iter()
+            .find(|(t, _)| t == tenant)
+            .map_or(0.0, |(_, d)| d.as_secs_f64())
+    };
     let steady_alone = median_of(server, base, Some(PACED_RATE));
     let flat_alone = median_of(server, base + 3, None);
     let greedy: Vec<String> = (0..4)
@@ -165,7 +176,11 @@ fn crowd(server: &Server, base: usize) -> [f64; 5] {
             server
                 .submit_job(
                     "noisy",
-                    &count_job(&format!("crowd{i}"), 1_000_000_000, &format!("crowd{i}.jsonl")),
+                    &count_job(
+                        &format!("crowd{i}"),
+                        1_000_000_000,
+                        &format!("crowd{i}.jsonl"),
+                    ),
                     "",
                 )
                 .unwrap()
@@ -191,9 +206,19 @@ fn crowd(server: &Server, base: usize) -> [f64; 5] {
         (n, Instant::now())
     };
     let before = read();
+    let (quiet0, noisy0) = (held("quiet"), held("noisy"));
     let steady = median_of(server, base + 6, Some(PACED_RATE));
     let flat = median_of(server, base + 9, None);
     let after = read();
+    let wall = (after.1 - before.1).as_secs_f64();
+    if server.config().cpu_slots > 0 {
+        println!(
+            "CPU turns held while the quiet jobs ran beside the crowd ({wall:.1} s on {} turns): quiet {:.1} s, noisy {:.1} s",
+            server.config().cpu_slots,
+            held("quiet") - quiet0,
+            held("noisy") - noisy0
+        );
+    }
     for id in &greedy {
         let _ = server.cancel_job("noisy", id, false);
     }
@@ -214,24 +239,36 @@ fn main() {
     off.detach_jobs();
     drop(off);
     let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), None);
+    // WEIR_CPU_SLOTS: the server's turns (default: the server's, two per core).
+    let slots = std::env::var("WEIR_CPU_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let server = server(dir.path(), slots);
     let with = crowd(&server, 200);
-    let usage = server.cpu_usage();
     let pct = |a: f64, b: f64| 100.0 * a / b;
     println!("the quiet tenant beside four greedy jobs of another tenant (records/s):");
-    println!("| quiet job | CPU divided by | alone | beside the crowd | share of alone | the crowd meanwhile |");
+    println!(
+        "| quiet job | CPU divided by | alone | beside the crowd | share of alone | the crowd meanwhile |"
+    );
     println!("|---|---|---:|---:|---:|---:|");
-    for (label, r) in [("the operating system (by thread)", without), ("weir, equal shares", with)] {
+    for (label, r) in [
+        ("the operating system (by thread)", without),
+        ("weir, equal shares", with),
+    ] {
         println!(
             "| steady ({PACED_RATE}/s) | {label} | {:.0} | {:.0} | {:.0}% | {:.0} |",
-            r[0], r[1], pct(r[1], r[0]), r[4]
+            r[0],
+            r[1],
+            pct(r[1], r[0]),
+            r[4]
         );
         println!(
             "| flat out | {label} | {:.0} | {:.0} | {:.0}% | |",
-            r[2], r[3], pct(r[3], r[2])
+            r[2],
+            r[3],
+            pct(r[3], r[2])
         );
     }
-    println!("CPU held by tenant (weir, equal shares): {usage:?}");
 
     let alone = median(&server, 0);
     println!("quiet alone: {alone:.0} records/s");

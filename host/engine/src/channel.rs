@@ -113,7 +113,7 @@ impl EdgeSender {
                 let start = Instant::now();
                 // Waiting on a full queue is not using the CPU: the turn
                 // goes to others meanwhile.
-                let r = crate::share::blocking(|| tx.send(env)).map_err(|_| Disconnected);
+                let r = crate::share::blocking(|| tx.send(env).map_err(|_| Disconnected));
                 metrics.add_backpressure(start.elapsed());
                 r
             }

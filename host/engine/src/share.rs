@@ -4,10 +4,13 @@
 //! cores the operating system divides the cores among *threads*: a tenant
 //! with more (or hotter) subtasks takes more CPU. A [`CpuScheduler`] puts a
 //! gate in front of the cores instead: a subtask thread of a job started
-//! with a [`Share`] must hold one of `slots` turns (one per core) to
-//! process, and a free turn goes to the waiting group (tenant) that has used
-//! the least CPU for its weight — start-time fair queueing over groups, as
-//! a hierarchical CFS or Flink's slot sharing would divide a machine.
+//! with a [`Share`] must hold one of `slots` turns to process, and a free
+//! turn goes to the waiting group (tenant) that has used the least turn time
+//! for its weight — start-time fair queueing over groups, as a hierarchical
+//! CFS or Flink's slot sharing would divide a machine. A server gives two
+//! turns per core: the operating system then interleaves the admitted
+//! threads finely, while the gate bounds how many of each tenant's are
+//! admitted (one turn per core makes pipelines stall at every hand-over).
 //!
 //! * A thread gives its turn back whenever it would block (a full output
 //!   queue, an empty input, a paced source's sleep, a broker poll): see
@@ -22,9 +25,9 @@
 //! are not gated and pay one thread-local read per call.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long a thread keeps its turn while others wait.
@@ -34,10 +37,13 @@ pub const QUANTUM: Duration = Duration::from_millis(5);
 pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// A scheduler of the CPU among groups of threads.
+///
+/// A turn that frees up is handed straight to one waiting thread (of the
+/// group first in line), which alone is woken: no herd of waiters wakes to
+/// find the turn taken.
 pub struct CpuScheduler {
     slots: usize,
     state: Mutex<State>,
-    wake: Condvar,
     /// Threads waiting for a turn (read without the lock).
     waiting: AtomicUsize,
 }
@@ -54,9 +60,16 @@ struct Group {
     weight: f64,
     /// CPU used (ns) divided by weight.
     vtime: f64,
-    waiting: usize,
+    /// Its threads waiting for a turn, in order.
+    queue: VecDeque<Arc<Waiter>>,
     running: usize,
     used: Duration,
+}
+
+/// A parked thread waiting for a turn.
+struct Waiter {
+    granted: AtomicBool,
+    thread: std::thread::Thread,
 }
 
 impl Group {
@@ -64,9 +77,36 @@ impl Group {
         Self {
             weight: f64::from(weight.max(1)),
             vtime: 0.0,
-            waiting: 0,
+            queue: VecDeque::new(),
             running: 0,
             used: Duration::ZERO,
+        }
+    }
+}
+
+impl State {
+    /// Hands free turns to waiting threads, the group with the least
+    /// virtual time first.
+    fn grant(&mut self, slots: usize, waiting: &AtomicUsize) {
+        while self.running < slots {
+            let Some(g) = self
+                .groups
+                .values_mut()
+                .filter(|g| !g.queue.is_empty())
+                .min_by(|a, b| a.vtime.total_cmp(&b.vtime))
+            else {
+                return;
+            };
+            let Some(w) = g.queue.pop_front() else {
+                return;
+            };
+            g.running += 1;
+            let vtime = g.vtime;
+            self.running += 1;
+            self.clock = self.clock.max(vtime);
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            w.granted.store(true, Ordering::Release);
+            w.thread.unpark();
         }
     }
 }
@@ -86,14 +126,8 @@ impl CpuScheduler {
         Arc::new(Self {
             slots: slots.max(1),
             state: Mutex::new(State::default()),
-            wake: Condvar::new(),
             waiting: AtomicUsize::new(0),
         })
-    }
-
-    /// A scheduler with one turn per available core.
-    pub fn per_core() -> Arc<Self> {
-        Self::new(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
     }
 
     /// Turns that may run at once.
@@ -147,46 +181,33 @@ impl CpuScheduler {
     fn acquire(&self, group: &Arc<str>) {
         let mut state = self.lock();
         let clock = state.clock;
+        let free = state.running < self.slots;
         let g = state
             .groups
             .entry(group.clone())
             .or_insert_with(|| Group::new(DEFAULT_WEIGHT));
-        if g.waiting == 0 && g.running == 0 {
+        if g.queue.is_empty() && g.running == 0 {
             // Back from idle: no credit for the time away.
             g.vtime = g.vtime.max(clock);
         }
-        g.waiting += 1;
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        loop {
-            if state.running < self.slots {
-                let mine = state.groups.get(group).map_or(0.0, |g| g.vtime);
-                let first = state
-                    .groups
-                    .values()
-                    .filter(|g| g.waiting > 0)
-                    .all(|g| g.vtime >= mine);
-                if first {
-                    break;
-                }
-            }
-            state = self
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        state.running += 1;
-        if let Some(g) = state.groups.get_mut(group) {
-            g.waiting -= 1;
+        if free {
+            // A free turn means nobody waits (turns are handed over as
+            // they free up).
             g.running += 1;
             let vtime = g.vtime;
+            state.running += 1;
             state.clock = state.clock.max(vtime);
+            return;
         }
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        // Another group may be first now, for a turn still free.
-        let free = state.running < self.slots;
+        let me = Arc::new(Waiter {
+            granted: AtomicBool::new(false),
+            thread: std::thread::current(),
+        });
+        g.queue.push_back(me.clone());
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         drop(state);
-        if free {
-            self.wake.notify_all();
+        while !me.granted.load(Ordering::Acquire) {
+            std::thread::park();
         }
     }
 
@@ -198,8 +219,7 @@ impl CpuScheduler {
             g.used += held;
             g.vtime += held.as_nanos() as f64 / g.weight;
         }
-        drop(state);
-        self.wake.notify_all();
+        state.grant(self.slots, &self.waiting);
     }
 }
 
@@ -249,7 +269,9 @@ impl Drop for Entered {
         if let Some(turn) = TURN.with(|t| t.borrow_mut().take())
             && let Some(since) = turn.since
         {
-            turn.share.scheduler.release(&turn.share.group, since.elapsed());
+            turn.share
+                .scheduler
+                .release(&turn.share.group, since.elapsed());
         }
     }
 }
@@ -295,7 +317,6 @@ pub fn checkpoint() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
 
     /// Busy work for `d`, giving the scheduler a chance as a subtask does.
     fn spin_for(d: Duration) -> u64 {
@@ -312,7 +333,11 @@ mod tests {
 
     /// Runs `threads` busy threads per group for `run`; the CPU time each
     /// group got.
-    fn contend(slots: usize, groups: &[(&str, u32, usize)], run: Duration) -> Vec<(String, Duration)> {
+    fn contend(
+        slots: usize,
+        groups: &[(&str, u32, usize)],
+        run: Duration,
+    ) -> Vec<(String, Duration)> {
         let scheduler = CpuScheduler::new(slots);
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -340,15 +365,26 @@ mod tests {
     #[test]
     fn a_group_with_more_threads_gets_no_more_cpu_than_its_share() {
         // One turn: the two groups alternate, whatever their thread counts.
-        let usage = contend(1, &[("busy", 100, 6), ("quiet", 100, 1)], Duration::from_millis(600));
+        let usage = contend(
+            1,
+            &[("busy", 100, 6), ("quiet", 100, 1)],
+            Duration::from_millis(600),
+        );
         let (busy, quiet) = (usage[0].1.as_secs_f64(), usage[1].1.as_secs_f64());
         let ratio = quiet / busy;
-        assert!((0.7..1.4).contains(&ratio), "quiet {quiet:.3} s, busy {busy:.3} s");
+        assert!(
+            (0.7..1.4).contains(&ratio),
+            "quiet {quiet:.3} s, busy {busy:.3} s"
+        );
     }
 
     #[test]
     fn cpu_follows_the_weights() {
-        let usage = contend(1, &[("a", 300, 2), ("b", 100, 2)], Duration::from_millis(600));
+        let usage = contend(
+            1,
+            &[("a", 300, 2), ("b", 100, 2)],
+            Duration::from_millis(600),
+        );
         let (a, b) = (usage[0].1.as_secs_f64(), usage[1].1.as_secs_f64());
         let ratio = a / b;
         assert!((2.0..4.5).contains(&ratio), "a {a:.3} s, b {b:.3} s");

@@ -178,7 +178,8 @@ impl Sandbox {
         crate::cache::check_header(name, bytes)?;
         let budget = &self.inner.config.budget;
         crate::budget::check(name, bytes, budget)?;
-        let sha: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into();
+        let sha: [u8; 32] =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into();
         let over_time = || {
             self.inner
                 .over_time

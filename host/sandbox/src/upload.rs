@@ -29,7 +29,9 @@ pub enum UploadError {
         limit: u64,
     },
     /// More bytes than announced.
-    #[error("upload of module `{id}`: more bytes arrived than the {announced} the header announced")]
+    #[error(
+        "upload of module `{id}`: more bytes arrived than the {announced} the header announced"
+    )]
     Overflow {
         /// `name@version`.
         id: String,
@@ -160,7 +162,10 @@ mod tests {
         assert_eq!(u.finish().unwrap(), b"abcde");
 
         let mut u = Upload::start("count", "1", 3, 10).unwrap();
-        assert!(matches!(u.chunk(b"abcd"), Err(UploadError::Overflow { .. })));
+        assert!(matches!(
+            u.chunk(b"abcd"),
+            Err(UploadError::Overflow { .. })
+        ));
         let u = Upload::start("count", "1", 3, 10).unwrap();
         let e = u.finish().unwrap_err().to_string();
         assert_eq!(e, "upload of module `count@1` ended after 0 of 3 bytes");

@@ -1494,10 +1494,16 @@ topic = "out"
             panic!("a kafka sink");
         };
         assert_eq!(src.group_id.as_deref(), Some("acme.weir-pay-in"));
-        assert_eq!(sink.transactional_id_prefix.as_deref(), Some("acme.weir-pay-out"));
+        assert_eq!(
+            sink.transactional_id_prefix.as_deref(),
+            Some("acme.weir-pay-out")
+        );
         // Naming another tenant's group or ids yields ids under one's own.
         let spec = check(
-            &job("group_id = \"globex.weir-pay-in\"", "transactional_id_prefix = \"globex\""),
+            &job(
+                "group_id = \"globex.weir-pay-in\"",
+                "transactional_id_prefix = \"globex\"",
+            ),
             BOTH,
             &[],
         )

@@ -89,8 +89,10 @@ pub struct ServerConfig {
     /// What one module may cost to compile (all tenants).
     pub compile_budget: weir_sandbox::CompileBudget,
     /// Subtask threads of all tenants that run at once, shared among
-    /// tenants by their `cpu_shares` (one per core by default); 0 leaves
-    /// the division of the CPU to the operating system.
+    /// tenants by their `cpu_shares` (two per core by default: with one,
+    /// pipelines stall at each hand-over and the machine does a third less
+    /// work, docs/benchmarks.md); 0 leaves the division of the CPU to the
+    /// operating system.
     pub cpu_slots: usize,
 }
 
@@ -107,7 +109,7 @@ impl ServerConfig {
             credentials: Credentials::default(),
             max_compiles_per_tenant: 1,
             compile_budget: weir_sandbox::CompileBudget::default(),
-            cpu_slots: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            cpu_slots: 2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }
@@ -189,7 +191,8 @@ impl Server {
             ..SandboxConfig::default()
         })
         .map_err(|e| ServerError::Internal(format!("cannot start the Wasm sandbox: {e}")))?;
-        let cpu = (config.cpu_slots > 0).then(|| weir_engine::share::CpuScheduler::new(config.cpu_slots));
+        let cpu =
+            (config.cpu_slots > 0).then(|| weir_engine::share::CpuScheduler::new(config.cpu_slots));
         let server = Self {
             inner: Arc::new(Inner {
                 cpu,

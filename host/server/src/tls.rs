@@ -51,8 +51,9 @@ impl Identity {
     /// or a key that does not match the certificate.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, ServerError> {
         let read = |p: &Path, what: &str| {
-            std::fs::read(p)
-                .map_err(|e| tls_error(format!("cannot read the TLS {what} `{}`: {e}", p.display())))
+            std::fs::read(p).map_err(|e| {
+                tls_error(format!("cannot read the TLS {what} `{}`: {e}", p.display()))
+            })
         };
         let identity = Self {
             cert_pem: read(cert, "certificate")?,
@@ -108,9 +109,9 @@ impl Identity {
     /// The SHA-256 fingerprint of the leaf certificate, as printed by
     /// `openssl x509 -fingerprint -sha256`.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
+        use sha2::Digest;
         let Some(Ok(leaf)) = CertificateDer::pem_slice_iter(&self.cert_pem).next() else {
             return String::new();
         };
@@ -138,13 +139,12 @@ impl Identity {
         }
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
             .map_err(|e| format!("no usable private key: {e}"))?;
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| e.to_string())?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -209,9 +209,9 @@ impl HttpAccess {
                 };
                 let hash = crate::tenants::hash_token(token.trim());
                 // Compare every hash in full, so timing says nothing.
-                hashes
-                    .iter()
-                    .fold(false, |found, h| found | constant_eq(h.as_bytes(), hash.as_bytes()))
+                hashes.iter().fold(false, |found, h| {
+                    found | constant_eq(h.as_bytes(), hash.as_bytes())
+                })
             }
         }
     }

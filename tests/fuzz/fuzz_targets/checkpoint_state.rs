@@ -18,11 +18,17 @@ fuzz_target!(|bytes: &[u8]| {
         assert_eq!(snapshot.encode(), again.encode());
     }
     if let Ok(batch) = decode_records(bytes) {
-        batch.validate().expect("decoded in-flight records validate");
-        let again = decode_records(&encode_records(&[batch.clone()])).expect("re-encoded records decode");
+        batch
+            .validate()
+            .expect("decoded in-flight records validate");
+        let again =
+            decode_records(&encode_records(&[batch.clone()])).expect("re-encoded records decode");
         assert_eq!(batch.len(), again.len());
         for (a, b) in batch.records().zip(again.records()) {
-            assert_eq!((a.key(), a.value(), a.timestamp()), (b.key(), b.value(), b.timestamp()));
+            assert_eq!(
+                (a.key(), a.value(), a.timestamp()),
+                (b.key(), b.value(), b.timestamp())
+            );
         }
     }
 });

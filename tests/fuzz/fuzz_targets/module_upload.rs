@@ -12,7 +12,11 @@ use weir_sandbox::upload::Upload;
 
 #[derive(Arbitrary, Debug)]
 enum Part {
-    Header { name: String, version: String, size: u64 },
+    Header {
+        name: String,
+        version: String,
+        size: u64,
+    },
     Chunk(Vec<u8>),
 }
 

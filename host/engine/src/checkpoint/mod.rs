@@ -229,7 +229,9 @@ pub fn decode_records(mut b: &[u8]) -> Result<RecordBatch, String> {
         let ts = take(&mut b, 8)?;
         let ts = i64::from_le_bytes(ts.try_into().map_err(|_| "bad timestamp")?);
         let n = u32_(&mut b)?;
-        let mut headers = Vec::with_capacity(n);
+        // A count read from the bytes: at most what the bytes can hold (a
+        // header is at least 8 bytes), whatever it claims.
+        let mut headers = Vec::with_capacity(n.min(b.len() / 8));
         for _ in 0..n {
             headers.push((bytes(&mut b)?, bytes(&mut b)?));
         }
@@ -569,7 +571,8 @@ pub fn read(location: &str) -> Result<RestoredJob, String> {
     })?;
     let mut nodes = HashMap::new();
     for n in meta.nodes {
-        let mut subtasks = Vec::with_capacity(n.parallelism);
+        // (The parallelism is read from the metadata: no reservation for it.)
+        let mut subtasks = Vec::new();
         for s in 0..n.parallelism {
             let object = state_object(&name, &n.name, s);
             let bytes = storage.get(&object)?;
@@ -810,6 +813,20 @@ mod tests {
         let e = r.subtask("src", 0, 2, 128, false).unwrap_err();
         assert!(e.contains("cannot be split"), "{e}");
         assert!(r.subtask("other", 0, 1, 128, false).unwrap().is_none());
+    }
+
+    #[test]
+    fn in_flight_records_claiming_billions_of_headers_are_an_error_not_an_abort() {
+        // Found by the checkpoint_state fuzz target: a header count of
+        // 0x9b010000 made the reader reserve 83 GB.
+        let bytes = b"\0\0\0\0\0\0\0\0\x0a\0\0\x02\0\0\xe3\x02\0\0\x01\x9b";
+        assert!(decode_records(bytes).is_err());
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fuzz/regressions/checkpoint_state/header-count"
+        ))
+        .unwrap();
+        assert!(decode_records(&bytes).is_err());
     }
 
     #[test]
