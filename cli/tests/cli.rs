@@ -693,22 +693,34 @@ fn a_kafka_job_recovers_from_a_broker_restart() {
 
 /// `weir serve` on free ports: (child, gRPC endpoint, metrics address).
 fn start_server(data: &Path) -> (std::process::Child, String, String) {
+    let (child, endpoint, metrics) = spawn_server(data, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = metrics
+        .strip_prefix("http://")
+        .and_then(|m| m.split('/').next())
+        .expect("metrics over http")
+        .to_string();
+    (child, endpoint, metrics)
+}
+
+/// `weir serve` with the API on a free loopback port and `args`: (child,
+/// gRPC endpoint, what it printed after "metrics on ").
+fn spawn_server(data: &Path, args: &[&str]) -> (std::process::Child, String, String) {
     use std::io::BufRead;
-    let mut child = command(&[
+    let mut all = vec![
         "serve",
         "--data-dir",
         data.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
         "--checkpoint-interval",
         "200ms",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("weir serve starts");
+    ];
+    all.extend_from_slice(args);
+    let mut child = command(&all)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir serve starts");
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut endpoint, mut metrics) = (None, None);
     while endpoint.is_none() {
@@ -716,8 +728,8 @@ fn start_server(data: &Path) -> (std::process::Child, String, String) {
             .next()
             .expect("weir serve prints where it listens")
             .unwrap();
-        if let Some(rest) = line.strip_prefix("metrics on http://") {
-            metrics = Some(rest.trim_end_matches("/metrics").to_string());
+        if let Some(rest) = line.strip_prefix("metrics on ") {
+            metrics = Some(rest.to_string());
         }
         if let Some(rest) = line.strip_prefix("weir serve: listening on ") {
             endpoint = Some(rest.split(' ').next().unwrap().to_string());
@@ -725,7 +737,7 @@ fn start_server(data: &Path) -> (std::process::Child, String, String) {
     }
     // Keep draining stderr so the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
-    (child, endpoint.unwrap(), metrics.unwrap())
+    (child, endpoint.unwrap(), metrics.unwrap_or_default())
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -1057,7 +1069,6 @@ fn https_get(addr: &str, path: &str, ca: &[u8], token: Option<&str>) -> Result<S
 
 #[test]
 fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
 
@@ -1076,38 +1087,16 @@ fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
     assert!(stderr.contains("without TLS"), "{stderr}");
 
     // With a self-signed certificate; metrics on every interface.
-    let mut child = command(&[
-        "serve",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "0.0.0.0:0",
-        "--tls-self-signed",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut endpoint, mut metrics) = (None, None);
-    while endpoint.is_none() {
-        let line = lines
-            .next()
-            .expect("weir serve prints where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("metrics on https://0.0.0.0:") {
-            let port = rest.split('/').next().unwrap();
-            assert!(line.contains("token"), "{line}");
-            metrics = Some(format!("127.0.0.1:{port}"));
-        }
-        if let Some(rest) = line.strip_prefix("weir serve: listening on ") {
-            endpoint = Some(rest.split(' ').next().unwrap().to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let (endpoint, metrics) = (endpoint.unwrap(), metrics.unwrap());
+    let (mut child, endpoint, printed) = spawn_server(
+        &data,
+        &["--metrics-listen", "0.0.0.0:0", "--tls-self-signed"],
+    );
+    assert!(printed.contains("token"), "{printed}");
+    let port = printed
+        .strip_prefix("https://0.0.0.0:")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("metrics over https on 0.0.0.0: {printed}"));
+    let metrics = format!("127.0.0.1:{port}");
     assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
     let cert = data.join("tls/server.crt");
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
