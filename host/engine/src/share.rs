@@ -279,23 +279,24 @@ impl Drop for Entered {
 /// Runs `f`, which may block, without holding a turn: the turn is given
 /// back first and taken again after. Ungated threads just run `f`.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    let share = TURN.with(|t| {
+    let released = TURN.with(|t| {
         let mut t = t.borrow_mut();
         let turn = t.as_mut()?;
         let since = turn.since.take()?;
-        Some((turn.share.clone(), since))
+        turn.share
+            .scheduler
+            .release(&turn.share.group, since.elapsed());
+        Some(())
     });
-    let Some((share, since)) = share else {
-        return f();
-    };
-    share.scheduler.release(&share.group, since.elapsed());
     let r = f();
-    share.scheduler.acquire(&share.group);
-    TURN.with(|t| {
-        if let Some(turn) = t.borrow_mut().as_mut() {
-            turn.since = Some(Instant::now());
-        }
-    });
+    if released.is_some() {
+        TURN.with(|t| {
+            if let Some(turn) = t.borrow_mut().as_mut() {
+                turn.share.scheduler.acquire(&turn.share.group);
+                turn.since = Some(Instant::now());
+            }
+        });
+    }
     r
 }
 

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -85,7 +84,7 @@ impl ModuleCache {
         bytes: &[u8],
     ) -> Result<(ModuleDigest, Component), SandboxError> {
         check_header(name, bytes)?;
-        let digest = ModuleDigest(Sha256::digest(bytes).into());
+        let digest = ModuleDigest::of(bytes);
         if let Some(c) = self.lock().get(&digest) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok((digest, c.clone()));
@@ -106,14 +105,13 @@ impl ModuleCache {
         Ok((digest, component))
     }
 
-    /// The compiled component for `bytes` if it is in memory or on disk,
+    /// The compiled component of `digest` if it is in memory or on disk,
     /// without compiling.
     pub(crate) fn cached(
         &self,
         engine: &Engine,
-        bytes: &[u8],
+        digest: ModuleDigest,
     ) -> Option<(ModuleDigest, Component)> {
-        let digest = ModuleDigest(Sha256::digest(bytes).into());
         if let Some(c) = self.lock().get(&digest) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Some((digest, c.clone()));

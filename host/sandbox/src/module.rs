@@ -16,6 +16,12 @@ use crate::runtime::Sandbox;
 pub struct ModuleDigest(pub [u8; 32]);
 
 impl ModuleDigest {
+    /// The digest of a component's bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+
     /// Lower-case hex.
     pub fn hex(&self) -> String {
         hex::encode(self.0)

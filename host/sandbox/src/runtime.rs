@@ -63,7 +63,7 @@ pub(crate) struct SandboxInner {
     /// Digests of components whose compilation ran past the time limit:
     /// refused again at once, even after the abandoned compilation ends and
     /// caches its result.
-    over_time: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    over_time: std::sync::Mutex<std::collections::HashSet<crate::ModuleDigest>>,
     ticker: Option<EpochTicker>,
 }
 
@@ -178,26 +178,25 @@ impl Sandbox {
         crate::cache::check_header(name, bytes)?;
         let budget = &self.inner.config.budget;
         crate::budget::check(name, bytes, budget)?;
-        let sha: [u8; 32] =
-            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into();
+        let digest = crate::ModuleDigest::of(bytes);
         let over_time = || {
             self.inner
                 .over_time
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        if over_time().contains(&sha) {
+        if over_time().contains(&digest) {
             return Err(SandboxError::CompileTimeout {
                 module: name.to_string(),
                 limit: budget.compile_timeout,
             });
         }
-        let (digest, component) = match self.inner.cache.cached(&self.inner.engine, bytes) {
+        let (digest, component) = match self.inner.cache.cached(&self.inner.engine, digest) {
             Some(found) => found,
             None => match self.compile_within_budget(name, bytes) {
                 Ok(found) => found,
                 Err(e @ SandboxError::CompileTimeout { .. }) => {
-                    over_time().insert(sha);
+                    over_time().insert(digest);
                     return Err(e);
                 }
                 Err(e) => return Err(e),

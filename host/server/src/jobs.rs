@@ -402,27 +402,16 @@ fn check_connectors(
     // Consumer groups and transactional ids carry the tenant's name first,
     // so that no tenant can join, fence or read another's (and a broker's
     // ACLs can confine a tenant by prefix).
-    for n in &mut spec.sources {
-        if let weir_job::spec::SourceSpec::Kafka(o) = &mut n.spec {
-            let group = o
-                .group_id
-                .take()
-                .unwrap_or_else(|| format!("weir-{job}-{}", n.name));
-            o.group_id = Some(tenant_scoped(tenant, &group));
-        }
-    }
-    for n in &mut spec.sinks {
-        if let SinkKind::Kafka(o) = &mut n.spec.kind {
-            let prefix = o
-                .transactional_id_prefix
-                .take()
-                .unwrap_or_else(|| format!("weir-{job}-{}", n.name));
-            o.transactional_id_prefix = Some(tenant_scoped(tenant, &prefix));
-        }
-    }
+    let scoped = |id: Option<String>, node: &str| {
+        Some(tenant_scoped(
+            tenant,
+            &id.unwrap_or_else(|| format!("weir-{job}-{node}")),
+        ))
+    };
     let mut nodes: Vec<KafkaNode<'_>> = Vec::new();
     for n in &mut spec.sources {
         if let weir_job::spec::SourceSpec::Kafka(o) = &mut n.spec {
+            o.group_id = scoped(o.group_id.take(), &n.name);
             nodes.push(KafkaNode {
                 name: n.name.clone(),
                 role: Role::Consumer,
@@ -434,6 +423,7 @@ fn check_connectors(
     }
     for n in &mut spec.sinks {
         if let SinkKind::Kafka(o) = &mut n.spec.kind {
+            o.transactional_id_prefix = scoped(o.transactional_id_prefix.take(), &n.name);
             nodes.push(KafkaNode {
                 name: n.name.clone(),
                 role: Role::Producer,
