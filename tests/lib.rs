@@ -1,7 +1,7 @@
 //! Shared helpers of the integration tests.
 //!
 //! The tests run real components built from `udfs/` by
-//! `weir udf build udfs/rust/* udfs/python/*` (the README's test command does
+//! `weir udf build udfs/rust/*/* udfs/python/*` (the README's test command does
 //! it first); a missing component fails the test with that instruction.
 
 #![allow(clippy::unwrap_used)]
@@ -35,7 +35,7 @@ pub fn udf(name: &str) -> PathBuf {
     let p = udf_dir().join(format!("{name}.wasm"));
     assert!(
         p.is_file(),
-        "component `{}` is missing: run `weir udf build udfs/rust/* udfs/python/*` from the repository root first",
+        "component `{}` is missing: run `weir udf build udfs/rust/*/* udfs/python/*` from the repository root first",
         p.display()
     );
     p
@@ -111,4 +111,18 @@ pub fn canonical(v: &serde_json::Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// A component exporting the filter interface name whose one core module
+/// defines `functions` empty functions.
+pub fn many_functions(functions: usize) -> Vec<u8> {
+    let mut text = String::with_capacity(functions * 8 + 256);
+    text.push_str("(component (core module $m");
+    for _ in 0..functions {
+        text.push_str(" (func)");
+    }
+    text.push_str(
+        r#") (core instance (instantiate $m)) (instance $e) (export "weir:udf/filter@0.1.0" (instance $e)))"#,
+    );
+    wat::parse_str(&text).expect("valid WAT")
 }

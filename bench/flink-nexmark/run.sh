@@ -61,7 +61,7 @@ javac -d "$WORK/classes" -cp "$FLINK/pyflink/lib/*" bench/flink-nexmark/NexmarkS
 say "building weir and the Nexmark UDFs"
 cargo build --release --quiet -p weir-cli
 WEIR="$TARGET/release/weir"
-"$WEIR" udf build udfs/rust/nexmark-select udfs/rust/nexmark-agg udfs/rust/nexmark-join udfs/rust/bid-count >&2
+"$WEIR" udf build udfs/rust/bench/nexmark-select udfs/rust/bench/nexmark-agg udfs/rust/bench/nexmark-join udfs/rust/examples/bid-count >&2
 
 say "writing $EVENTS events for Flink"
 "$WEIR" bench nexmark-events --events "$EVENTS" --out "$WORK/events.jsonl"

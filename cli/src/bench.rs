@@ -227,6 +227,7 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
                 .clone()
                 .unwrap_or_else(crate::run::default_cache_dir),
         ),
+        compiler: crate::run::compiler(),
         ..SandboxConfig::default()
     })
     .context("cannot start the Wasm sandbox")?;

@@ -67,6 +67,13 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Job(remote::JobCommand),
+    /// Internal: compiles one component from stdin to an artifact on
+    /// stdout, under the limits its parent set (weir_sandbox::compiler).
+    #[command(name = "__compile-helper", hide = true)]
+    CompileHelper {
+        /// The component's size in bytes.
+        bytes: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +97,7 @@ fn main() -> ExitCode {
         Command::Tenant(cmd) => remote::tenant(cmd),
         #[cfg(feature = "server")]
         Command::Job(cmd) => remote::job(cmd),
+        Command::CompileHelper { bytes } => return run::compile_helper(bytes),
     };
     match result {
         Ok(code) => code,

@@ -104,11 +104,40 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("weir").join("modules")
 }
 
+/// Where `weir` compiles components: in a helper process (this program
+/// again, `weir __compile-helper`) whose memory and time the kernel bounds.
+pub(crate) fn compiler() -> weir_sandbox::Compiler {
+    match std::env::current_exe() {
+        Ok(program) => weir_sandbox::Compiler::Process {
+            program,
+            args: vec!["__compile-helper".into()],
+        },
+        Err(e) => {
+            tracing::warn!("compiling in process: cannot find this program ({e})");
+            weir_sandbox::Compiler::Thread
+        }
+    }
+}
+
+/// The compile helper's `main` (`weir __compile-helper BYTES`).
+pub(crate) fn compile_helper(bytes: usize) -> ExitCode {
+    let result = weir_sandbox::runtime::compile_engine().and_then(|engine| {
+        weir_sandbox::compiler::serve_helper(
+            &engine,
+            bytes,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )
+    });
+    ExitCode::from(weir_sandbox::compiler::helper_exit_code(&result) as u8)
+}
+
 /// Runs the job; exit code 0 if it completed, 1 if it failed while running,
 /// 2 if it could not start.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::new(SandboxConfig {
         cache_dir: Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
+        compiler: compiler(),
         ..SandboxConfig::default()
     })
     .context("cannot start the Wasm sandbox")?;

@@ -80,6 +80,14 @@ pub struct ServeArgs {
     /// Module uploads one tenant may have compiling at once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     max_compiles_per_tenant: usize,
+    /// Wall-clock time one module may take to compile; its compile helper
+    /// process is killed past it.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    compile_timeout: Duration,
+    /// Memory one module may use to compile, in MiB (the kernel's limit on
+    /// its compile helper process).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    compile_memory_mb: usize,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM; running jobs stop and resume at
@@ -90,6 +98,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_upload_bytes = args.max_upload_mb << 20;
     config.max_restarts = args.max_restarts;
     config.max_compiles_per_tenant = args.max_compiles_per_tenant.max(1);
+    config.compile_budget.compile_timeout = args.compile_timeout;
+    config.compile_budget.max_memory = args.compile_memory_mb << 20;
+    config.compiler = crate::run::compiler();
     if let Some(n) = args.cpu_slots {
         config.cpu_slots = n;
     }

@@ -1171,3 +1171,188 @@ fn weir_serve_over_tls_is_verified_and_its_metrics_need_a_token_off_loopback() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `weir serve`, `weir run` and `weir udf inspect` compile in a helper
+/// process (`weir __compile-helper`) whose memory and CPU the kernel
+/// bounds: its artifact loads into the parent's engine and runs; a
+/// compilation over the memory limit is refused naming it; one past the
+/// time limit is killed, so nothing of it is ever compiled or cached.
+#[test]
+fn the_compile_helper_process_bounds_a_compilations_memory_and_time() {
+    use std::time::{Duration, Instant};
+    use weir_sandbox::{
+        CompileBudget, Compiler, InstanceLabel, InstanceLimits, Sandbox, SandboxConfig,
+        SandboxError,
+    };
+    let sandbox = |dir: &Path, budget: CompileBudget| {
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(dir.to_path_buf()),
+            max_instances: 4,
+            budget,
+            compiler: Compiler::Process {
+                program: env!("CARGO_BIN_EXE_weir").into(),
+                args: vec!["__compile-helper".into()],
+            },
+            ..SandboxConfig::default()
+        })
+        .unwrap()
+    };
+    let artifacts = |dir: &Path| -> usize {
+        walk(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .count()
+    };
+
+    // A real operator, compiled by the helper, runs in this process.
+    let cache = tempfile::tempdir().unwrap();
+    let s = sandbox(cache.path(), CompileBudget::default());
+    let m = s.load_file(&weir_tests::udf("misbehave")).unwrap();
+    assert_eq!(s.cache().stats().compiled, 1);
+    assert_eq!(artifacts(cache.path()), 1);
+    let label = InstanceLabel {
+        job: "test".into(),
+        operator: "m".into(),
+        subtask: 0,
+    };
+    let config = vec![("mode".to_string(), "trap".to_string())];
+    let mut inst = m
+        .instantiate(label, InstanceLimits::default(), &config)
+        .unwrap();
+    let out = inst
+        .process(weir_tests::batch(&[("a", "fine", 1), ("b", "fine", 2)]))
+        .unwrap();
+    assert_eq!(out.len(), 2);
+
+    // Over the memory limit: refused, naming the module and the limit. A
+    // 240 KB component of 60,000 empty functions, within the shape budget,
+    // needs about 450 MB to compile (docs/benchmarks.md); the operator
+    // above needs under 96 MiB.
+    let small = tempfile::tempdir().unwrap();
+    let s = sandbox(
+        small.path(),
+        CompileBudget {
+            max_memory: 192 << 20,
+            ..CompileBudget::default()
+        },
+    );
+    s.load_file(&weir_tests::udf("misbehave")).unwrap();
+    assert_eq!(artifacts(small.path()), 1);
+    let bytes = weir_tests::many_functions(60_000);
+    let e = s.load_bytes("hungry.wasm", &bytes).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SandboxError::CompileMemory { .. }), "{msg}");
+    assert_eq!(
+        msg,
+        "module `hungry.wasm` needed more than 192 MiB of memory to compile and was refused"
+    );
+    assert_eq!(artifacts(small.path()), 1);
+
+    // Past the time limit: the helper is killed at once, so the component
+    // is never compiled, not even later.
+    let slow = tempfile::tempdir().unwrap();
+    let s = sandbox(
+        slow.path(),
+        CompileBudget {
+            compile_timeout: Duration::from_millis(300),
+            ..CompileBudget::default()
+        },
+    );
+    let started = Instant::now();
+    let e = s.load_bytes("slow.wasm", &bytes).unwrap_err();
+    let waited = started.elapsed();
+    let msg = e.to_string();
+    assert!(matches!(e, SandboxError::CompileTimeout { .. }), "{msg}");
+    assert!(
+        msg.contains("module `slow.wasm` took longer than 300ms to compile"),
+        "{msg}"
+    );
+    // Compiling it takes the helper seconds (below): had it not been
+    // killed, it would have cached an artifact in that time.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.cache().stats().compiled, 0);
+    assert_eq!(artifacts(slow.path()), 0);
+    let full = tempfile::tempdir().unwrap();
+    let s = sandbox(full.path(), CompileBudget::default());
+    // (Compiled in full, it is then refused for its world: it exports an
+    // empty instance.)
+    let started = Instant::now();
+    let e = s.load_bytes("slow.wasm", &bytes).unwrap_err();
+    assert!(matches!(e, SandboxError::WrongWorld { .. }), "{e}");
+    assert!(
+        started.elapsed() > waited + Duration::from_secs(1),
+        "compiling took {:?}, the time limit {waited:?}: not a test of the kill",
+        started.elapsed()
+    );
+    assert_eq!(s.cache().stats().compiled, 1);
+    assert_eq!(artifacts(full.path()), 1);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            found.extend(walk(&p));
+        } else {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// `weir serve` compiles uploads in its compile helper under the limits
+/// its flags set: an upload that needs more memory is refused naming the
+/// module and the limit, and a small one is accepted by the same server.
+#[test]
+fn weir_serve_refuses_an_upload_over_its_compile_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, endpoint, _) = spawn_server(&data, &["--compile-memory-mb", "192"]);
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let remote = |token: &str, args: &[&str]| {
+        command(args)
+            .env("WEIR_ENDPOINT", &endpoint)
+            .env("WEIR_TOKEN", token.trim())
+            .output()
+            .unwrap()
+    };
+    let created = remote(&admin, &["tenant", "create", "acme"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let token = text(&created.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("token: ").map(str::to_string))
+        .unwrap();
+    let hungry = dir.path().join("hungry.wasm");
+    std::fs::write(&hungry, weir_tests::many_functions(60_000)).unwrap();
+    let out = remote(
+        &token,
+        &[
+            "udf",
+            "upload",
+            hungry.to_str().unwrap(),
+            "--version",
+            "1.0.0",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        err.contains("needed more than 192 MiB of memory to compile and was refused"),
+        "{err}"
+    );
+    assert!(err.contains("hungry"), "{err}");
+    let out = remote(
+        &token,
+        &[
+            "udf",
+            "upload",
+            "target/udfs/bid-count.wasm",
+            "--version",
+            "1.0.0",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.kill().unwrap();
+    let _ = server.wait();
+}

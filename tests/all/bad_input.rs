@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use weir_sandbox::{GuestFailure, InstanceLabel, InstanceLimits, OperatorInstance, SandboxError};
-use weir_tests::{batch, sandbox, udf};
+use weir_tests::{batch, many_functions, sandbox, udf};
 
 fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -358,20 +358,6 @@ fn mutated_components_are_refused_with_the_modules_name_and_never_panic() {
             ),
         }
     }
-}
-
-/// A component exporting the filter interface name whose one core module
-/// defines `functions` empty functions.
-pub(crate) fn many_functions(functions: usize) -> Vec<u8> {
-    let mut text = String::with_capacity(functions * 8 + 256);
-    text.push_str("(component (core module $m");
-    for _ in 0..functions {
-        text.push_str(" (func)");
-    }
-    text.push_str(
-        r#") (core instance (instantiate $m)) (instance $e) (export "weir:udf/filter@0.1.0" (instance $e)))"#,
-    );
-    wat::parse_str(&text).expect("valid WAT")
 }
 
 #[test]

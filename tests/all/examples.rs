@@ -80,27 +80,32 @@ fn check(name: &str, out: &Path) {
     assert!(checked > 0, "{name} has no expected output");
 }
 
-#[test]
-fn ad_ctr_tumbling_windows_with_lateness_and_a_late_side_output() {
-    let out = run_example("ad-ctr");
-    check("ad-ctr", out.path());
+/// Every folder under `udfs/examples/` with a `job.toml`: a new example is
+/// tested without being listed here.
+fn examples() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("udfs/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("job.toml").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
-fn sessions_merge_per_user_by_gap() {
-    let out = run_example("sessions");
-    check("sessions", out.path());
-}
-
-#[test]
-fn fraud_detection_with_keyed_state_and_timers() {
-    let out = run_example("fraud");
-    check("fraud", out.path());
+fn every_example_gives_its_golden_output_with_state_on_the_heap() {
+    let names = examples();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in &names {
+        let out = run_example(name);
+        check(name, out.path());
+    }
 }
 
 #[test]
 fn every_example_gives_the_same_results_with_state_in_rocksdb() {
-    for name in ["ad-ctr", "sessions", "fraud", "leaderboard"] {
+    for name in &examples() {
         let out = run_example_on(
             name,
             weir_state::Backend::RocksDb {
@@ -109,10 +114,4 @@ fn every_example_gives_the_same_results_with_state_in_rocksdb() {
         );
         check(name, out.path());
     }
-}
-
-#[test]
-fn leaderboard_top_ten_by_total_score() {
-    let out = run_example("leaderboard");
-    check("leaderboard", out.path());
 }

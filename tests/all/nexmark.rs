@@ -54,7 +54,7 @@ fn run(query: Query) -> Vec<Value> {
     for m in ["nexmark-select", "nexmark-agg", "nexmark-join", "bid-count"] {
         assert!(
             udf_dir().join(format!("{m}.wasm")).is_file(),
-            "{m} is not built: run `weir udf build udfs/rust/{m}`"
+            "{m} is not built: run `weir udf build udfs/rust/bench/{m}`"
         );
     }
     let dir = tempfile::tempdir().unwrap();

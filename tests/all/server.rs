@@ -1501,7 +1501,7 @@ path = "out.jsonl"
         e.message()
     );
     // A component that would be costly to compile: refused by its shape.
-    let swarm = crate::bad_input::many_functions(150_000);
+    let swarm = weir_tests::many_functions(150_000);
     let e = t.upload("swarm", "1", &swarm).unwrap_err();
     assert!(
         e.message().contains("150000 functions, at most 100000"),

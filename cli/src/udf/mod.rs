@@ -136,6 +136,7 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             let sandbox = Sandbox::new(SandboxConfig {
                 cache_dir: Some(crate::run::default_cache_dir()),
                 max_instances: 4,
+                compiler: crate::run::compiler(),
                 ..SandboxConfig::default()
             })?;
             let m = sandbox.load_file(&file)?;

@@ -1,7 +1,11 @@
-//! Bounded channels between tasks, and the routing of batches over them.
+//! Exchanges between tasks, and the routing of batches over them.
 //!
-//! Each consumer subtask has one bounded input channel that all its producers
-//! share (a union of its inputs). Every message carries the producer's *slot*
+//! Each consumer subtask has one input *exchange* that all its producers
+//! share (a union of its inputs): [`ExchangeSender`] on the producers'
+//! side, [`ExchangeReceiver`] on the consumer's. In one process it is a
+//! bounded channel ([`local`]); across processes it is a network stream
+//! whose capacity is the credit the receiver granted; operators see
+//! neither, only [`TaskOutput`] and the run loop's receive. Every message carries the producer's *slot*
 //! at that consumer, so the consumer can keep per-producer state: the
 //! watermark each producer has reached, whether it is idle, whether it has
 //! ended. A producer blocks when the channel is full; that is the
@@ -10,6 +14,8 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use weir_record::RecordBatch;
@@ -26,9 +32,120 @@ pub type Envelope = (u32, Message);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Disconnected;
 
+/// Why a message was not taken without waiting. Like crossbeam's
+/// `TrySendError`, it gives the message back by value: the full path is
+/// taken under backpressure, where an allocation per message would add to
+/// the cost.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum TrySend {
+    /// No capacity (no credit) right now: the message comes back.
+    Full(Envelope),
+    /// The consumer is gone.
+    Disconnected,
+}
+
+/// Why no message was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recv {
+    /// Nothing arrived in time (or right now, for [`ExchangeReceiver::try_recv`]).
+    Empty,
+    /// Every producer is gone.
+    Disconnected,
+}
+
+/// The producers' side of one consumer subtask's input exchange. Messages
+/// of one producer arrive in the order sent, data and signals alike.
+pub trait ExchangeSender: Send + Sync {
+    /// Sends if there is capacity now.
+    ///
+    /// # Errors
+    /// [`TrySend::Full`] with the message when there is none;
+    /// [`TrySend::Disconnected`] when the consumer is gone.
+    #[allow(clippy::result_large_err)]
+    fn try_send(&self, envelope: Envelope) -> Result<(), TrySend>;
+
+    /// Sends, waiting for capacity.
+    ///
+    /// # Errors
+    /// [`Disconnected`] when the consumer is gone.
+    fn send(&self, envelope: Envelope) -> Result<(), Disconnected>;
+
+    /// How many messages may be in flight to the consumer at most.
+    fn capacity(&self) -> usize;
+}
+
+/// The consumer's side of its input exchange.
+pub trait ExchangeReceiver: Send {
+    /// The next message if one is there.
+    ///
+    /// # Errors
+    /// [`Recv::Empty`] or [`Recv::Disconnected`].
+    fn try_recv(&self) -> Result<Envelope, Recv>;
+
+    /// The next message, waiting at most `wait`.
+    ///
+    /// # Errors
+    /// [`Recv::Empty`] after `wait`, or [`Recv::Disconnected`].
+    fn recv_timeout(&self, wait: Duration) -> Result<Envelope, Recv>;
+
+    /// The next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Disconnected`] when every producer is gone and nothing is left.
+    fn recv(&self) -> Result<Envelope, Disconnected>;
+}
+
+/// An in-process exchange: a bounded channel of `capacity` messages.
+pub fn local(capacity: usize) -> (Arc<dyn ExchangeSender>, Box<dyn ExchangeReceiver>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    (Arc::new(LocalSender(tx)), Box::new(LocalReceiver(rx)))
+}
+
+struct LocalSender(Sender<Envelope>);
+
+impl ExchangeSender for LocalSender {
+    fn try_send(&self, envelope: Envelope) -> Result<(), TrySend> {
+        self.0.try_send(envelope).map_err(|e| match e {
+            TrySendError::Full(env) => TrySend::Full(env),
+            TrySendError::Disconnected(_) => TrySend::Disconnected,
+        })
+    }
+
+    fn send(&self, envelope: Envelope) -> Result<(), Disconnected> {
+        self.0.send(envelope).map_err(|_| Disconnected)
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.capacity().unwrap_or(usize::MAX)
+    }
+}
+
+struct LocalReceiver(Receiver<Envelope>);
+
+impl ExchangeReceiver for LocalReceiver {
+    fn try_recv(&self) -> Result<Envelope, Recv> {
+        self.0.try_recv().map_err(|e| match e {
+            crossbeam_channel::TryRecvError::Empty => Recv::Empty,
+            crossbeam_channel::TryRecvError::Disconnected => Recv::Disconnected,
+        })
+    }
+
+    fn recv_timeout(&self, wait: Duration) -> Result<Envelope, Recv> {
+        self.0.recv_timeout(wait).map_err(|e| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => Recv::Empty,
+            crossbeam_channel::RecvTimeoutError::Disconnected => Recv::Disconnected,
+        })
+    }
+
+    fn recv(&self) -> Result<Envelope, Disconnected> {
+        self.0.recv().map_err(|_| Disconnected)
+    }
+}
+
 /// One outgoing edge of a producer subtask.
 pub struct EdgeSender {
-    senders: Vec<Sender<Envelope>>,
+    senders: Vec<Arc<dyn ExchangeSender>>,
     partitioning: Partitioning,
     own_subtask: usize,
     /// This producer's slot at every consumer subtask of the edge.
@@ -42,7 +159,7 @@ impl EdgeSender {
     /// An edge to the consumer subtasks' input channels; `slot` is this
     /// producer's index among each consumer's producers.
     pub fn new(
-        senders: Vec<Sender<Envelope>>,
+        senders: Vec<Arc<dyn ExchangeSender>>,
         partitioning: Partitioning,
         own_subtask: usize,
         slot: u32,
@@ -108,12 +225,12 @@ impl EdgeSender {
         let tx = &self.senders[target];
         match tx.try_send((self.slot, msg)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Disconnected(_)) => Err(Disconnected),
-            Err(TrySendError::Full(env)) => {
+            Err(TrySend::Disconnected) => Err(Disconnected),
+            Err(TrySend::Full(env)) => {
                 let start = Instant::now();
-                // Waiting on a full queue is not using the CPU: the turn
-                // goes to others meanwhile.
-                let r = crate::share::blocking(|| tx.send(env).map_err(|_| Disconnected));
+                // Waiting for capacity is not using the CPU: the turn goes
+                // to others meanwhile. The wait is the backpressure figure.
+                let r = crate::share::blocking(|| tx.send(env));
                 metrics.add_backpressure(start.elapsed());
                 r
             }
@@ -177,11 +294,79 @@ impl TaskOutput {
     }
 }
 
-/// The input of a consumer subtask: its channel and how many producers feed
-/// it (each with its own slot, `0..producers`).
+/// The input of a consumer subtask: its exchange and how many producers
+/// feed it (each with its own slot, `0..producers`).
 pub struct TaskInput {
-    /// The channel.
-    pub receiver: Receiver<Envelope>,
+    /// The exchange.
+    pub receiver: Box<dyn ExchangeReceiver>,
     /// Producers feeding it.
     pub producers: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_exchange_is_bounded_keeps_order_and_reports_disconnection() {
+        let (tx, rx) = local(2);
+        assert_eq!(tx.capacity(), 2);
+        tx.try_send((0, Message::Signal(Signal::Idle))).unwrap();
+        tx.send((1, Message::Signal(Signal::Barrier(4)))).unwrap();
+        // Full: the message comes back.
+        match tx.try_send((0, Message::Signal(Signal::EndOfData))) {
+            Err(TrySend::Full((0, Message::Signal(Signal::EndOfData)))) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Ok((0, Message::Signal(Signal::Idle)))
+        ));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_millis(1)),
+            Ok((1, Message::Signal(Signal::Barrier(4))))
+        ));
+        assert!(matches!(rx.try_recv(), Err(Recv::Empty)));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_millis(1)),
+            Err(Recv::Empty)
+        ));
+        drop(tx);
+        assert!(matches!(rx.try_recv(), Err(Recv::Disconnected)));
+        assert!(rx.recv().is_err());
+        let (tx, rx) = local(1);
+        drop(rx);
+        assert!(matches!(
+            tx.try_send((0, Message::Signal(Signal::Idle))),
+            Err(TrySend::Disconnected)
+        ));
+        assert_eq!(
+            tx.send((0, Message::Signal(Signal::Idle))),
+            Err(Disconnected)
+        );
+    }
+
+    #[test]
+    fn time_waiting_for_capacity_is_backpressure() {
+        let (tx, rx) = local(1);
+        let metrics = NodeMetrics::new(1);
+        let edge = EdgeSender::new(vec![tx], Partitioning::Forward, 0, 0, 0);
+        edge.send_to(0, Message::Signal(Signal::Idle), &metrics)
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let first = rx.recv().unwrap();
+            let second = rx.recv().unwrap();
+            (first.0, second.0)
+        });
+        edge.send_to(0, Message::Signal(Signal::EndOfData), &metrics)
+            .unwrap();
+        assert_eq!(reader.join().unwrap(), (0, 0));
+        // The send waited for the reader's first receive, 50 ms after it
+        // started (a lower bound only).
+        let blocked_ns = metrics
+            .backpressured_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(blocked_ns >= 40_000_000, "{blocked_ns}");
+    }
 }

@@ -8,8 +8,11 @@
 //!    pass between fused operators as a moved [`weir_record::RecordBatch`],
 //!    with no channel, no copy and no thread hop.
 //! 2. [`runtime`] starts one thread per task subtask (`parallelism = N`), links
-//!    tasks with bounded [`channel`]s — a full channel blocks the sender, which
-//!    is the backpressure — and reports [`metrics`] while it runs.
+//!    tasks with bounded exchanges ([`channel`]: an interface, in-process
+//!    channels today) — a full exchange blocks the sender, which is the
+//!    backpressure — and reports [`metrics`] while it runs. Barriers are
+//!    aligned by a pure state machine ([`checkpoint::aligner`]) and
+//!    checkpoints coordinated by another ([`checkpoint::coordinator`]).
 //! 3. Every node is built on its own thread by a factory: a [`Source`]
 //!    reads its split, an [`Operator`] transforms batches, a [`Sink`] writes.
 //!    [`operators`] holds the built-in operator kinds, the Wasm UDF operator

@@ -39,7 +39,7 @@ pub struct NodeMetrics {
     records_out: AtomicU64,
     batches_in: AtomicU64,
     busy_ns: AtomicU64,
-    backpressured_ns: AtomicU64,
+    pub(crate) backpressured_ns: AtomicU64,
     /// The watermark each subtask has reached.
     watermarks: Vec<AtomicI64>,
     /// Sinks: the event time lag of the records written, ms.

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
 use weir_record::RecordBatch;
 
-use std::collections::VecDeque;
-
-use crate::channel::{Disconnected, EdgeSender, Envelope, TaskInput, TaskOutput};
+use crate::channel::{
+    Disconnected, EdgeSender, Envelope, ExchangeReceiver, ExchangeSender, Recv, TaskInput,
+    TaskOutput,
+};
 use crate::checkpoint::{
     Ack, AckKind, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, PendingState,
     SnapshotTarget, SubtaskState,
@@ -192,18 +192,18 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
     ));
     let control = Arc::new(JobControl::default());
 
-    // One input channel per consumer subtask.
-    type Channel = (Sender<Envelope>, Receiver<Envelope>);
-    let mut inputs: Vec<Vec<Option<Channel>>> = plan
+    // One input exchange per consumer subtask.
+    type Exchange = (Arc<dyn ExchangeSender>, Box<dyn ExchangeReceiver>);
+    let mut inputs: Vec<Vec<Option<Exchange>>> = plan
         .tasks
         .iter()
         .map(|t| {
             (0..t.parallelism)
-                .map(|_| Some(bounded(flow.channel_capacity)))
+                .map(|_| Some(crate::channel::local(flow.channel_capacity)))
                 .collect()
         })
         .collect();
-    let senders: Vec<Vec<Sender<Envelope>>> = inputs
+    let senders: Vec<Vec<Arc<dyn ExchangeSender>>> = inputs
         .iter()
         .map(|subs| subs.iter().flatten().map(|(s, _)| s.clone()).collect())
         .collect();
@@ -374,31 +374,21 @@ enum Tail {
     Output(TaskOutput),
 }
 
-/// A secondary failure: this task stopped because another one failed.
 /// The next message; the CPU turn is given back while waiting for one.
-fn recv(rx: &crossbeam_channel::Receiver<Envelope>) -> Result<Envelope, ()> {
+fn recv(rx: &dyn ExchangeReceiver) -> Result<Envelope, Recv> {
     match rx.try_recv() {
-        Ok(m) => Ok(m),
-        Err(crossbeam_channel::TryRecvError::Disconnected) => Err(()),
-        Err(crossbeam_channel::TryRecvError::Empty) => {
-            crate::share::blocking(|| rx.recv()).map_err(|_| ())
+        Err(Recv::Empty) => {
+            crate::share::blocking(|| rx.recv()).map_err(|Disconnected| Recv::Disconnected)
         }
+        other => other,
     }
 }
 
 /// The next message within `wait`; the CPU turn is given back while waiting.
-fn recv_timeout(
-    rx: &crossbeam_channel::Receiver<Envelope>,
-    wait: Duration,
-) -> Result<Envelope, crossbeam_channel::RecvTimeoutError> {
+fn recv_timeout(rx: &dyn ExchangeReceiver, wait: Duration) -> Result<Envelope, Recv> {
     match rx.try_recv() {
-        Ok(m) => Ok(m),
-        Err(crossbeam_channel::TryRecvError::Disconnected) => {
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        }
-        Err(crossbeam_channel::TryRecvError::Empty) => {
-            crate::share::blocking(|| rx.recv_timeout(wait))
-        }
+        Err(Recv::Empty) => crate::share::blocking(|| rx.recv_timeout(wait)),
+        other => other,
     }
 }
 
@@ -796,6 +786,157 @@ impl SubtaskContext {
         drop(input);
     }
 
+    /// The loop of a subtask fed by other subtasks: receive, let the
+    /// barrier aligner decide ([`crate::checkpoint::aligner`]), carry the
+    /// decision out.
+    fn run_input(
+        &self,
+        input: &TaskInput,
+        ops: &mut [Chained],
+        tail: &mut Tail,
+        heard: &mut CheckpointId,
+    ) -> Result<(), (EngineError, bool)> {
+        use crate::checkpoint::aligner::{BarrierAligner, Event};
+        let primary = |e| (e, false);
+        let classify = |e: EngineError| {
+            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
+            (e, secondary)
+        };
+        let flow = &*self.flow;
+        let head = &flow.nodes[self.nodes[0]];
+        let subtask = self.subtask;
+        let mut time = WatermarkCombiner::new(input.producers);
+        let unaligned = self
+            .hooks
+            .as_ref()
+            .is_some_and(|h| h.mode == crate::checkpoint::Mode::Unaligned);
+        let mut aligner = BarrierAligner::new(input.producers, unaligned);
+        // The in-flight records of the unaligned checkpoint being taken.
+        let mut captured: Vec<RecordBatch> = Vec::new();
+        // In-flight records of the unaligned checkpoint restored from go
+        // first.
+        if let Some(restored) = &flow.restore {
+            let batch = restored
+                .inflight(&head.name, subtask, self.parallelism)
+                .map_err(|e| primary(self.node_error(head, e.into())))?;
+            if let Some(batch) = batch {
+                push(ops, tail, batch).map_err(classify)?;
+            }
+        }
+        while !aligner.finished() {
+            crate::share::checkpoint();
+            self.notify_completed(tail, heard).map_err(primary)?;
+            let Some((slot, msg)) = self.receive(input, &mut aligner, ops, tail)? else {
+                continue;
+            };
+            let event = match &msg {
+                Message::Data(_) => Event::Data,
+                Message::Signal(Signal::Barrier(id)) => Event::Barrier {
+                    id: *id,
+                    savepoint: self.is_savepoint(*id),
+                },
+                Message::Signal(Signal::EndOfData) => Event::End,
+                Message::Signal(_) => Event::Signal,
+            };
+            let decision = aligner.on_event(slot, event, Instant::now());
+            if decision.hold {
+                aligner.hold(slot, msg);
+                continue;
+            }
+            if decision.process {
+                let advanced = match msg {
+                    Message::Data(batch) => {
+                        time.on_data(slot);
+                        if decision.capture {
+                            captured.push(batch.clone());
+                        }
+                        push(ops, tail, batch).map_err(classify)?;
+                        None
+                    }
+                    Message::Signal(Signal::Watermark(wm)) => time.on_watermark(slot, wm),
+                    Message::Signal(Signal::Idle) => {
+                        let advanced = time.on_idle(slot);
+                        // When every input is idle, so is this task's output.
+                        if let (true, Tail::Output(out)) = (time.all_idle(), &mut *tail) {
+                            out.signal(Signal::Idle)
+                                .map_err(|Disconnected| (interrupted(&head.name), true))?;
+                        }
+                        advanced
+                    }
+                    Message::Signal(Signal::EndOfData) => {
+                        time.on_end(slot).filter(|_| self.control.draining())
+                    }
+                    Message::Signal(Signal::Barrier(_)) => None,
+                };
+                if let Some(wm) = advanced {
+                    push_watermark(ops, tail, wm, subtask).map_err(classify)?;
+                }
+            }
+            if let Some(snapshot) = decision.snapshot {
+                if snapshot.unaligned {
+                    self.expect_inflight(snapshot.id, self.nodes[0]);
+                    captured.clear();
+                } else if let Some(h) = &self.hooks {
+                    h.stats.max_alignment_ms.fetch_max(
+                        snapshot.aligned_for.as_millis() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+                self.checkpoint(ops, tail, snapshot.id, None)
+                    .map_err(classify)?;
+            }
+            if let Some(id) = decision.inflight_complete {
+                self.send_inflight(id, self.nodes[0], &std::mem::take(&mut captured));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message: one the aligner gives back, else one from the
+    /// channel, waiting at most until the next processing-time timer (fired
+    /// here) or, while the sink awaits a commit, a poll interval. `None`
+    /// when the wait ended without a message.
+    fn receive(
+        &self,
+        input: &TaskInput,
+        aligner: &mut crate::checkpoint::aligner::BarrierAligner<Message>,
+        ops: &mut [Chained],
+        tail: &mut Tail,
+    ) -> Result<Option<(usize, Message)>, (EngineError, bool)> {
+        if let Some(m) = aligner.replayed() {
+            return Ok(Some(m));
+        }
+        let classify = |e: EngineError| {
+            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
+            (e, secondary)
+        };
+        let awaiting = matches!(&*tail, Tail::Sink { sink, .. } if sink.awaiting_commit());
+        let received = match next_processing_time(ops) {
+            None if awaiting => recv_timeout(&*input.receiver, COMMIT_POLL),
+            None => recv(&*input.receiver),
+            Some(t) => {
+                let now = self.flow.clock.now_ms();
+                if t <= now {
+                    fire_processing_time(ops, tail, now).map_err(classify)?;
+                    return Ok(None);
+                }
+                let wait = Duration::from_millis((t - now) as u64).min(TIMER_POLL);
+                recv_timeout(&*input.receiver, wait)
+            }
+        };
+        match received {
+            Ok((slot, msg)) => Ok(Some((slot as usize, msg))),
+            Err(Recv::Empty) => Ok(None),
+            Err(Recv::Disconnected) => Err((
+                EngineError::Task {
+                    task: self.flow.nodes[self.nodes[0]].name.clone(),
+                    message: "an upstream task ended unexpectedly".into(),
+                },
+                true,
+            )),
+        }
+    }
+
     fn run_inner(
         &self,
         input: Option<&TaskInput>,
@@ -940,172 +1081,7 @@ impl SubtaskContext {
                 push_watermark(&mut ops, &mut tail, Watermark::MAX, subtask).map_err(classify)?;
             }
         } else if let Some(input) = input {
-            let mut ended = 0;
-            let mut time = WatermarkCombiner::new(input.producers);
-            // Barrier alignment: the checkpoint being aligned, the inputs
-            // whose barrier has arrived, and what they sent since.
-            let mut aligning: Option<(CheckpointId, Instant)> = None;
-            let mut blocked = vec![false; input.producers];
-            let mut ended_slots = vec![false; input.producers];
-            let mut held: VecDeque<Envelope> = VecDeque::new();
-            let mut replay: VecDeque<Envelope> = VecDeque::new();
-            // Unaligned checkpoints: the checkpoint whose in-flight records
-            // are being captured, the inputs whose barrier (or end) came, and
-            // the records that arrived on the others meanwhile.
-            let mut capturing: Option<(CheckpointId, Vec<bool>, Vec<RecordBatch>)> = None;
-            let unaligned = self
-                .hooks
-                .as_ref()
-                .is_some_and(|h| h.mode == crate::checkpoint::Mode::Unaligned);
-            // In-flight records of the unaligned checkpoint restored from go
-            // first.
-            if let Some(restored) = &flow.restore {
-                let batch = restored
-                    .inflight(&head.name, subtask, self.parallelism)
-                    .map_err(|e| primary(self.node_error(head, e.into())))?;
-                if let Some(batch) = batch {
-                    push(&mut ops, &mut tail, batch).map_err(classify)?;
-                }
-            }
-            while ended < input.producers || !replay.is_empty() {
-                crate::share::checkpoint();
-                self.notify_completed(&mut tail, &mut heard)
-                    .map_err(primary)?;
-                let awaiting = matches!(&tail, Tail::Sink { sink, .. } if sink.awaiting_commit());
-                let received = if let Some(m) = replay.pop_front() {
-                    Ok(m)
-                } else {
-                    match next_processing_time(&ops) {
-                        None if awaiting => match recv_timeout(&input.receiver, COMMIT_POLL) {
-                            Ok(m) => Ok(m),
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
-                        },
-                        None => recv(&input.receiver),
-                        Some(t) => {
-                            let now = flow.clock.now_ms();
-                            if t <= now {
-                                fire_processing_time(&mut ops, &mut tail, now).map_err(classify)?;
-                                continue;
-                            }
-                            let wait = Duration::from_millis((t - now) as u64).min(TIMER_POLL);
-                            match recv_timeout(&input.receiver, wait) {
-                                Ok(m) => Ok(m),
-                                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
-                            }
-                        }
-                    }
-                };
-                let Ok((slot, msg)) = received else {
-                    return Err((
-                        EngineError::Task {
-                            task: head.name.clone(),
-                            message: "an upstream task ended unexpectedly".into(),
-                        },
-                        true,
-                    ));
-                };
-                let slot = slot as usize;
-                if aligning.is_some() && blocked[slot] {
-                    held.push_back((slot as u32, msg));
-                    continue;
-                }
-                let advanced = match msg {
-                    Message::Data(batch) => {
-                        time.on_data(slot);
-                        if let Some((_, done, captured)) = capturing.as_mut()
-                            && !done[slot]
-                        {
-                            captured.push(batch.clone());
-                        }
-                        push(&mut ops, &mut tail, batch).map_err(classify)?;
-                        None
-                    }
-                    Message::Signal(Signal::Watermark(wm)) => time.on_watermark(slot, wm),
-                    Message::Signal(Signal::Idle) => {
-                        let advanced = time.on_idle(slot);
-                        // When every input is idle, so is this task's output.
-                        if let (true, Tail::Output(out)) = (time.all_idle(), &mut tail) {
-                            out.signal(Signal::Idle)
-                                .map_err(|Disconnected| (interrupted(&head.name), true))?;
-                        }
-                        advanced
-                    }
-                    Message::Signal(Signal::Barrier(id)) if unaligned && !self.is_savepoint(id) => {
-                        match capturing.as_mut() {
-                            Some((cur, done, _)) if *cur == id => done[slot] = true,
-                            Some((cur, _, _)) if *cur > id => {}
-                            _ => {
-                                // The first barrier of a new checkpoint:
-                                // snapshot and pass it on now, then capture
-                                // what the other inputs send before theirs.
-                                let mut done = ended_slots.clone();
-                                done[slot] = true;
-                                self.expect_inflight(id, self.nodes[0]);
-                                self.checkpoint(&mut ops, &mut tail, id, None)
-                                    .map_err(classify)?;
-                                capturing = Some((id, done, Vec::new()));
-                            }
-                        }
-                        None
-                    }
-                    Message::Signal(Signal::Barrier(id)) => {
-                        match aligning {
-                            Some((cur, _)) if cur == id => {}
-                            Some((cur, _)) if cur > id => {
-                                // A barrier of an abandoned checkpoint.
-                                continue;
-                            }
-                            _ => {
-                                // A new checkpoint (a newer one abandons the
-                                // alignment in progress).
-                                blocked.iter_mut().for_each(|b| *b = false);
-                                held.extend(replay.drain(..));
-                                std::mem::swap(&mut held, &mut replay);
-                                aligning = Some((id, Instant::now()));
-                            }
-                        }
-                        blocked[slot] = true;
-                        None
-                    }
-                    Message::Signal(Signal::EndOfData) => {
-                        ended += 1;
-                        ended_slots[slot] = true;
-                        if let Some((_, done, _)) = capturing.as_mut() {
-                            done[slot] = true;
-                        }
-                        let advanced = time.on_end(slot);
-                        advanced.filter(|_| self.control.draining())
-                    }
-                };
-                if let Some(wm) = advanced {
-                    push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
-                }
-                if let Some((id, done, _)) = &capturing
-                    && done.iter().all(|d| *d)
-                {
-                    let id = *id;
-                    let captured = capturing.take().map(|c| c.2).unwrap_or_default();
-                    self.send_inflight(id, self.nodes[0], &captured);
-                }
-                if let Some((id, started)) = aligning
-                    && (0..input.producers).all(|i| blocked[i] || ended_slots[i])
-                {
-                    if let Some(h) = &self.hooks {
-                        h.stats.max_alignment_ms.fetch_max(
-                            started.elapsed().as_millis() as u64,
-                            std::sync::atomic::Ordering::Relaxed,
-                        );
-                    }
-                    self.checkpoint(&mut ops, &mut tail, id, None)
-                        .map_err(classify)?;
-                    aligning = None;
-                    blocked.iter_mut().for_each(|b| *b = false);
-                    held.extend(replay.drain(..));
-                    std::mem::swap(&mut held, &mut replay);
-                }
-            }
+            self.run_input(input, &mut ops, &mut tail, &mut heard)?;
         }
 
         // End of input: drain the chain (unless stopped without draining),

@@ -42,6 +42,10 @@ pub struct CompileBudget {
     pub compile_timeout: Duration,
     /// Compilations that may run at once in the process.
     pub max_concurrent: usize,
+    /// Data memory of one compilation, in bytes: enforced by the kernel on
+    /// a compile helper process ([`crate::compiler::Compiler::Process`]),
+    /// not on a compile thread.
+    pub max_memory: usize,
 }
 
 impl Default for CompileBudget {
@@ -59,6 +63,7 @@ impl Default for CompileBudget {
             max_tables: 32,
             compile_timeout: Duration::from_secs(120),
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_memory: 1 << 30,
         }
     }
 }

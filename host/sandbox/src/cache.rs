@@ -105,6 +105,32 @@ impl ModuleCache {
         Ok((digest, component))
     }
 
+    /// Adds the artifact a compile helper made of `bytes`
+    /// ([`crate::compiler`]), counted as compiled.
+    pub(crate) fn insert_artifact(
+        &self,
+        engine: &Engine,
+        name: &str,
+        bytes: &[u8],
+        artifact: &[u8],
+    ) -> Result<(ModuleDigest, Component), SandboxError> {
+        let digest = ModuleDigest::of(bytes);
+        // SAFETY: the artifact was made by a compile helper: this program's
+        // own wasmtime with the same compilation settings
+        // ([`crate::runtime::compile_engine`]), from a component that passed
+        // the same checks; wasmtime checks its header, version and
+        // settings against this engine and refuses a mismatch.
+        let component = unsafe { Component::deserialize(engine, artifact) }.map_err(|e| {
+            SandboxError::Setup(format!(
+                "the compile helper's artifact for module `{name}` does not load: {e:#}"
+            ))
+        })?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        self.store_artifact(&digest, &component)?;
+        self.lock().insert(digest, component.clone());
+        Ok((digest, component))
+    }
+
     /// The compiled component of `digest` if it is in memory or on disk,
     /// without compiling.
     pub(crate) fn cached(

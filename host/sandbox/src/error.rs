@@ -73,6 +73,19 @@ pub enum SandboxError {
         limit: Duration,
     },
 
+    /// Compiling the component needed more memory than the budget allows
+    /// (in a compile helper process, [`crate::compiler::Compiler::Process`]).
+    #[error(
+        "module `{module}` needed more than {} MiB of memory to compile and was refused",
+        limit >> 20
+    )]
+    CompileMemory {
+        /// Module name.
+        module: String,
+        /// The memory limit, in bytes.
+        limit: usize,
+    },
+
     /// The component implements no operator world of the supported package.
     #[error("module `{module}` is for another world: {message}")]
     WrongWorld {

@@ -10,7 +10,8 @@
 //! 2. [`CompileBudget`] ([`budget`]) bounds what an untrusted component may
 //!    cost to compile: its shape and world are checked in one cheap pass
 //!    before compilation, which then runs under a time limit in a limited
-//!    number of slots.
+//!    number of slots, in a helper process whose memory the kernel caps
+//!    ([`compiler`]).
 //! 3. [`ModuleCache`] ([`cache`]) compiles a component once and keeps the
 //!    native artifact on disk by content hash, so later runs only map it in.
 //! 4. [`OperatorModule`] ([`module`]) is a compiled, validated component: which
@@ -27,6 +28,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod compiler;
 pub mod instance;
 pub mod keyed;
 pub mod lift;
@@ -40,6 +42,7 @@ mod guest;
 
 pub use budget::CompileBudget;
 pub use cache::{CacheStats, ModuleCache};
+pub use compiler::Compiler;
 pub use error::{GuestFailure, SandboxError};
 pub use instance::{Emitted, InstanceLabel, InstanceLimits, OperatorInstance, WindowPane};
 pub use keyed::{KeyedContext, TimeDomain};

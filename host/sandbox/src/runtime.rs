@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use crate::bindings;
 use crate::budget::{CompileBudget, CompileSlots};
 use crate::cache::ModuleCache;
+use crate::compiler::Compiler;
 use crate::error::SandboxError;
 use crate::guest::GuestState;
 use crate::module::OperatorModule;
@@ -31,6 +32,8 @@ pub struct SandboxConfig {
     pub epoch_tick: Duration,
     /// What a component may cost to compile.
     pub budget: CompileBudget,
+    /// Where components are compiled ([`crate::compiler`]).
+    pub compiler: Compiler,
 }
 
 impl Default for SandboxConfig {
@@ -41,8 +44,59 @@ impl Default for SandboxConfig {
             max_memory_bytes: 1 << 30,
             epoch_tick: Duration::from_millis(5),
             budget: CompileBudget::default(),
+            compiler: Compiler::Thread,
         }
     }
+}
+
+/// wasmtime's configuration. `pooled` adds the pooling allocator, which
+/// reserves address space for every instance slot: what runs guests needs
+/// it, a compile helper (which only compiles) does not, and the artifacts
+/// of both are interchangeable (allocation is not a compilation setting).
+fn wasm_config(config: &SandboxConfig, pooled: bool) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .strategy(wasmtime::Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::Speed)
+        .epoch_interruption(true)
+        // A 4 GiB reservation plus a guard region lets Cranelift drop
+        // explicit bounds checks on 32-bit memories (out-of-bounds
+        // accesses hit the guard and trap): ~2x on memory-heavy guests.
+        // It is virtual address space only; the pool reserves it per slot.
+        .memory_reservation(4 << 30)
+        .memory_guard_size(32 << 20);
+    if pooled {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(config.max_instances)
+            // Python and JavaScript components hold a dozen core instances,
+            // each with its memory and tables.
+            .total_core_instances(config.max_instances.saturating_mul(16))
+            .total_memories(config.max_instances.saturating_mul(4))
+            .total_tables(config.max_instances.saturating_mul(16))
+            .total_stacks(config.max_instances)
+            .max_memories_per_module(1)
+            .max_tables_per_module(4)
+            .table_elements(200_000)
+            .max_component_instance_size(4 << 20)
+            .max_core_instance_size(4 << 20)
+            .max_memory_size(config.max_memory_bytes);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    // `WEIR_WASM_PROFILER=perfmap` lets `perf record` name guest functions.
+    if std::env::var("WEIR_WASM_PROFILER").as_deref() == Ok("perfmap") {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    wasm
+}
+
+/// The engine of a compile helper process ([`crate::compiler`]): the
+/// sandbox's compilation settings without its instance pool.
+///
+/// # Errors
+/// [`SandboxError::Setup`] if wasmtime rejects the configuration.
+pub fn compile_engine() -> Result<Engine, SandboxError> {
+    Engine::new(&wasm_config(&SandboxConfig::default(), false))
+        .map_err(|e| SandboxError::Setup(format!("{e:#}")))
 }
 
 /// The Wasm runtime shared by every operator of a process: one wasmtime
@@ -76,39 +130,7 @@ impl Sandbox {
     /// [`SandboxError::Cache`] if the cache directory cannot be created.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
-
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(config.max_instances)
-            // Python and JavaScript components hold a dozen core instances,
-            // each with its memory and tables.
-            .total_core_instances(config.max_instances.saturating_mul(16))
-            .total_memories(config.max_instances.saturating_mul(4))
-            .total_tables(config.max_instances.saturating_mul(16))
-            .total_stacks(config.max_instances)
-            .max_memories_per_module(1)
-            .max_tables_per_module(4)
-            .table_elements(200_000)
-            .max_component_instance_size(4 << 20)
-            .max_core_instance_size(4 << 20)
-            .max_memory_size(config.max_memory_bytes);
-
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .strategy(wasmtime::Strategy::Cranelift)
-            .cranelift_opt_level(OptLevel::Speed)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            // A 4 GiB reservation plus a guard region lets Cranelift drop
-            // explicit bounds checks on 32-bit memories (out-of-bounds
-            // accesses hit the guard and trap): ~2x on memory-heavy guests.
-            // It is virtual address space only; the pool reserves it per slot.
-            .memory_reservation(4 << 30)
-            .memory_guard_size(32 << 20);
-        // `WEIR_WASM_PROFILER=perfmap` lets `perf record` name guest functions.
-        if std::env::var("WEIR_WASM_PROFILER").as_deref() == Ok("perfmap") {
-            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let engine = Engine::new(&wasm).map_err(setup)?;
+        let engine = Engine::new(&wasm_config(&config, true)).map_err(setup)?;
 
         let mut linker = Linker::<GuestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
@@ -221,6 +243,16 @@ impl Sandbox {
             .compile_slots
             .acquire(deadline)
             .ok_or_else(timeout)?;
+        if let Compiler::Process { program, args } = &self.inner.config.compiler {
+            let budget = &self.inner.config.budget;
+            let artifact =
+                crate::compiler::compile_in_process(program, args, name, bytes, budget, deadline)?;
+            drop(slot);
+            return self
+                .inner
+                .cache
+                .insert_artifact(&self.inner.engine, name, bytes, &artifact);
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let sandbox = self.clone();
         let (name_owned, bytes_owned) = (name.to_string(), bytes.to_vec());

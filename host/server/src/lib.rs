@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub max_compiles_per_tenant: usize,
     /// What one module may cost to compile (all tenants).
     pub compile_budget: weir_sandbox::CompileBudget,
+    /// Where modules are compiled: `weir serve` uses a helper process whose
+    /// memory the kernel caps ([`weir_sandbox::compiler`]).
+    pub compiler: weir_sandbox::Compiler,
     /// Subtask threads of all tenants that run at once, shared among
     /// tenants by their `cpu_shares` (two per core by default: with one,
     /// pipelines stall at each hand-over and the machine does a third less
@@ -109,6 +112,7 @@ impl ServerConfig {
             credentials: Credentials::default(),
             max_compiles_per_tenant: 1,
             compile_budget: weir_sandbox::CompileBudget::default(),
+            compiler: weir_sandbox::Compiler::Thread,
             cpu_slots: 2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
@@ -188,6 +192,7 @@ impl Server {
             cache_dir: Some(dir.join("cache")),
             max_instances: config.max_instances,
             budget: config.compile_budget.clone(),
+            compiler: config.compiler.clone(),
             ..SandboxConfig::default()
         })
         .map_err(|e| ServerError::Internal(format!("cannot start the Wasm sandbox: {e}")))?;

@@ -124,7 +124,39 @@ impl From<&CheckpointHooks> for Shared {
 }
 
 /// The states collected for a checkpoint, by (node, subtask).
-type States = HashMap<(usize, usize), SubtaskState>;
+pub(crate) type States = HashMap<(usize, usize), SubtaskState>;
+
+/// What the coordinator must do, as decided by [`Protocol`].
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Ask the sources for checkpoint `id` (a savepoint if `savepoint`).
+    Trigger {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Whether it is a savepoint.
+        savepoint: bool,
+    },
+    /// Every subtask has acknowledged: write the checkpoint (or savepoint).
+    Complete {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Whether it is a savepoint.
+        savepoint: bool,
+        /// When it was triggered.
+        started: Instant,
+        /// The subtasks' states, in-flight records included.
+        states: States,
+    },
+    /// Give the checkpoint up.
+    Abandon {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Whether it is a savepoint (its requester gets `reason`).
+        savepoint: bool,
+        /// Why.
+        reason: String,
+    },
+}
 
 struct Pending {
     id: CheckpointId,
@@ -136,7 +168,168 @@ struct Pending {
     inflight: HashMap<(usize, usize), Vec<u8>>,
 }
 
-/// The checkpoint coordinator: triggers, collects, writes, retains.
+/// The checkpoint protocol as a state machine: which checkpoint to
+/// trigger when, which acknowledgements complete or abandon it. One
+/// checkpoint is pending at a time. It does no I/O and reads no clock but
+/// the `now` it is given: each call returns the actions to carry out
+/// ([`Coordinator`] does), and the table tests below drive it alone.
+pub(crate) struct Protocol {
+    /// Node subtasks that acknowledge each checkpoint.
+    expected: usize,
+    interval: Duration,
+    timeout: Duration,
+    next_id: CheckpointId,
+    next_trigger: Instant,
+    pending: Option<Pending>,
+    /// A savepoint asked for with `stop` is pending or taken: the job is
+    /// about to be stopped (an upgrade, a cancel with savepoint), so no
+    /// checkpoint may follow it and commit output past it.
+    final_savepoint: bool,
+}
+
+impl Protocol {
+    /// A protocol for `expected` node subtasks, continuing after
+    /// checkpoint `last_id`, first triggering one `interval` after `now`.
+    pub fn new(
+        expected: usize,
+        interval: Duration,
+        timeout: Duration,
+        last_id: CheckpointId,
+        now: Instant,
+    ) -> Self {
+        Self {
+            expected,
+            interval,
+            timeout,
+            next_id: last_id + 1,
+            next_trigger: now + interval,
+            pending: None,
+            final_savepoint: false,
+        }
+    }
+
+    /// When [`Self::on_tick`] is next due.
+    pub fn next_tick(&self) -> Instant {
+        self.next_trigger
+    }
+
+    /// The pending checkpoint, if any.
+    #[cfg(test)]
+    pub fn pending(&self) -> Option<CheckpointId> {
+        self.pending.as_ref().map(|p| p.id)
+    }
+
+    /// A subtask's acknowledgement (`Err`: it could not snapshot).
+    pub fn on_ack(
+        &mut self,
+        id: CheckpointId,
+        at: (usize, usize),
+        kind: AckKind,
+        state: Result<SubtaskState, String>,
+        node_name: &str,
+    ) -> Option<Action> {
+        let p = self.pending.as_mut().filter(|p| p.id == id)?;
+        match (kind, state) {
+            (AckKind::ExpectInflight, _) => p.awaiting += 1,
+            (AckKind::Inflight, Ok(state)) => {
+                p.awaiting = p.awaiting.saturating_sub(1);
+                p.inflight.insert(at, state.inflight);
+            }
+            (AckKind::State, Ok(state)) => {
+                p.states.insert(at, state);
+            }
+            (_, Err(e)) => {
+                let p = self.pending.take()?;
+                self.final_savepoint &= !p.savepoint;
+                return Some(Action::Abandon {
+                    id: p.id,
+                    savepoint: p.savepoint,
+                    reason: format!("`{node_name}` subtask {}: {e}", at.1),
+                });
+            }
+        }
+        if p.states.len() < self.expected || p.awaiting > 0 {
+            return None;
+        }
+        let mut p = self.pending.take()?;
+        for (at, records) in p.inflight.drain() {
+            p.states.entry(at).or_default().inflight = records;
+        }
+        Some(Action::Complete {
+            id: p.id,
+            savepoint: p.savepoint,
+            started: p.started,
+            states: p.states,
+        })
+    }
+
+    /// A savepoint was asked for (`stop`: the job stops after it). Taken
+    /// when no checkpoint is pending and the sources have not ended;
+    /// otherwise asked again later.
+    pub fn on_savepoint_request(
+        &mut self,
+        stop: bool,
+        sources_ending: bool,
+        now: Instant,
+    ) -> Option<Action> {
+        if self.pending.is_some() || sources_ending {
+            return None;
+        }
+        self.final_savepoint = stop;
+        Some(self.start(true, now))
+    }
+
+    /// Time passes: at each interval, a pending checkpoint past its timeout
+    /// is abandoned, and a new one is triggered unless one is pending, a
+    /// final savepoint was taken, checkpoints are `held`, or the sources
+    /// are ending (no checkpoint can complete then).
+    pub fn on_tick(&mut self, now: Instant, held: bool, sources_ending: bool) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if now < self.next_trigger {
+            return actions;
+        }
+        self.next_trigger = now + self.interval;
+        if let Some(p) = &self.pending
+            && now.saturating_duration_since(p.started) > self.timeout
+        {
+            let savepoint = p.savepoint;
+            actions.push(Action::Abandon {
+                id: p.id,
+                savepoint,
+                reason: if savepoint {
+                    "the savepoint timed out".into()
+                } else {
+                    "the checkpoint timed out".into()
+                },
+            });
+            self.final_savepoint &= !savepoint;
+            self.pending = None;
+        }
+        if self.pending.is_none() && !self.final_savepoint && !held && !sources_ending {
+            actions.push(self.start(false, now));
+        }
+        actions
+    }
+
+    fn start(&mut self, savepoint: bool, now: Instant) -> Action {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending = Some(Pending {
+            id,
+            started: now,
+            states: HashMap::new(),
+            savepoint,
+            awaiting: 0,
+            inflight: HashMap::new(),
+        });
+        Action::Trigger { id, savepoint }
+    }
+}
+
+/// The checkpoint coordinator: runs the [`Protocol`] against the
+/// subtasks' acknowledgements and the clock, and does its I/O: triggers
+/// through the shared counters, writes checkpoints and savepoints,
+/// retains, answers savepoint requests.
 pub(crate) struct Coordinator {
     pub config: CheckpointConfig,
     pub job: String,
@@ -155,63 +348,26 @@ impl Coordinator {
     /// Runs until every subtask has dropped its ack sender (the job ended).
     pub fn run(self) {
         let expected: usize = self.nodes.iter().map(|(_, p)| p).sum();
-        let mut next_id = self.first_id + 1;
-        let mut next_trigger = Instant::now() + self.config.interval;
-        let mut pending: Option<Pending> = None;
-        // A savepoint asked for with `stop`: the job is about to be stopped
-        // (an upgrade, a cancel with savepoint), so no checkpoint may follow
-        // it and commit output past it.
-        let mut final_savepoint = false;
+        let mut protocol = Protocol::new(
+            expected,
+            self.config.interval,
+            self.config.timeout,
+            self.first_id,
+            Instant::now(),
+        );
         loop {
-            let mut wait = next_trigger.saturating_duration_since(Instant::now());
+            let mut wait = protocol
+                .next_tick()
+                .saturating_duration_since(Instant::now());
             if self.config.savepoint_request.is_some() {
                 wait = wait.min(Duration::from_millis(100));
             }
             match self.acks.recv_timeout(wait) {
                 Ok(ack) => {
-                    if let Some(p) = pending.as_mut()
-                        && ack.id == p.id
-                    {
-                        match (ack.kind, ack.state) {
-                            (AckKind::ExpectInflight, _) => p.awaiting += 1,
-                            (AckKind::Inflight, Ok(state)) => {
-                                p.awaiting = p.awaiting.saturating_sub(1);
-                                p.inflight.insert((ack.node, ack.subtask), state.inflight);
-                            }
-                            (AckKind::State, Ok(state)) => {
-                                p.states.insert((ack.node, ack.subtask), state);
-                            }
-                            (_, Err(e)) => {
-                                let node = &self.nodes[ack.node].0;
-                                tracing::warn!(
-                                    checkpoint = p.id,
-                                    "checkpoint abandoned: `{node}` subtask {}: {e}",
-                                    ack.subtask
-                                );
-                                self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
-                                if p.savepoint {
-                                    self.answer_savepoint(Err(format!(
-                                        "`{node}` subtask {}: {e}",
-                                        ack.subtask
-                                    )));
-                                    self.shared.savepoint.store(0, Ordering::SeqCst);
-                                    final_savepoint = false;
-                                }
-                                pending = None;
-                                continue;
-                            }
-                        }
-                        if p.states.len() == expected && p.awaiting == 0 {
-                            let mut p = pending.take().expect("pending checkpoint");
-                            for (at, records) in p.inflight.drain() {
-                                p.states.entry(at).or_default().inflight = records;
-                            }
-                            if p.savepoint {
-                                self.complete_savepoint(p.id, &p.states);
-                            } else {
-                                self.complete(p.id, p.started, &p.states);
-                            }
-                        }
+                    let node = self.nodes.get(ack.node).map_or("?", |n| n.0.as_str());
+                    let at = (ack.node, ack.subtask);
+                    if let Some(action) = protocol.on_ack(ack.id, at, ack.kind, ack.state, node) {
+                        self.act(action);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -222,56 +378,56 @@ impl Coordinator {
                 .savepoint_request
                 .as_ref()
                 .and_then(|r| std::fs::read_to_string(r).ok());
-            if let Some(request) = requested
-                && pending.is_none()
-                && !self.sources_ending.load(Ordering::SeqCst)
-            {
-                final_savepoint = request.split_whitespace().any(|w| w == "stop");
-                pending = Some(self.start(next_id, true));
-                next_id += 1;
+            let ending = self.sources_ending.load(Ordering::SeqCst);
+            if let Some(request) = requested {
+                let stop = request.split_whitespace().any(|w| w == "stop");
+                if let Some(action) = protocol.on_savepoint_request(stop, ending, Instant::now()) {
+                    self.act(action);
+                }
             }
-            if Instant::now() >= next_trigger {
-                next_trigger = Instant::now() + self.config.interval;
-                if let Some(p) = &pending
-                    && p.started.elapsed() > self.config.timeout
-                {
-                    tracing::warn!(checkpoint = p.id, "checkpoint timed out and is abandoned");
-                    self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
-                    if p.savepoint {
-                        self.answer_savepoint(Err("the savepoint timed out".into()));
-                        final_savepoint = false;
-                    }
-                    pending = None;
-                }
-                let held = self
-                    .config
-                    .hold
-                    .as_ref()
-                    .is_some_and(|h| h.load(Ordering::SeqCst));
-                if pending.is_none()
-                    && !final_savepoint
-                    && !held
-                    && !self.sources_ending.load(Ordering::SeqCst)
-                {
-                    pending = Some(self.start(next_id, false));
-                    next_id += 1;
-                }
+            let held = self
+                .config
+                .hold
+                .as_ref()
+                .is_some_and(|h| h.load(Ordering::SeqCst));
+            for action in protocol.on_tick(Instant::now(), held, ending) {
+                self.act(action);
             }
         }
     }
 
-    fn start(&self, id: CheckpointId, savepoint: bool) -> Pending {
-        self.shared
-            .savepoint
-            .store(if savepoint { id } else { 0 }, Ordering::SeqCst);
-        self.shared.trigger.store(id, Ordering::SeqCst);
-        Pending {
-            id,
-            started: Instant::now(),
-            states: HashMap::new(),
-            savepoint,
-            awaiting: 0,
-            inflight: HashMap::new(),
+    fn act(&self, action: Action) {
+        match action {
+            Action::Trigger { id, savepoint } => {
+                self.shared
+                    .savepoint
+                    .store(if savepoint { id } else { 0 }, Ordering::SeqCst);
+                self.shared.trigger.store(id, Ordering::SeqCst);
+            }
+            Action::Complete {
+                id,
+                savepoint: true,
+                states,
+                ..
+            } => self.complete_savepoint(id, &states),
+            Action::Complete {
+                id,
+                started,
+                states,
+                ..
+            } => self.complete(id, started, &states),
+            Action::Abandon {
+                id,
+                savepoint,
+                reason,
+            } => {
+                tracing::warn!(checkpoint = id, "checkpoint abandoned: {reason}");
+                self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                if savepoint {
+                    self.answer_savepoint(Err(reason));
+                    self.shared.savepoint.store(0, Ordering::SeqCst);
+                }
+            }
         }
     }
 
@@ -343,5 +499,215 @@ impl Coordinator {
                 self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    /// An action, in a few words, for tables.
+    fn said(a: &Action) -> String {
+        match a {
+            Action::Trigger { id, savepoint } => {
+                format!("trigger {}{id}", if *savepoint { "sp" } else { "" })
+            }
+            Action::Complete {
+                id,
+                savepoint,
+                states,
+                ..
+            } => format!(
+                "complete {}{id} ({} states)",
+                if *savepoint { "sp" } else { "" },
+                states.len()
+            ),
+            Action::Abandon { id, reason, .. } => format!("abandon {id}: {reason}"),
+        }
+    }
+
+    fn all(actions: Vec<Action>) -> Vec<String> {
+        actions.iter().map(said).collect()
+    }
+
+    fn one(action: Option<Action>) -> String {
+        action.as_ref().map_or_else(|| "-".to_string(), said)
+    }
+
+    fn ok() -> Result<SubtaskState, String> {
+        Ok(SubtaskState::default())
+    }
+
+    /// Two node subtasks, a 10 s interval, a 60 s timeout.
+    fn protocol(t0: Instant) -> Protocol {
+        Protocol::new(2, 10 * S, 60 * S, 0, t0)
+    }
+
+    #[test]
+    fn checkpoints_are_triggered_each_interval_one_at_a_time_and_complete_with_every_ack() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        let table: Vec<(u32, Vec<&str>)> = vec![
+            (5, vec![]),
+            (10, vec!["trigger 1"]),
+            // Still pending at the next interval: nothing new.
+            (20, vec![]),
+        ];
+        for (at, expected) in table {
+            assert_eq!(
+                all(p.on_tick(t0 + at * S, false, false)),
+                expected,
+                "at {at}s"
+            );
+        }
+        assert_eq!(one(p.on_ack(1, (0, 0), AckKind::State, ok(), "a")), "-");
+        // An ack of another checkpoint counts for nothing.
+        assert_eq!(one(p.on_ack(7, (1, 0), AckKind::State, ok(), "b")), "-");
+        assert_eq!(
+            one(p.on_ack(1, (1, 0), AckKind::State, ok(), "b")),
+            "complete 1 (2 states)"
+        );
+        assert_eq!(p.pending(), None);
+        assert_eq!(
+            all(p.on_tick(t0 + 25 * S, false, false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(all(p.on_tick(t0 + 30 * S, false, false)), vec!["trigger 2"]);
+    }
+
+    #[test]
+    fn a_checkpoint_past_its_timeout_is_abandoned_and_the_next_one_triggered() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        assert_eq!(all(p.on_tick(t0 + 10 * S, false, false)), vec!["trigger 1"]);
+        assert_eq!(one(p.on_ack(1, (0, 0), AckKind::State, ok(), "a")), "-");
+        assert_eq!(
+            all(p.on_tick(t0 + 70 * S, false, false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            all(p.on_tick(t0 + 80 * S, false, false)),
+            vec!["abandon 1: the checkpoint timed out", "trigger 2"]
+        );
+        // A late ack of the abandoned checkpoint is ignored.
+        assert_eq!(one(p.on_ack(1, (1, 0), AckKind::State, ok(), "b")), "-");
+        assert_eq!(p.pending(), Some(2));
+    }
+
+    #[test]
+    fn a_failed_snapshot_abandons_the_checkpoint_naming_node_and_subtask() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        p.on_tick(t0 + 10 * S, false, false);
+        let failed = Err("disk full".to_string());
+        assert_eq!(
+            one(p.on_ack(1, (1, 3), AckKind::State, failed, "window")),
+            "abandon 1: `window` subtask 3: disk full"
+        );
+        assert_eq!(one(p.on_ack(1, (0, 0), AckKind::State, ok(), "a")), "-");
+        assert_eq!(all(p.on_tick(t0 + 20 * S, false, false)), vec!["trigger 2"]);
+    }
+
+    #[test]
+    fn an_unaligned_checkpoint_waits_for_the_inflight_records_it_was_promised() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        p.on_tick(t0 + 10 * S, false, false);
+        let inflight = |bytes: &[u8]| {
+            Ok(SubtaskState {
+                inflight: bytes.to_vec(),
+                ..SubtaskState::default()
+            })
+        };
+        let steps: Vec<(usize, AckKind, Result<SubtaskState, String>, &str)> = vec![
+            (1, AckKind::ExpectInflight, ok(), "-"),
+            (0, AckKind::State, ok(), "-"),
+            (1, AckKind::State, ok(), "-"),
+            (
+                1,
+                AckKind::Inflight,
+                inflight(b"rec"),
+                "complete 1 (2 states)",
+            ),
+        ];
+        let mut last = None;
+        for (i, (node, kind, state, expected)) in steps.into_iter().enumerate() {
+            let a = p.on_ack(1, (node, 0), kind, state, "n");
+            let got = a.as_ref().map_or_else(|| "-".to_string(), said);
+            assert_eq!(got, expected, "step {i}");
+            last = a;
+        }
+        let Some(Action::Complete { states, .. }) = last else {
+            panic!("not complete");
+        };
+        assert_eq!(states[&(1, 0)].inflight, b"rec");
+        assert!(states[&(0, 0)].inflight.is_empty());
+    }
+
+    #[test]
+    fn savepoints_wait_for_the_pending_checkpoint_and_a_final_one_stops_checkpoints() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        p.on_tick(t0 + 10 * S, false, false);
+        // Asked while checkpoint 1 is pending: not yet.
+        assert_eq!(one(p.on_savepoint_request(true, false, t0 + 11 * S)), "-");
+        p.on_ack(1, (0, 0), AckKind::State, ok(), "a");
+        p.on_ack(1, (1, 0), AckKind::State, ok(), "b");
+        assert_eq!(
+            one(p.on_savepoint_request(true, false, t0 + 12 * S)),
+            "trigger sp2"
+        );
+        p.on_ack(2, (0, 0), AckKind::State, ok(), "a");
+        assert_eq!(
+            one(p.on_ack(2, (1, 0), AckKind::State, ok(), "b")),
+            "complete sp2 (2 states)"
+        );
+        // The job stops after a final savepoint: no checkpoint may follow
+        // it and commit output past it.
+        assert_eq!(
+            all(p.on_tick(t0 + 20 * S, false, false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            all(p.on_tick(t0 + 30 * S, false, false)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_failed_final_savepoint_lets_checkpoints_go_on() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        assert_eq!(one(p.on_savepoint_request(true, false, t0)), "trigger sp1");
+        assert_eq!(
+            one(p.on_ack(1, (0, 0), AckKind::State, Err("no space".into()), "a")),
+            "abandon 1: `a` subtask 0: no space"
+        );
+        assert_eq!(all(p.on_tick(t0 + 10 * S, false, false)), vec!["trigger 2"]);
+        // A savepoint that times out also lets them go on.
+        let mut p = protocol(t0);
+        assert_eq!(one(p.on_savepoint_request(true, false, t0)), "trigger sp1");
+        assert_eq!(
+            all(p.on_tick(t0 + 70 * S, false, false)),
+            vec!["abandon 1: the savepoint timed out", "trigger 2"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_triggered_while_held_or_once_the_sources_are_ending() {
+        let t0 = Instant::now();
+        let mut p = protocol(t0);
+        assert_eq!(
+            all(p.on_tick(t0 + 10 * S, true, false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            all(p.on_tick(t0 + 20 * S, false, true)),
+            Vec::<String>::new()
+        );
+        assert_eq!(one(p.on_savepoint_request(false, true, t0 + 21 * S)), "-");
+        assert_eq!(all(p.on_tick(t0 + 30 * S, false, false)), vec!["trigger 1"]);
     }
 }

@@ -27,6 +27,7 @@
 //! references is deleted. Savepoints (`sp-<n>/`) are always self-contained,
 //! in the portable format, whatever the backend.
 
+pub mod aligner;
 pub mod coordinator;
 pub mod storage;
 

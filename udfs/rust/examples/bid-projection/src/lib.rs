@@ -3,7 +3,7 @@
 //! becomes the bidder id.
 //!
 //! World: `map-operator` (`wit/stateless.wit`).
-//! Build: `weir udf build udfs/rust/bid-projection`.
+//! Build: `weir udf build udfs/rust/examples/bid-projection`.
 //!
 //! ```toml
 //! [operator.in-euros]

@@ -4,7 +4,7 @@
 //! dropped.
 //!
 //! World: `flat-map-operator` (`wit/stateless.wit`).
-//! Build: `weir udf build udfs/rust/split-words`.
+//! Build: `weir udf build udfs/rust/examples/split-words`.
 
 use serde::Serialize;
 use weir_udf::{Config, Error, FlatMap, Output, Record};

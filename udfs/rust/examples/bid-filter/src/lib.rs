@@ -2,7 +2,7 @@
 //! (cents), optionally only on one `channel`.
 //!
 //! World: `filter-operator` (`wit/stateless.wit`).
-//! Build: `weir udf build udfs/rust/bid-filter` (or
+//! Build: `weir udf build udfs/rust/examples/bid-filter` (or
 //! `cargo build --profile udf --target wasm32-wasip2 -p udf-bid-filter`).
 //!
 //! ```toml
