@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use weir_engine::checkpoint::{CheckpointConfig, CheckpointStorage};
 use weir_job::nexmark::{NexmarkJob, Query};
-use weir_job::{Ended, Event, ModulePath, Supervision};
+use weir_job::{BackendChoice, Ended, Event, ModulePath, StateDir, Supervision};
 use weir_sandbox::{Sandbox, SandboxConfig};
 
 /// `weir bench …`.
@@ -60,8 +59,8 @@ pub struct NexmarkArgs {
     #[arg(long, value_name = "EVENTS_PER_SECOND")]
     rate: Option<u64>,
     /// Keyed state: `heap` or `rocksdb`.
-    #[arg(long, default_value = "heap", value_parser = ["heap", "rocksdb"])]
-    state_backend: String,
+    #[arg(long, default_value = "heap", value_parser = str::parse::<BackendChoice>)]
+    state_backend: BackendChoice,
     /// Extra directories where the UDFs are looked up (before
     /// `WEIR_MODULE_PATH` and `target/udfs`).
     #[arg(long = "module-dir", value_name = "DIR")]
@@ -149,7 +148,7 @@ fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
             cmd.args(["bench", "nexmark", "--json", "--query", q.name()])
                 .args(["--events", &args.events.to_string()])
                 .args(["--parallelism", &args.parallelism.to_string()])
-                .args(["--state-backend", &args.state_backend]);
+                .args(["--state-backend", &args.state_backend.to_string()]);
             if let Some(r) = args.rate {
                 cmd.args(["--rate", &r.to_string()]);
             }
@@ -240,23 +239,15 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
             .with_context(|| format!("{query}"))?
             .dataflow,
     );
-    if args.state_backend == "rocksdb"
-        && let Some(f) = &mut flow
-    {
-        f.state_backend = weir_state::Backend::RocksDb {
-            dir: dir.path().join("rocksdb"),
-        };
+    let state = StateDir::create(dir.path())?;
+    if let Some(f) = &mut flow {
+        args.state_backend.apply(f, dir.path());
+        state.working_copy(f);
     }
-
-    let checkpoints = match args.checkpoint_interval {
-        None => None,
-        Some(interval) => {
-            let storage =
-                CheckpointStorage::open(&dir.path().join("checkpoints").display().to_string())
-                    .map_err(|e| anyhow::anyhow!(e))?;
-            Some(CheckpointConfig::new(storage, interval))
-        }
-    };
+    let checkpoints = args
+        .checkpoint_interval
+        .map(|interval| state.checkpoints(interval, None, None))
+        .transpose()?;
     let sup = Supervision {
         drain_on_stop: true,
         checkpoints,

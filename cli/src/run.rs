@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStorage};
-use weir_job::{Ended, Event, ModulePath, Supervision};
+use weir_engine::checkpoint;
+use weir_job::{BackendChoice, Ended, Event, ModulePath, StateDir, Supervision};
 use weir_sandbox::{Sandbox, SandboxConfig};
 
 use crate::progress;
@@ -33,8 +33,8 @@ pub struct RunArgs {
     /// Where keyed state lives: `heap` or `rocksdb` [default: the job
     /// file's `[job] state_backend`, else heap]. RocksDB keeps its working
     /// files under `--state-dir` (or the temporary directory).
-    #[arg(long, value_name = "BACKEND")]
-    state_backend: Option<String>,
+    #[arg(long, value_name = "BACKEND", value_parser = str::parse::<BackendChoice>)]
+    state_backend: Option<BackendChoice>,
     /// Print the plan (fused tasks) before running.
     #[arg(long)]
     plan: bool,
@@ -142,32 +142,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot start the Wasm sandbox")?;
     let modules = ModulePath::for_job(&args.job, &args.module_dirs);
-    let checkpoints = match &args.state_dir {
+    let state = args
+        .state_dir
+        .as_deref()
+        .map(StateDir::create)
+        .transpose()?;
+    let checkpoints = match &state {
         None => None,
-        Some(d) => {
-            let open = |given: &Option<String>, default: &str| {
-                let location = given
-                    .clone()
-                    .unwrap_or_else(|| d.join(default).display().to_string());
-                CheckpointStorage::open(&location).map_err(|e| anyhow::anyhow!(e))
-            };
-            let mut c = CheckpointConfig::new(
-                open(&args.checkpoint_storage, "checkpoints")?,
+        Some(state) => {
+            let mut c = state.checkpoints(
                 args.checkpoint_interval,
-            );
+                args.checkpoint_storage.as_deref(),
+                args.savepoint_storage.as_deref(),
+            )?;
             c.retain = args.retain_checkpoints;
-            c.savepoints = Some(open(&args.savepoint_storage, "savepoints")?);
-            c.savepoint_request = Some(crate::savepoint::request_file(d));
             if args.checkpoint_mode == "unaligned" {
                 c.mode = checkpoint::Mode::Unaligned;
             }
             Some(c)
         }
     };
-    if let Some(d) = &args.state_dir {
-        std::fs::create_dir_all(d)
-            .with_context(|| format!("cannot create state directory `{}`", d.display()))?;
-    }
     let max_restarts = args
         .restart_attempts
         .unwrap_or(if checkpoints.is_some() { 3 } else { 0 });
@@ -207,27 +201,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let mut flow = prepared.dataflow;
-        match args.state_backend.as_deref() {
-            None => {}
-            Some("heap") => flow.state_backend = weir_state::Backend::Heap,
-            Some("rocksdb") => {
-                flow.state_backend = weir_state::Backend::RocksDb {
-                    dir: std::env::temp_dir().join("weir-rocksdb"),
-                }
-            }
-            Some(other) => {
-                return Err(format!(
-                    "unknown --state-backend `{other}`; expected heap or rocksdb"
-                ));
-            }
+        if let Some(backend) = args.state_backend {
+            backend.apply(&mut flow, &std::env::temp_dir().join("weir-rocksdb"));
         }
-        if let (weir_state::Backend::RocksDb { dir }, Some(state)) =
-            (&mut flow.state_backend, &args.state_dir)
-        {
-            // Working copies only: a killed run leaves its databases behind,
-            // and state comes back from the checkpoint, so start clean.
-            *dir = state.join("rocksdb");
-            let _ = std::fs::remove_dir_all(&*dir);
+        if let Some(state) = &state {
+            state.working_copy(&mut flow);
         }
         Ok(flow)
     };

@@ -24,6 +24,22 @@ pub enum JobError {
         /// What is wrong, naming the node and field.
         message: String,
     },
+    /// A job's state directory cannot be used.
+    #[error("state directory `{}`: {message}", path.display())]
+    State {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint or savepoint location cannot be opened.
+    #[error("{message}")]
+    Storage {
+        /// The location, as given.
+        location: String,
+        /// What is wrong (it names the location).
+        message: String,
+    },
     /// The engine refused the job once it was built.
     #[error("job `{job}`: {source}")]
     Engine {

@@ -29,8 +29,10 @@
 //! component a `module` names; [`prepare`] checks the references between
 //! nodes, loads every module into the sandbox (compiling it once) and builds
 //! the engine's [`weir_engine::Dataflow`]; [`supervise`] runs it, restarting
-//! it from its latest checkpoint after a failure.
+//! it from its latest checkpoint after a failure; [`launch`] is what every
+//! launcher shares (state directory, checkpoint storage, backend choice).
 
+pub mod launch;
 pub mod modules;
 pub mod nexmark;
 pub mod prepare;
@@ -41,6 +43,7 @@ mod error;
 mod locate;
 
 pub use error::JobError;
+pub use launch::{BackendChoice, StateDir};
 pub use modules::{ModulePath, ModuleSource};
 pub use prepare::{PreparedJob, prepare};
 pub use spec::{JobSpec, parse_job, read_job};

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStats, CheckpointStorage};
+use weir_engine::checkpoint::{self, CheckpointStats};
 use weir_engine::swap::ModuleSwaps;
 use weir_engine::{Dataflow, JobMetrics, NodeSnapshot};
 use weir_job::spec::SinkKind;
@@ -723,17 +723,11 @@ impl Server {
         let tenant = record.tenant.clone();
         let id = record.id.clone();
         let dir = self.job_dir(&tenant, &id);
-        let open = |sub: &str| {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).map_err(|e| {
-                ServerError::Internal(format!("cannot create `{}`: {e}", d.display()))
-            })?;
-            CheckpointStorage::open(&d.display().to_string()).map_err(ServerError::Internal)
-        };
-        let mut checkpoints =
-            CheckpointConfig::new(open("checkpoints")?, self.inner.config.checkpoint_interval);
-        checkpoints.savepoints = Some(open("savepoints")?);
-        checkpoints.savepoint_request = Some(checkpoint::savepoint_request_file(&dir));
+        let state =
+            weir_job::StateDir::create(&dir).map_err(|e| ServerError::Internal(e.to_string()))?;
+        let mut checkpoints = state
+            .checkpoints(self.inner.config.checkpoint_interval, None, None)
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
         let on_probation = Arc::new(AtomicBool::new(on_probation));
         checkpoints.hold = Some(on_probation.clone());
         let swaps = Arc::new(ModuleSwaps::default());
@@ -774,7 +768,7 @@ impl Server {
             .spawn(move || {
                 // Every log line of the job, from any of its threads, carries
                 // the tenant and the job id.
-                span.in_scope(|| server.supervise(&job, &sup, &dir));
+                span.in_scope(|| server.supervise(&job, &sup, &state));
             })
             .map_err(|e| ServerError::Internal(format!("cannot start job `{id}`: {e}")))?;
         *live.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
@@ -782,7 +776,7 @@ impl Server {
     }
 
     /// The supervisor thread of one job.
-    fn supervise(&self, job: &Arc<LiveJob>, sup: &Supervision, dir: &Path) {
+    fn supervise(&self, job: &Arc<LiveJob>, sup: &Supervision, state: &weir_job::StateDir) {
         let record = job.record();
         let (tenant, id) = (record.tenant.clone(), record.id.clone());
         let files = self.tenant_dir(&tenant).join("files");
@@ -803,11 +797,7 @@ impl Server {
                 .map_err(|e| e.to_string())?;
             let mut flow = prepared.dataflow;
             flow.cpu_share = self.cpu_share(&tenant);
-            if let weir_state::Backend::RocksDb { dir: rocks } = &mut flow.state_backend {
-                // Working copies: state comes back from the checkpoint.
-                *rocks = dir.join("rocksdb");
-                let _ = std::fs::remove_dir_all(&*rocks);
-            }
+            state.working_copy(&mut flow);
             Ok(flow)
         };
         let update = |f: &dyn Fn(&mut JobRecord)| {
