@@ -786,6 +786,102 @@ impl SubtaskContext {
         drop(input);
     }
 
+    /// The loop of a source subtask: read a batch, stamp watermarks (per
+    /// split for sources that read several), push it down the chain; take
+    /// part in each checkpoint the coordinator triggers, with the source's
+    /// position.
+    fn run_source(
+        &self,
+        source: &mut dyn Source,
+        ops: &mut [Chained],
+        tail: &mut Tail,
+        heard: &mut CheckpointId,
+    ) -> Result<(), (EngineError, bool)> {
+        let primary = |e| (e, false);
+        let classify = |e: EngineError| {
+            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
+            (e, secondary)
+        };
+        let flow = &*self.flow;
+        let head = &flow.nodes[self.nodes[0]];
+        let subtask = self.subtask;
+        let source_metrics = self.metrics.node(self.nodes[0]);
+        let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
+        // Per split (partition), for sources that read several.
+        let mut split_watermarks =
+            crate::watermark::SplitWatermarks::new(head.watermarks, head.idle_timeout);
+        // The checkpoint restored from: a checkpoint triggered while
+        // this source was still opening (a Kafka source takes a while)
+        // is one it must take part in.
+        let mut last_barrier = flow.restore.as_ref().map_or(0, |r| r.id);
+        while !self.control.cancelled() {
+            crate::share::checkpoint();
+            self.notify_completed(tail, heard).map_err(primary)?;
+            if let Some(h) = &self.hooks {
+                let t = h.trigger.load(std::sync::atomic::Ordering::SeqCst);
+                if t > last_barrier {
+                    last_barrier = t;
+                    let position = Some((self.nodes[0], source.position()));
+                    self.checkpoint(ops, tail, t, position).map_err(classify)?;
+                }
+            }
+            if let Some(t) = next_processing_time(ops) {
+                let now = flow.clock.now_ms();
+                if t <= now {
+                    fire_processing_time(ops, tail, now).map_err(classify)?;
+                }
+            }
+            let batch = match source.next_batch() {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => return Err(primary(self.node_error(head, e))),
+            };
+            let now = Instant::now();
+            let splits = source.splits();
+            let mut emit = splits.and_then(|s| split_watermarks.set_splits(s.assigned));
+            if batch.is_empty() {
+                // Nothing to read right now: perhaps idle.
+                let quiet = match splits {
+                    Some(_) => split_watermarks.on_no_data(now),
+                    None => watermarks.on_no_data(now),
+                };
+                match (emit.or(quiet), &mut *tail) {
+                    (Some(Emit::Idle), Tail::Output(out)) => {
+                        out.signal(Signal::Idle)
+                            .map_err(|Disconnected| (interrupted(&head.name), true))?;
+                    }
+                    (Some(Emit::Watermark(wm)), _) => {
+                        source_metrics.set_watermark(subtask, wm);
+                        push_watermark(ops, tail, wm, subtask).map_err(classify)?;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let advanced = match splits {
+                Some(s) => split_watermarks.on_batch(&batch.timestamps, s.rows, now),
+                None => watermarks.on_batch(&batch.timestamps, now),
+            };
+            emit = advanced.or(emit);
+            source_metrics.add_out(batch.len());
+            push(ops, tail, batch).map_err(classify)?;
+            if let Some(Emit::Watermark(wm)) = emit {
+                source_metrics.set_watermark(subtask, wm);
+                push_watermark(ops, tail, wm, subtask).map_err(classify)?;
+            }
+        }
+        // No checkpoint can complete once a source has ended.
+        self.sources_ending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // The input is exhausted (or stopped): all of event time has
+        // passed, unless the job is stopped without draining.
+        if self.control.draining() {
+            source_metrics.set_watermark(subtask, Watermark::MAX);
+            push_watermark(ops, tail, Watermark::MAX, subtask).map_err(classify)?;
+        }
+        Ok(())
+    }
+
     /// The loop of a subtask fed by other subtasks: receive, let the
     /// barrier aligner decide ([`crate::checkpoint::aligner`]), carry the
     /// decision out.
@@ -945,7 +1041,6 @@ impl SubtaskContext {
     ) -> Result<(), (EngineError, bool)> {
         let primary = |e| (e, false);
         let flow = &*self.flow;
-        let head = &flow.nodes[self.nodes[0]];
         let tail_id = *self
             .nodes
             .last()
@@ -999,87 +1094,10 @@ impl SubtaskContext {
             );
         }
 
-        // Main loop.
-        let subtask = self.subtask;
         // The newest completed checkpoint the sink was told of.
         let mut heard = flow.restore.as_ref().map_or(0, |r| r.id);
         if let Some(source) = source_slot.as_mut() {
-            let source_metrics = self.metrics.node(self.nodes[0]);
-            let mut watermarks = WatermarkGenerator::new(head.watermarks, head.idle_timeout);
-            // Per split (partition), for sources that read several.
-            let mut split_watermarks =
-                crate::watermark::SplitWatermarks::new(head.watermarks, head.idle_timeout);
-            // The checkpoint restored from: a checkpoint triggered while
-            // this source was still opening (a Kafka source takes a while)
-            // is one it must take part in.
-            let mut last_barrier = flow.restore.as_ref().map_or(0, |r| r.id);
-            while !self.control.cancelled() {
-                crate::share::checkpoint();
-                self.notify_completed(&mut tail, &mut heard)
-                    .map_err(primary)?;
-                if let Some(h) = &self.hooks {
-                    let t = h.trigger.load(std::sync::atomic::Ordering::SeqCst);
-                    if t > last_barrier {
-                        last_barrier = t;
-                        let position = Some((self.nodes[0], source.position()));
-                        self.checkpoint(&mut ops, &mut tail, t, position)
-                            .map_err(classify)?;
-                    }
-                }
-                if let Some(t) = next_processing_time(&ops) {
-                    let now = flow.clock.now_ms();
-                    if t <= now {
-                        fire_processing_time(&mut ops, &mut tail, now).map_err(classify)?;
-                    }
-                }
-                let batch = match source.next_batch() {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break,
-                    Err(e) => return Err(primary(self.node_error(head, e))),
-                };
-                let now = Instant::now();
-                let splits = source.splits();
-                let mut emit = splits.and_then(|s| split_watermarks.set_splits(s.assigned));
-                if batch.is_empty() {
-                    // Nothing to read right now: perhaps idle.
-                    let quiet = match splits {
-                        Some(_) => split_watermarks.on_no_data(now),
-                        None => watermarks.on_no_data(now),
-                    };
-                    match (emit.or(quiet), &mut tail) {
-                        (Some(Emit::Idle), Tail::Output(out)) => {
-                            out.signal(Signal::Idle)
-                                .map_err(|Disconnected| (interrupted(&head.name), true))?;
-                        }
-                        (Some(Emit::Watermark(wm)), _) => {
-                            source_metrics.set_watermark(subtask, wm);
-                            push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
-                        }
-                        _ => {}
-                    }
-                    continue;
-                }
-                let advanced = match splits {
-                    Some(s) => split_watermarks.on_batch(&batch.timestamps, s.rows, now),
-                    None => watermarks.on_batch(&batch.timestamps, now),
-                };
-                emit = advanced.or(emit);
-                source_metrics.add_out(batch.len());
-                push(&mut ops, &mut tail, batch).map_err(classify)?;
-                if let Some(Emit::Watermark(wm)) = emit {
-                    source_metrics.set_watermark(subtask, wm);
-                    push_watermark(&mut ops, &mut tail, wm, subtask).map_err(classify)?;
-                }
-            }
-            // No checkpoint can complete once a source has ended.
-            self.sources_ending
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            // The input is exhausted (or stopped): all of event time has
-            // passed, unless the job is stopped without draining.
-            if self.control.draining() {
-                source_metrics.set_watermark(subtask, Watermark::MAX);
-                push_watermark(&mut ops, &mut tail, Watermark::MAX, subtask).map_err(classify)?;
-            }
+            self.run_source(&mut **source, &mut ops, &mut tail, &mut heard)?;
         } else if let Some(input) = input {
             self.run_input(input, &mut ops, &mut tail, &mut heard)?;
         }
