@@ -740,6 +740,15 @@ fn spawn_server(data: &Path, args: &[&str]) -> (std::process::Child, String, Str
     (child, endpoint.unwrap(), metrics.unwrap_or_default())
 }
 
+/// `weir ARGS` against the server at `endpoint` with `token`.
+fn remote_as(endpoint: &str, token: &str, args: &[&str]) -> Output {
+    command(args)
+        .env("WEIR_ENDPOINT", endpoint)
+        .env("WEIR_TOKEN", token.trim())
+        .output()
+        .unwrap()
+}
+
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -755,13 +764,7 @@ fn a_tenant_uploads_a_module_and_runs_a_job_on_weir_serve() {
     let data = dir.path().join("data");
     let (mut server, endpoint, metrics) = start_server(&data);
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let remote = |token: &str, args: &[&str]| {
-        command(args)
-            .env("WEIR_ENDPOINT", &endpoint)
-            .env("WEIR_TOKEN", token.trim())
-            .output()
-            .unwrap()
-    };
+    let remote = |token: &str, args: &[&str]| remote_as(&endpoint, token, args);
     let ok = |out: Output| {
         assert!(
             out.status.success(),
@@ -1310,13 +1313,7 @@ fn weir_serve_refuses_an_upload_over_its_compile_memory_limit() {
     let data = dir.path().join("data");
     let (mut server, endpoint, _) = spawn_server(&data, &["--compile-memory-mb", "192"]);
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let remote = |token: &str, args: &[&str]| {
-        command(args)
-            .env("WEIR_ENDPOINT", &endpoint)
-            .env("WEIR_TOKEN", token.trim())
-            .output()
-            .unwrap()
-    };
+    let remote = |token: &str, args: &[&str]| remote_as(&endpoint, token, args);
     let created = remote(&admin, &["tenant", "create", "acme"]);
     assert!(created.status.success(), "{}", text(&created.stderr));
     let token = text(&created.stdout)

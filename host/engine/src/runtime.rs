@@ -786,6 +786,14 @@ impl SubtaskContext {
         drop(input);
     }
 
+    /// An error of this subtask, marked secondary when the job was already
+    /// being cancelled: a task stopped by another's failure is a
+    /// consequence, not a cause.
+    fn classify(&self, e: EngineError) -> (EngineError, bool) {
+        let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
+        (e, secondary)
+    }
+
     /// The loop of a source subtask: read a batch, stamp watermarks (per
     /// split for sources that read several), push it down the chain; take
     /// part in each checkpoint the coordinator triggers, with the source's
@@ -798,10 +806,7 @@ impl SubtaskContext {
         heard: &mut CheckpointId,
     ) -> Result<(), (EngineError, bool)> {
         let primary = |e| (e, false);
-        let classify = |e: EngineError| {
-            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
-            (e, secondary)
-        };
+        let classify = |e| self.classify(e);
         let flow = &*self.flow;
         let head = &flow.nodes[self.nodes[0]];
         let subtask = self.subtask;
@@ -894,10 +899,7 @@ impl SubtaskContext {
     ) -> Result<(), (EngineError, bool)> {
         use crate::checkpoint::aligner::{BarrierAligner, Event};
         let primary = |e| (e, false);
-        let classify = |e: EngineError| {
-            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
-            (e, secondary)
-        };
+        let classify = |e| self.classify(e);
         let flow = &*self.flow;
         let head = &flow.nodes[self.nodes[0]];
         let subtask = self.subtask;
@@ -1002,10 +1004,7 @@ impl SubtaskContext {
         if let Some(m) = aligner.replayed() {
             return Ok(Some(m));
         }
-        let classify = |e: EngineError| {
-            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
-            (e, secondary)
-        };
+        let classify = |e| self.classify(e);
         let awaiting = matches!(&*tail, Tail::Sink { sink, .. } if sink.awaiting_commit());
         let received = match next_processing_time(ops) {
             None if awaiting => recv_timeout(&*input.receiver, COMMIT_POLL),
@@ -1083,10 +1082,7 @@ impl SubtaskContext {
             },
             _ => Tail::Output(TaskOutput::new(edges, self.metrics.node(tail_id))),
         };
-        let classify = |e: EngineError| {
-            let secondary = matches!(e, EngineError::Task { .. }) && self.control.cancelled();
-            (e, secondary)
-        };
+        let classify = |e| self.classify(e);
         if let (Some(_), Some(h)) = (&flow.restore, &self.hooks) {
             h.stats.restore_ms.fetch_max(
                 building.elapsed().as_millis() as u64,

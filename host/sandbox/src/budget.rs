@@ -37,8 +37,9 @@ pub struct CompileBudget {
     /// Tables defined by all its core modules.
     pub max_tables: u32,
     /// Wall-clock time of one compilation; past it the caller gets an
-    /// error and the compilation is abandoned (its thread finishes on its
-    /// own and keeps its compile slot until then).
+    /// error. A compile helper process is killed then; a compile thread
+    /// ([`crate::compiler::Compiler::Thread`]) cannot be, and finishes on
+    /// its own, keeping its compile slot until then.
     pub compile_timeout: Duration,
     /// Compilations that may run at once in the process.
     pub max_concurrent: usize,

@@ -105,16 +105,16 @@ impl ModuleCache {
         Ok((digest, component))
     }
 
-    /// Adds the artifact a compile helper made of `bytes`
-    /// ([`crate::compiler`]), counted as compiled.
+    /// Adds the artifact a compile helper made of the component with
+    /// `digest` ([`crate::compiler`]), counted as compiled; the artifact's
+    /// bytes are written to disk as they came.
     pub(crate) fn insert_artifact(
         &self,
         engine: &Engine,
         name: &str,
-        bytes: &[u8],
+        digest: ModuleDigest,
         artifact: &[u8],
     ) -> Result<(ModuleDigest, Component), SandboxError> {
-        let digest = ModuleDigest::of(bytes);
         // SAFETY: the artifact was made by a compile helper: this program's
         // own wasmtime with the same compilation settings
         // ([`crate::runtime::compile_engine`]), from a component that passed
@@ -126,7 +126,7 @@ impl ModuleCache {
             ))
         })?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        self.store_artifact(&digest, &component)?;
+        self.write_artifact(&digest, artifact)?;
         self.lock().insert(digest, component.clone());
         Ok((digest, component))
     }
@@ -180,6 +180,19 @@ impl ModuleCache {
     }
 
     fn store_artifact(&self, digest: &ModuleDigest, c: &Component) -> Result<(), SandboxError> {
+        if self.dir.is_none() {
+            return Ok(());
+        }
+        let bytes = c.serialize().map_err(|e| SandboxError::Cache {
+            dir: self.dir.clone().unwrap_or_default(),
+            message: format!("cannot serialize: {e:#}"),
+        })?;
+        self.write_artifact(digest, &bytes)
+    }
+
+    /// Writes a serialized artifact under its digest (if the cache has a
+    /// directory).
+    fn write_artifact(&self, digest: &ModuleDigest, bytes: &[u8]) -> Result<(), SandboxError> {
         let (Some(dir), Some(path)) = (self.dir.as_ref(), self.artifact_path(digest)) else {
             return Ok(());
         };
@@ -187,14 +200,11 @@ impl ModuleCache {
             dir: dir.clone(),
             message,
         };
-        let bytes = c
-            .serialize()
-            .map_err(|e| err(format!("cannot serialize: {e:#}")))?;
         // Write to a temporary file and rename, so a concurrent reader never
         // sees half an artifact.
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| err(format!("cannot create a temporary file: {e}")))?;
-        tmp.write_all(&bytes)
+        tmp.write_all(bytes)
             .map_err(|e| err(format!("cannot write: {e}")))?;
         tmp.persist(&path)
             .map_err(|e| err(format!("cannot rename into place: {e}")))?;

@@ -106,7 +106,7 @@ pub fn helper_exit_code(result: &Result<(), SandboxError>) -> i32 {
 
 /// The parent's side: compiles `bytes` (module `name`) in a helper process
 /// under `budget`, returning the serialized artifact.
-pub(crate) fn compile_in_process(
+pub(crate) fn compile_in_helper(
     program: &std::path::Path,
     args: &[String],
     name: &str,
@@ -132,36 +132,45 @@ pub(crate) fn compile_in_process(
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let input = bytes.to_vec();
     // The pipes are served on threads of their own so that neither side
     // blocks the other; a helper that dies early breaks the pipe (ignored).
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
-    let errors = std::thread::spawn(move || {
-        let mut err = Vec::new();
-        let _ = (&mut stderr).take(64 << 10).read_to_end(&mut err);
-        String::from_utf8_lossy(&err).trim().to_string()
-    });
-    let status = loop {
-        match child.try_wait().map_err(|e| setup("wait for", e))? {
-            Some(status) => break Some(status),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
+    let (status, artifact, message) = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let _ = stdin.write_all(bytes);
+        });
+        let reader = scope.spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            out
+        });
+        let errors = scope.spawn(move || {
+            let mut err = Vec::new();
+            let _ = (&mut stderr).take(64 << 10).read_to_end(&mut err);
+            String::from_utf8_lossy(&err).trim().to_string()
+        });
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(Some(status)),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Ok(None);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(e);
+                }
             }
-            None => std::thread::sleep(Duration::from_millis(2)),
-        }
-    };
-    let _ = writer.join();
-    let artifact = reader.join().unwrap_or_default();
-    let message = errors.join().unwrap_or_default();
+        };
+        (
+            status,
+            reader.join().unwrap_or_default(),
+            errors.join().unwrap_or_default(),
+        )
+    });
+    let status = status.map_err(|e| setup("wait for", e))?;
     let Some(status) = status else {
         tracing::warn!(module = name, limit = ?budget.compile_timeout, "compile helper killed past its time limit");
         return Err(SandboxError::CompileTimeout {

@@ -215,7 +215,7 @@ impl Sandbox {
         }
         let (digest, component) = match self.inner.cache.cached(&self.inner.engine, digest) {
             Some(found) => found,
-            None => match self.compile_within_budget(name, bytes) {
+            None => match self.compile_within_budget(name, bytes, digest) {
                 Ok(found) => found,
                 Err(e @ SandboxError::CompileTimeout { .. }) => {
                     over_time().insert(digest);
@@ -231,6 +231,7 @@ impl Sandbox {
         &self,
         name: &str,
         bytes: &[u8],
+        digest: crate::ModuleDigest,
     ) -> Result<(crate::ModuleDigest, wasmtime::component::Component), SandboxError> {
         let limit = self.inner.config.budget.compile_timeout;
         let deadline = Instant::now() + limit;
@@ -246,12 +247,12 @@ impl Sandbox {
         if let Compiler::Process { program, args } = &self.inner.config.compiler {
             let budget = &self.inner.config.budget;
             let artifact =
-                crate::compiler::compile_in_process(program, args, name, bytes, budget, deadline)?;
+                crate::compiler::compile_in_helper(program, args, name, bytes, budget, deadline)?;
             drop(slot);
             return self
                 .inner
                 .cache
-                .insert_artifact(&self.inner.engine, name, bytes, &artifact);
+                .insert_artifact(&self.inner.engine, name, digest, &artifact);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let sandbox = self.clone();
