@@ -117,7 +117,7 @@ fn generated(metrics: &[weir_engine::NodeSnapshot]) -> u64 {
 /// Whether checkpoint `name` saved records in flight to the window's
 /// second input.
 fn holds_inflight(storage: &CheckpointStorage, name: &str) -> bool {
-    let r = checkpoint::read(&storage.display(name)).unwrap();
+    let r = checkpoint::read(storage, name).unwrap();
     r.inflight("count", 0, 1)
         .unwrap()
         .is_some_and(|b| !b.is_empty())
@@ -131,7 +131,7 @@ fn restore_scenario(s: &Scenario, expected: &[String]) {
         Storage::FileUrl => format!("file://{}", local.display()),
         Storage::S3(url) => url.clone(),
     };
-    let storage = CheckpointStorage::open(&location).unwrap();
+    let storage = weir_storage::open(&location).unwrap();
     // First run: paced, checkpointing every 50 ms; stopped once five
     // checkpoints completed (what it wrote after the last one is cut off at
     // restore, as after a crash).
@@ -219,7 +219,7 @@ fn restore_scenario(s: &Scenario, expected: &[String]) {
 
     // Restore from the latest checkpoint and run to the end.
     let latest = checkpoint::latest(&storage).expect("a completed checkpoint");
-    let restored = checkpoint::read(&latest).unwrap();
+    let restored = weir_storage::read_checkpoint(&latest).unwrap();
     assert!(restored.id >= 2);
     let mut flow = dataflow(&job_file_with(
         dir.path(),
@@ -342,7 +342,7 @@ fn incremental_checkpoints_go_to_s3_compatible_object_storage() {
         &expected,
     );
     // The checkpoints really are in the bucket, under the prefix.
-    let storage = CheckpointStorage::open("s3://weir/jobs/ckpt").unwrap();
+    let storage = weir_storage::open("s3://weir/jobs/ckpt").unwrap();
     assert_eq!(checkpoint::completed(&storage).len(), 3);
     assert!(!storage.list("shared").unwrap().is_empty());
 }
@@ -376,12 +376,11 @@ fn restore_with_another_window_module(module: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let mut flow = dataflow(&job_file(dir.path(), 1, Some(20_000)));
     let mut config = CheckpointConfig::new(
-        CheckpointStorage::open(&dir.path().join("checkpoints").display().to_string()).unwrap(),
+        weir_storage::open(&dir.path().join("checkpoints").display().to_string()).unwrap(),
         Duration::from_secs(3600),
     );
-    config.savepoints = Some(
-        CheckpointStorage::open(&dir.path().join("savepoints").display().to_string()).unwrap(),
-    );
+    config.savepoints =
+        Some(weir_storage::open(&dir.path().join("savepoints").display().to_string()).unwrap());
     let request = dir.path().join("savepoint-request");
     config.savepoint_request = Some(request.clone());
     flow.checkpoints = Some(config);
@@ -409,7 +408,7 @@ fn restore_with_another_window_module(module: &str, extra: &[&str]) {
     );
     std::fs::write(&file, text).unwrap();
     let mut flow = dataflow(&file);
-    flow.restore = Some(Arc::new(checkpoint::read(&location).unwrap()));
+    flow.restore = Some(Arc::new(weir_storage::read_checkpoint(&location).unwrap()));
     weir_engine::run(flow).unwrap().join().result.unwrap();
 
     // Every window counted once, whole: the windows open at the savepoint

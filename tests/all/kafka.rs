@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_engine::checkpoint::{CheckpointConfig, CheckpointStorage};
+use weir_engine::checkpoint::CheckpointConfig;
 use weir_job::{ModulePath, prepare, read_job};
 use weir_tests::kafka::{
     Broker, assert_same_windows, counted_windows, kafka_job, sample_input, window_counts,
@@ -105,7 +105,7 @@ fn kafka_to_kafka_exactly_once_through_a_window() {
         1_000,
     );
     let chk = dir.path().join("chk");
-    let storage = CheckpointStorage::open(chk.to_str().unwrap()).unwrap();
+    let storage = weir_storage::open(chk.to_str().unwrap()).unwrap();
     let config = CheckpointConfig::new(storage.clone(), Duration::from_millis(50));
     run(&job, Some(config)).unwrap();
 
@@ -459,7 +459,7 @@ fn partitions_added_while_the_job_runs_are_read_from_their_start() {
         .unwrap()
         .dataflow;
     // The file sink writes out at each checkpoint.
-    let storage = CheckpointStorage::open(dir.path().join("chk").to_str().unwrap()).unwrap();
+    let storage = weir_storage::open(dir.path().join("chk").to_str().unwrap()).unwrap();
     flow.checkpoints = Some(CheckpointConfig::new(storage, Duration::from_millis(100)));
     let handle = weir_engine::run(flow).unwrap();
     let out = dir.path().join("out-grow.jsonl");

@@ -8,13 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weir_engine::operators::{
-    KeyedProcessFactory, TimeMode, Trigger, WindowOperatorFactory, WindowSpec,
-};
+use weir_engine::assigner::WindowAssigner;
 use weir_engine::time::ManualClock;
-use weir_engine::window::WindowAssigner;
 use weir_engine::{Collector, EngineError, OperatorFactory, SubtaskInfo};
 use weir_job::{JobError, ModulePath};
+use weir_operators::{KeyedProcessFactory, TimeMode, Trigger, WindowOperatorFactory, WindowSpec};
 use weir_record::RecordBatch;
 use weir_sandbox::InstanceLimits;
 use weir_tests::{batch, read_jsonl, sandbox, udf, udf_dir};

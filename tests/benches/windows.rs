@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use weir_connectors::nexmark::{NexmarkEventType, NexmarkOptions, NexmarkSourceFactory};
-use weir_engine::operators::{WindowOperatorFactory, WindowSpec};
+use weir_engine::assigner::WindowAssigner;
 use weir_engine::watermark::Watermark;
-use weir_engine::window::WindowAssigner;
 use weir_engine::{Collector, EngineError, Operator, OperatorFactory, SourceFactory, SubtaskInfo};
+use weir_operators::{WindowOperatorFactory, WindowSpec};
 use weir_record::RecordBatch;
 use weir_sandbox::InstanceLimits;
 

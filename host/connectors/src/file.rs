@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use weir_record::codec::{Reader, Writer};
 
 use serde::Deserialize;
 use weir_engine::{BoxError, Source, SourceFactory, SubtaskInfo};
@@ -64,10 +65,11 @@ impl SourceFactory for FileSourceFactory {
         // Restored: continue after the last line read before the checkpoint.
         let (mut offset, mut line_no) = (0u64, 0u64);
         if let Some(s) = info.restored_state()?
-            && s.operator.len() == 16
+            && !s.operator.is_empty()
         {
-            offset = u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?);
-            line_no = u64::from_le_bytes(s.operator[8..].try_into().map_err(|_| "bad position")?);
+            let mut r = Reader::new("file source position", &s.operator);
+            offset = r.u64("offset")?;
+            line_no = r.u64("line")?;
             use std::io::Seek;
             file.seek(std::io::SeekFrom::Start(offset))
                 .map_err(|e| format!("cannot seek in `{}`: {e}", path.display()))?;
@@ -141,8 +143,9 @@ impl Source for FileSource {
     }
 
     fn position(&self) -> Vec<u8> {
-        let mut p = self.offset.to_le_bytes().to_vec();
-        p.extend_from_slice(&self.line_no.to_le_bytes());
+        let mut p = Vec::with_capacity(16);
+        p.put_u64(self.offset);
+        p.put_u64(self.line_no);
         p
     }
 }

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use weir_record::codec::Reader;
 
 use serde::Deserialize;
 use weir_engine::{BoxError, Sink, SinkFactory, SubtaskInfo};
@@ -49,10 +50,10 @@ impl SinkFactory for FileSinkFactory {
         // Restored from a checkpoint: cut the file back to what the
         // checkpoint covered (later lines will be written again), so the
         // file holds every record exactly once.
-        let restored = info.restored_state()?.filter(|s| s.operator.len() == 8);
+        let restored = info.restored_state()?.filter(|s| !s.operator.is_empty());
         let (file, written) = match restored {
             Some(s) => {
-                let len = u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad length")?);
+                let len = Reader::new("file sink position", &s.operator).u64("length")?;
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)

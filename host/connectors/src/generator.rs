@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 use weir_engine::{BoxError, Source, SourceFactory, SubtaskInfo};
+use weir_record::codec::Reader;
 use weir_record::{BatchBuilder, DEFAULT_BATCH_ROWS, RecordBatch};
 
 use crate::pacing::Pacer;
@@ -74,8 +75,8 @@ impl SourceFactory for GeneratorSourceFactory {
             return Err("`keys` must be at least 1".into());
         }
         let next = match info.restored_state()? {
-            Some(s) if s.operator.len() == 8 => {
-                u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?)
+            Some(s) if !s.operator.is_empty() => {
+                Reader::new("generator position", &s.operator).u64("next key")?
             }
             _ => info.subtask as u64,
         };

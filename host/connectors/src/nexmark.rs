@@ -11,6 +11,7 @@
 //! disjoint and together are exactly the sequence one generator would produce.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use weir_record::codec::Reader;
 
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
@@ -111,8 +112,8 @@ impl NexmarkSourceFactory {
 impl SourceFactory for NexmarkSourceFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Source>, BoxError> {
         let produced = match info.restored_state()? {
-            Some(s) if s.operator.len() == 8 => {
-                u64::from_le_bytes(s.operator[..8].try_into().map_err(|_| "bad position")?)
+            Some(s) if !s.operator.is_empty() => {
+                Reader::new("Nexmark source position", &s.operator).u64("events produced")?
             }
             _ => 0,
         };

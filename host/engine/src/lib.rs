@@ -1,4 +1,8 @@
-//! The weir dataflow engine.
+//! The weir dataflow core.
+//!
+//! It knows nothing of Wasm, object stores or async runtimes: operators that
+//! call guests (`weir-operators`), checkpoint storage (`weir-storage`) and
+//! connectors are built on its traits, above or beside it.
 //!
 //! A job is a [`Dataflow`] of named nodes — sources, operators, sinks — joined
 //! by their inputs. The engine turns it into tasks and runs them:
@@ -15,8 +19,9 @@
 //!    checkpoints coordinated by another ([`checkpoint::coordinator`]).
 //! 3. Every node is built on its own thread by a factory: a [`Source`]
 //!    reads its split, an [`Operator`] transforms batches, a [`Sink`] writes.
-//!    [`operators`] holds the built-in operator kinds, the Wasm UDF operator
-//!    among them.
+//!    [`operators`] holds native closures and what every keyed operator does
+//!    with its state at checkpoints; a hot swap reaches an operator through
+//!    [`swap`] as an opaque module handle.
 //!
 //! When tenants share a machine, [`share`] gates the subtask threads so that
 //! each tenant gets CPU in proportion to its weight.
@@ -25,6 +30,7 @@
 //! the input. Later signals (watermarks, checkpoint barriers) travel the same
 //! way, in order with the data.
 
+pub mod assigner;
 pub mod channel;
 pub mod checkpoint;
 pub mod graph;
@@ -37,7 +43,6 @@ pub mod share;
 pub mod swap;
 pub mod time;
 pub mod watermark;
-pub mod window;
 
 mod error;
 mod message;

@@ -48,15 +48,6 @@ impl SubtaskInfo {
         }
     }
 
-    /// The label a Wasm instance of this subtask logs and fails under.
-    pub fn instance_label(&self) -> weir_sandbox::InstanceLabel {
-        weir_sandbox::InstanceLabel {
-            job: self.job.clone(),
-            operator: self.node.clone(),
-            subtask: self.subtask,
-        }
-    }
-
     /// A fresh keyed-state store for this subtask, in the job's backend.
     ///
     /// # Errors
@@ -200,7 +191,7 @@ pub trait Operator: Send {
     /// failed); the old module may be gone, so the subtask fails.
     fn swap_module(
         &mut self,
-        module: &std::sync::Arc<weir_sandbox::OperatorModule>,
+        module: &crate::swap::ModuleHandle,
         version: &str,
     ) -> Result<(), String> {
         let _ = version;

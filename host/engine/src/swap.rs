@@ -10,14 +10,59 @@
 //!
 //! The swap costs each subtask what creating a warm instance costs (plus a
 //! migration, if any); the state is neither written out nor read back.
+//!
+//! The core does not know what a module is: the board carries an opaque
+//! [`ModuleHandle`], which the operators that run modules (`weir-operators`)
+//! open again.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use weir_sandbox::OperatorModule;
-
 use crate::checkpoint::CheckpointId;
+
+/// A module to swap in, opaque to the core: its name and digest for
+/// messages and comparison, and the module itself for the operator that
+/// knows its type.
+#[derive(Clone)]
+pub struct ModuleHandle {
+    name: Arc<str>,
+    digest: Arc<str>,
+    module: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for ModuleHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.digest)
+    }
+}
+
+impl ModuleHandle {
+    /// `module`, named `name`, whose content digest is `digest`.
+    pub fn new<M: Any + Send + Sync>(name: &str, digest: &str, module: Arc<M>) -> Self {
+        Self {
+            name: name.into(),
+            digest: digest.into(),
+            module,
+        }
+    }
+
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The module's digest (`sha256:…`).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The module, if it is an `M`.
+    pub fn get<M: Any + Send + Sync>(&self) -> Option<Arc<M>> {
+        self.module.clone().downcast().ok()
+    }
+}
 
 /// Swaps posted for a job's operators, by node name.
 #[derive(Debug, Default)]
@@ -29,7 +74,7 @@ pub struct ModuleSwaps {
 
 #[derive(Debug)]
 struct Swap {
-    module: Arc<OperatorModule>,
+    module: ModuleHandle,
     version: String,
     /// The savepoint at whose barrier keyed subtasks swap (the first one
     /// after the post).
@@ -52,7 +97,7 @@ pub struct SwapStatus {
 impl ModuleSwaps {
     /// Asks operator `node` to run `module` (named `version` in the state
     /// it writes), replacing any swap posted before.
-    pub fn post(&self, node: &str, module: Arc<OperatorModule>, version: &str) {
+    pub fn post(&self, node: &str, module: ModuleHandle, version: &str) {
         self.lock().insert(
             node.to_string(),
             Swap {
@@ -82,7 +127,7 @@ impl ModuleSwaps {
         &self,
         node: &str,
         id: CheckpointId,
-    ) -> Option<(Arc<OperatorModule>, String)> {
+    ) -> Option<(ModuleHandle, String)> {
         let mut swaps = self.lock();
         let s = swaps.get_mut(node)?;
         (*s.at.get_or_insert(id) == id).then(|| (s.module.clone(), s.version.clone()))
@@ -91,12 +136,12 @@ impl ModuleSwaps {
     /// The swap a stateless subtask of `node` now running `digest` makes
     /// before its next batch, if any; `seen` is the generation it last
     /// checked (one atomic load when nothing changed).
-    pub(crate) fn before_batch(
+    pub fn before_batch(
         &self,
         node: &str,
-        digest: weir_sandbox::ModuleDigest,
+        digest: &str,
         seen: &mut u64,
-    ) -> Option<(Arc<OperatorModule>, String)> {
+    ) -> Option<(ModuleHandle, String)> {
         let now = self.generation.load(Ordering::Acquire);
         if now == *seen {
             return None;
@@ -108,7 +153,7 @@ impl ModuleSwaps {
     }
 
     /// Records one subtask's swap.
-    pub(crate) fn done(&self, node: &str, pause_us: u64, result: Result<(), String>) {
+    pub fn done(&self, node: &str, pause_us: u64, result: Result<(), String>) {
         if let Some(s) = self.lock().get_mut(node) {
             s.status.pause_us = s.status.pause_us.max(pause_us);
             match result {

@@ -33,12 +33,12 @@ pub enum JobError {
         message: String,
     },
     /// A checkpoint or savepoint location cannot be opened.
-    #[error("{message}")]
+    #[error("{source}")]
     Storage {
         /// The location, as given.
         location: String,
         /// What is wrong (it names the location).
-        message: String,
+        source: weir_engine::checkpoint::StorageError,
     },
     /// The engine refused the job once it was built.
     #[error("job `{job}`: {source}")]

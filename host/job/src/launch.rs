@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use weir_engine::Dataflow;
-use weir_engine::checkpoint::{self, CheckpointConfig, CheckpointStorage};
+use weir_engine::checkpoint::{self, CheckpointConfig};
 
 use crate::JobError;
 
@@ -64,8 +64,7 @@ impl StateDir {
                 || self.dir.join(default).display().to_string(),
                 str::to_string,
             );
-            CheckpointStorage::open(&location)
-                .map_err(|message| JobError::Storage { location, message })
+            weir_storage::open(&location).map_err(|source| JobError::Storage { location, source })
         };
         let mut config = CheckpointConfig::new(open(checkpoints, "checkpoints")?, interval);
         config.savepoints = Some(open(savepoints, "savepoints")?);

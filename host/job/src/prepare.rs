@@ -9,8 +9,8 @@ use weir_connectors::file_sink::FileSinkFactory;
 use weir_connectors::generator::GeneratorSourceFactory;
 use weir_connectors::nexmark::NexmarkSourceFactory;
 use weir_connectors::stdout::StdoutSinkFactory;
-use weir_engine::operators::{KeyedProcessFactory, WasmUdfFactory, WindowOperatorFactory};
 use weir_engine::{Dataflow, Input, NodeKind, NodeSpec};
+use weir_operators::{KeyedProcessFactory, WasmUdfFactory, WindowOperatorFactory};
 use weir_sandbox::OperatorKind;
 use weir_sandbox::{OperatorModule, Sandbox};
 

@@ -13,9 +13,9 @@ use weir_connectors::file_sink::FileSinkOptions;
 use weir_connectors::generator::GeneratorOptions;
 use weir_connectors::nexmark::NexmarkOptions;
 use weir_connectors::stdout::StdoutOptions;
-use weir_engine::operators::{Evictor, TimeMode, Trigger, WindowSpec};
+use weir_engine::assigner::WindowAssigner;
 use weir_engine::watermark::WatermarkStrategy;
-use weir_engine::window::WindowAssigner;
+use weir_operators::{Evictor, TimeMode, Trigger, WindowSpec};
 use weir_sandbox::{InstanceLimits, OperatorKind};
 
 use crate::error::JobError;

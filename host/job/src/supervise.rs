@@ -100,8 +100,8 @@ pub fn supervise(
         let name = flow.name.clone();
         flow.checkpoints = sup.checkpoints.clone();
         if let Some(path) = &start_from {
-            let restored =
-                checkpoint::read(path).map_err(|e| format!("cannot restore job `{name}`: {e}"))?;
+            let restored = weir_storage::read_checkpoint(path)
+                .map_err(|e| format!("cannot restore job `{name}`: {e}"))?;
             flow.restore = Some(Arc::new(restored));
         }
         let handle =

@@ -37,6 +37,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+use weir_record::codec::{Reader, Truncated, Writer};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -508,30 +509,20 @@ fn encode_epochs(epochs: &VecDeque<Epoch>) -> Vec<u8> {
         if e.batches.is_empty() {
             continue;
         }
-        let records = weir_engine::checkpoint::encode_records(&e.batches);
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-        out.extend_from_slice(&records);
+        out.put_u64(id);
+        out.put_long_bytes(&weir_engine::checkpoint::encode_records(&e.batches));
     }
     out
 }
 
 #[allow(clippy::type_complexity)]
-fn decode_epochs(mut bytes: &[u8]) -> Result<Vec<(u64, Vec<RecordBatch>)>, String> {
-    let bad = || "malformed Kafka sink state in the checkpoint".to_string();
+fn decode_epochs(bytes: &[u8]) -> Result<Vec<(u64, Vec<RecordBatch>)>, Truncated> {
+    let mut r = Reader::new("Kafka sink state", bytes);
     let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let head: [u8; 16] = bytes
-            .get(..16)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?;
-        let id = u64::from_le_bytes(head[..8].try_into().map_err(|_| bad())?);
-        let len = u64::from_le_bytes(head[8..].try_into().map_err(|_| bad())?) as usize;
-        let body = bytes.get(16..16 + len).ok_or_else(bad)?;
-        let batch = weir_engine::checkpoint::decode_records(body)?;
+    while !r.is_empty() {
+        let id = r.u64("checkpoint id")?;
+        let batch = weir_engine::checkpoint::decode_records(r.long_bytes("records")?)?;
         out.push((id, vec![batch]));
-        bytes = &bytes[16 + len..];
     }
     Ok(out)
 }

@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use weir_record::codec::{Reader, Truncated, Writer};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -126,25 +127,19 @@ impl KafkaSourceFactory {
 fn encode_position(next: &BTreeMap<i32, i64>) -> Vec<u8> {
     let mut out = Vec::with_capacity(next.len() * 12);
     for (p, o) in next {
-        out.extend_from_slice(&p.to_le_bytes());
-        out.extend_from_slice(&o.to_le_bytes());
+        out.put_i32(*p);
+        out.put_i64(*o);
     }
     out
 }
 
-fn decode_position(bytes: &[u8]) -> Result<Vec<(i32, i64)>, String> {
-    if !bytes.len().is_multiple_of(12) {
-        return Err("malformed Kafka source position in the checkpoint".into());
+fn decode_position(bytes: &[u8]) -> Result<Vec<(i32, i64)>, Truncated> {
+    let mut r = Reader::new("Kafka source position", bytes);
+    let mut out = Vec::with_capacity(bytes.len() / 12);
+    while !r.is_empty() {
+        out.push((r.i32("partition")?, r.i64("offset")?));
     }
-    Ok(bytes
-        .chunks_exact(12)
-        .map(|c| {
-            let p = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            let mut o = [0u8; 8];
-            o.copy_from_slice(&c[4..]);
-            (p, i64::from_le_bytes(o))
-        })
-        .collect())
+    Ok(out)
 }
 
 impl SourceFactory for KafkaSourceFactory {

@@ -13,7 +13,10 @@
 //! * [`RecordBatch`] — the unit of work everywhere in the engine.
 //! * [`BatchBuilder`] — builds a batch row by row (sources, tests).
 //! * [`json`] — the JSON Lines views used by file sources and sinks.
+//! * [`codec`] — the one reader and writer of weir's length-prefixed
+//!   binary formats, with a typed error on truncation.
 
+pub mod codec;
 pub mod json;
 
 mod batch;

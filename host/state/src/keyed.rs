@@ -52,6 +52,9 @@ pub enum StateError {
     /// Stored bytes are not what this layer wrote.
     #[error("corrupt list state `{0}`")]
     Corrupt(String),
+    /// Stored bytes end inside a field.
+    #[error(transparent)]
+    Truncated(#[from] weir_record::codec::Truncated),
 }
 
 /// Keyed state of one operator subtask: named states, each scoped to the
@@ -574,13 +577,10 @@ pub(crate) fn expired(v: &[u8], now: i64) -> bool {
     unstamp(v, now).is_none()
 }
 
-fn decode_list(mut v: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), ()> {
-    while !v.is_empty() {
-        let len_bytes: [u8; 4] = v.get(..4).ok_or(())?.try_into().map_err(|_| ())?;
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        let e = v.get(4..4 + len).ok_or(())?;
-        f(e);
-        v = &v[4 + len..];
+fn decode_list(v: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), weir_record::codec::Truncated> {
+    let mut r = weir_record::codec::Reader::new("list state", v);
+    while !r.is_empty() {
+        f(r.bytes("element")?);
     }
     Ok(())
 }

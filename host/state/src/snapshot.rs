@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use weir_record::codec::{Reader, Writer};
+
 use crate::keyed::{StateError, StateKind};
 
 /// The keyed state of one operator subtask (or of several, merged).
@@ -54,54 +56,27 @@ pub enum Entry<'a> {
     },
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
 /// Appends a state entry to a group blob.
 pub fn push_state(out: &mut Vec<u8>, state: u16, rest: &[u8], value: &[u8]) {
     out.push(0);
-    out.extend_from_slice(&state.to_le_bytes());
-    put_bytes(out, rest);
-    put_bytes(out, value);
+    out.put_u16(state);
+    out.put_bytes(rest);
+    out.put_bytes(value);
 }
 
 /// Appends a timer to a group blob.
 pub fn push_timer(out: &mut Vec<u8>, event: bool, time: i64, key: &[u8], namespace: &[u8]) {
     out.push(if event { 1 } else { 2 });
-    out.extend_from_slice(&time.to_le_bytes());
-    put_bytes(out, key);
-    put_bytes(out, namespace);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
-        if self.0.len() < n {
-            return Err(StateError::Corrupt("snapshot entry".into()));
-        }
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        Ok(h)
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], StateError> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| corrupt())?) as usize;
-        self.take(n)
-    }
+    out.put_i64(time);
+    out.put_bytes(key);
+    out.put_bytes(namespace);
 }
 
 /// Calls `f` on each element of a stored list (`[len u32][bytes]`…).
-fn list_elements<'a>(mut v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<(), String> {
-    while !v.is_empty() {
-        let len = v
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .ok_or("a truncated list state")? as usize;
-        f(v.get(4..4 + len).ok_or("a truncated list state")?);
-        v = &v[4 + len..];
+fn list_elements<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<(), String> {
+    let mut r = Reader::new("list state", v);
+    while !r.is_empty() {
+        f(r.bytes("element").map_err(|e| e.to_string())?);
     }
     Ok(())
 }
@@ -115,21 +90,21 @@ fn corrupt() -> StateError {
 /// # Errors
 /// [`StateError::Corrupt`] for a malformed blob.
 pub fn entries(blob: &[u8]) -> Result<Vec<Entry<'_>>, StateError> {
-    let mut r = Reader(blob);
+    let mut r = Reader::new("key group snapshot", blob);
     let mut out = Vec::new();
-    while !r.0.is_empty() {
-        let tag = r.take(1)?[0];
+    while !r.is_empty() {
+        let tag = r.u8("entry tag")?;
         match tag {
             0 => {
-                let state = u16::from_le_bytes(r.take(2)?.try_into().map_err(|_| corrupt())?);
-                let rest = r.bytes()?;
-                let value = r.bytes()?;
+                let state = r.u16("state index")?;
+                let rest = r.bytes("state key")?;
+                let value = r.bytes("state value")?;
                 out.push(Entry::State { state, rest, value });
             }
             1 | 2 => {
-                let time = i64::from_le_bytes(r.take(8)?.try_into().map_err(|_| corrupt())?);
-                let key = r.bytes()?;
-                let namespace = r.bytes()?;
+                let time = r.i64("timer time")?;
+                let key = r.bytes("timer key")?;
+                let namespace = r.bytes("timer namespace")?;
                 out.push(Entry::Timer {
                     event: tag == 1,
                     time,
@@ -211,7 +186,7 @@ impl KeyedSnapshot {
                             let mut list = Vec::new();
                             list_elements(value, |_| {
                                 let x = next();
-                                list.extend_from_slice(&(x.len() as u32).to_le_bytes());
+                                list.put_u32(x.len() as u32);
                                 list.extend_from_slice(&x);
                             })?;
                             push_state(&mut rebuilt, *state, rest, &list);
@@ -235,19 +210,19 @@ impl KeyedSnapshot {
     /// Serializes the whole snapshot.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(&(self.states.len() as u32).to_le_bytes());
+        out.put_u32(self.states.len() as u32);
         for (name, kind) in &self.states {
-            put_bytes(&mut out, name.as_bytes());
+            out.put_bytes(name.as_bytes());
             out.push(match kind {
                 StateKind::Value => 0,
                 StateKind::List => 1,
                 StateKind::Map => 2,
             });
         }
-        out.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
+        out.put_u32(self.groups.len() as u32);
         for (g, blob) in &self.groups {
-            out.extend_from_slice(&g.to_le_bytes());
-            put_bytes(&mut out, blob);
+            out.put_u16(*g);
+            out.put_bytes(blob);
         }
         out
     }
@@ -257,12 +232,12 @@ impl KeyedSnapshot {
     /// # Errors
     /// [`StateError::Corrupt`] for malformed bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
-        let mut r = Reader(bytes);
-        let n = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| corrupt())?);
+        let mut r = Reader::new("keyed state snapshot", bytes);
+        let (n, _) = r.count("state count", 5)?;
         let mut states = Vec::new();
         for _ in 0..n {
-            let name = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt())?;
-            let kind = match r.take(1)?[0] {
+            let name = String::from_utf8(r.bytes("state name")?.to_vec()).map_err(|_| corrupt())?;
+            let kind = match r.u8("state kind")? {
                 0 => StateKind::Value,
                 1 => StateKind::List,
                 2 => StateKind::Map,
@@ -270,11 +245,11 @@ impl KeyedSnapshot {
             };
             states.push((name, kind));
         }
-        let n = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| corrupt())?);
+        let (n, _) = r.count("group count", 6)?;
         let mut groups = BTreeMap::new();
         for _ in 0..n {
-            let g = u16::from_le_bytes(r.take(2)?.try_into().map_err(|_| corrupt())?);
-            groups.insert(g, r.bytes()?.to_vec());
+            let g = r.u16("key group")?;
+            groups.insert(g, r.bytes("key group entries")?.to_vec());
         }
         Ok(Self { states, groups })
     }

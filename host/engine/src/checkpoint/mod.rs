@@ -18,8 +18,8 @@
 //! checkpoint's metadata and the checkpoint is complete. A checkpoint that
 //! does not complete within the timeout is abandoned.
 //!
-//! Storage ([`storage`]) is a local directory or S3-compatible object
-//! storage. Checkpoint `n` is `chk-<n>/` holding one object per node subtask
+//! Storage ([`storage`]) is an interface (implemented over `object_store`
+//! by `weir-storage`: a local directory or S3-compatible object storage). Checkpoint `n` is `chk-<n>/` holding one object per node subtask
 //! and `_metadata` (JSON), written last: a checkpoint without `_metadata` is
 //! not complete. RocksDB state is checkpointed *incrementally*: its SST files
 //! never change, so each is uploaded once to `shared/` and referenced by
@@ -35,12 +35,13 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use weir_record::RecordBatch;
+use weir_record::codec::{Reader, Truncated, Writer};
 use weir_state::KeyedSnapshot;
 
 use crate::key_group::groups_of_subtask;
 pub(crate) use coordinator::{Ack, AckKind, CheckpointHooks, Coordinator};
 pub use coordinator::{CheckpointStats, Mode};
-pub use storage::CheckpointStorage;
+pub use storage::{CheckpointStorage, ObjectStorage, StorageError};
 
 /// A checkpoint's number, increasing from 1.
 pub type CheckpointId = u64;
@@ -71,14 +72,37 @@ pub struct StateWriter {
 }
 
 impl StateWriter {
-    /// `module`, named `version` (`None`: by its digest).
-    pub fn new(module: &weir_sandbox::OperatorModule, version: Option<&str>) -> Self {
-        let digest = module.digest().to_string();
+    /// The module whose digest is `digest`, named `version` (`None`: by
+    /// its digest).
+    pub fn new(digest: &str, version: Option<&str>) -> Self {
+        let digest = digest.to_string();
         Self {
             version: version.map_or_else(|| digest.clone(), str::to_string),
             digest,
         }
     }
+}
+
+/// A subtask's state object that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// It ends inside a field.
+    #[error(transparent)]
+    Truncated(#[from] Truncated),
+    /// Its format byte is not one this version writes.
+    #[error("unknown subtask state format {0}")]
+    Format(u8),
+    /// Its keyed state is malformed.
+    #[error("keyed state: {0}")]
+    Keyed(#[from] weir_state::StateError),
+    /// A JSON part is malformed.
+    #[error("{part}: {source}")]
+    Json {
+        /// Which part.
+        part: &'static str,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
 }
 
 /// What one node subtask contributes to a checkpoint.
@@ -111,29 +135,22 @@ impl SubtaskState {
 
     /// The bytes of one subtask's state object in a checkpoint.
     pub fn encode(&self) -> Vec<u8> {
-        fn part(out: &mut Vec<u8>, bytes: &[u8]) {
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
         let flags = u8::from(self.keyed.is_some())
             | (u8::from(!self.native.is_empty()) << 1)
             | (u8::from(!self.inflight.is_empty()) << 2)
             | (u8::from(self.writer.is_some()) << 3);
         let mut out = vec![flags];
         if let Some(k) = &self.keyed {
-            part(&mut out, &k.encode());
+            out.put_long_bytes(&k.encode());
         }
         if !self.native.is_empty() {
-            part(
-                &mut out,
-                &serde_json::to_vec(&self.native).unwrap_or_default(),
-            );
+            out.put_long_bytes(&serde_json::to_vec(&self.native).unwrap_or_default());
         }
         if !self.inflight.is_empty() {
-            part(&mut out, &self.inflight);
+            out.put_long_bytes(&self.inflight);
         }
         if let Some(w) = &self.writer {
-            part(&mut out, &serde_json::to_vec(w).unwrap_or_default());
+            out.put_long_bytes(&serde_json::to_vec(w).unwrap_or_default());
         }
         out.extend_from_slice(&self.operator);
         out
@@ -143,40 +160,37 @@ impl SubtaskState {
     ///
     /// # Errors
     /// Truncated or malformed bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let bad = || "truncated subtask state".to_string();
-        let (&flags, mut rest) = bytes.split_first().ok_or_else(bad)?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new("subtask state", bytes);
+        let flags = r.u8("format")?;
         if flags > 15 {
-            return Err(format!("unknown subtask state format {flags}"));
+            return Err(DecodeError::Format(flags));
         }
-        let take = |rest: &mut &[u8]| -> Result<Vec<u8>, String> {
-            let len = u64::from_le_bytes(
-                rest.get(..8)
-                    .ok_or_else(bad)?
-                    .try_into()
-                    .map_err(|_| bad())?,
-            ) as usize;
-            let part = rest.get(8..8 + len).ok_or_else(bad)?.to_vec();
-            *rest = &rest[8 + len..];
-            Ok(part)
-        };
         let mut out = Self::default();
         if flags & 1 != 0 {
-            let keyed = take(&mut rest)?;
-            out.keyed = Some(KeyedSnapshot::decode(&keyed).map_err(|e| e.to_string())?);
+            let keyed = r.long_bytes("keyed state")?;
+            out.keyed = Some(KeyedSnapshot::decode(keyed)?);
         }
         if flags & 2 != 0 {
-            let files = take(&mut rest)?;
-            out.native = serde_json::from_slice(&files).map_err(|e| e.to_string())?;
+            let files = r.long_bytes("RocksDB files")?;
+            out.native = serde_json::from_slice(files).map_err(|e| DecodeError::Json {
+                part: "RocksDB files",
+                source: e,
+            })?;
         }
         if flags & 4 != 0 {
-            out.inflight = take(&mut rest)?;
+            out.inflight = r.long_bytes("in-flight records")?.to_vec();
         }
         if flags & 8 != 0 {
-            let writer = take(&mut rest)?;
-            out.writer = Some(serde_json::from_slice(&writer).map_err(|e| e.to_string())?);
+            let writer = r.long_bytes("state writer")?;
+            out.writer = Some(
+                serde_json::from_slice(writer).map_err(|e| DecodeError::Json {
+                    part: "state writer",
+                    source: e,
+                })?,
+            );
         }
-        out.operator = rest.to_vec();
+        out.operator = r.rest().to_vec();
         Ok(out)
     }
 }
@@ -184,21 +198,17 @@ impl SubtaskState {
 /// Encodes records (in-flight data of an unaligned checkpoint): per record
 /// key, value, timestamp and headers.
 pub fn encode_records(batches: &[RecordBatch]) -> Vec<u8> {
-    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        out.extend_from_slice(b);
-    }
     let mut out = Vec::new();
     for batch in batches {
         for r in batch.records() {
-            bytes(&mut out, r.key());
-            bytes(&mut out, r.value());
-            out.extend_from_slice(&r.timestamp().to_le_bytes());
+            out.put_bytes(r.key());
+            out.put_bytes(r.value());
+            out.put_i64(r.timestamp());
             let headers: Vec<_> = r.headers().collect();
-            out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+            out.put_u32(headers.len() as u32);
             for (k, v) in headers {
-                bytes(&mut out, k);
-                bytes(&mut out, v);
+                out.put_bytes(k);
+                out.put_bytes(v);
             }
         }
     }
@@ -208,33 +218,20 @@ pub fn encode_records(batches: &[RecordBatch]) -> Vec<u8> {
 /// Decodes what [`encode_records`] wrote, as one batch.
 ///
 /// # Errors
-/// Truncated or malformed bytes.
-pub fn decode_records(mut b: &[u8]) -> Result<RecordBatch, String> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-        let part = b.get(..n).ok_or("truncated in-flight records")?;
-        *b = &b[n..];
-        Ok(part)
-    }
-    fn u32_(b: &mut &[u8]) -> Result<usize, String> {
-        let x = take(b, 4)?;
-        Ok(u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
-    }
-    fn bytes<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], String> {
-        let n = u32_(b)?;
-        take(b, n)
-    }
+/// Truncated bytes.
+pub fn decode_records(bytes: &[u8]) -> Result<RecordBatch, Truncated> {
+    let mut r = Reader::new("in-flight records", bytes);
     let mut out = weir_record::BatchBuilder::default();
-    while !b.is_empty() {
-        let key = bytes(&mut b)?;
-        let value = bytes(&mut b)?;
-        let ts = take(&mut b, 8)?;
-        let ts = i64::from_le_bytes(ts.try_into().map_err(|_| "bad timestamp")?);
-        let n = u32_(&mut b)?;
+    while !r.is_empty() {
+        let key = r.bytes("key")?;
+        let value = r.bytes("value")?;
+        let ts = r.i64("timestamp")?;
         // A count read from the bytes: at most what the bytes can hold (a
-        // header is at least 8 bytes), whatever it claims.
-        let mut headers = Vec::with_capacity(n.min(b.len() / 8));
+        // header is at least 8 bytes) is reserved, whatever it claims.
+        let (n, capacity) = r.count("header count", 8)?;
+        let mut headers = Vec::with_capacity(capacity);
         for _ in 0..n {
-            headers.push((bytes(&mut b)?, bytes(&mut b)?));
+            headers.push((r.bytes("header name")?, r.bytes("header value")?));
         }
         out.push_with_headers(key, value, ts, headers);
     }
@@ -434,7 +431,9 @@ impl RestoredJob {
                 old.len()
             ));
         }
-        decode_records(&old[subtask].inflight).map(Some)
+        decode_records(&old[subtask].inflight)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     /// Reads an incremental RocksDB checkpoint into the portable format,
@@ -557,12 +556,11 @@ pub fn latest(storage: &CheckpointStorage) -> Option<String> {
     completed(storage).pop().map(|(_, n)| storage.display(&n))
 }
 
-/// Reads a checkpoint or savepoint: a directory or a URL (`s3://b/p/chk-7`).
+/// Reads checkpoint or savepoint `name` (`chk-7`, `sp-3`) from `storage`.
 ///
 /// # Errors
 /// A missing or unreadable object, or malformed contents, naming it.
-pub fn read(location: &str) -> Result<RestoredJob, String> {
-    let (storage, name) = CheckpointStorage::open_parent(location)?;
+pub fn read(storage: &CheckpointStorage, name: &str) -> Result<RestoredJob, String> {
     let meta_bytes = storage.get(&format!("{name}/_metadata"))?;
     let meta: Metadata = serde_json::from_slice(&meta_bytes).map_err(|e| {
         format!(
@@ -575,7 +573,7 @@ pub fn read(location: &str) -> Result<RestoredJob, String> {
         // (The parallelism is read from the metadata: no reservation for it.)
         let mut subtasks = Vec::new();
         for s in 0..n.parallelism {
-            let object = state_object(&name, &n.name, s);
+            let object = state_object(name, &n.name, s);
             let bytes = storage.get(&object)?;
             subtasks.push(
                 SubtaskState::decode(&bytes)
@@ -586,8 +584,8 @@ pub fn read(location: &str) -> Result<RestoredJob, String> {
     }
     Ok(RestoredJob {
         id: meta.id,
-        location: storage.display(&name),
-        storage,
+        location: storage.display(name),
+        storage: storage.clone(),
         nodes,
     })
 }
@@ -754,7 +752,6 @@ mod tests {
 
     #[test]
     fn checkpoints_are_written_read_and_rescaled_by_key_group() {
-        let dir = tempfile::tempdir().unwrap();
         let mut keyed = KeyedSnapshot {
             states: vec![("s".into(), weir_state::StateKind::Value)],
             ..Default::default()
@@ -779,15 +776,12 @@ mod tests {
             },
         );
         let nodes = vec![("src".to_string(), 1), ("win dow".to_string(), 1)];
-        let storage = CheckpointStorage::open(&dir.path().display().to_string()).unwrap();
+        let storage = storage::memory::storage();
         write(&storage, "chk-4", 4, "j", &nodes, &states, false).unwrap();
         write(&storage, "chk-5", 5, "j", &nodes, &states, false).unwrap();
-        assert_eq!(
-            latest(&storage).unwrap(),
-            dir.path().join("chk-5").display().to_string()
-        );
+        assert_eq!(latest(&storage).unwrap(), "memory:///test/chk-5");
 
-        let r = read(&dir.path().join("chk-4").display().to_string()).unwrap();
+        let r = read(&storage, "chk-4").unwrap();
         assert_eq!(r.id, 4);
         let src = r.subtask("src", 0, 1, 128, false).unwrap().unwrap();
         assert_eq!(src.operator, b"pos=7");
@@ -799,7 +793,7 @@ mod tests {
         // cannot be split).
         states.get_mut(&(1, 0)).unwrap().inflight.clear();
         write(&storage, "chk-6", 6, "j", &nodes, &states, false).unwrap();
-        let r = read(&dir.path().join("chk-6").display().to_string()).unwrap();
+        let r = read(&storage, "chk-6").unwrap();
         let low = r.subtask("win dow", 0, 2, 128, false).unwrap().unwrap();
         let high = r.subtask("win dow", 1, 2, 128, false).unwrap().unwrap();
         assert_eq!(
@@ -832,7 +826,7 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_shared_files_that_retained_checkpoints_reference() {
-        let storage = CheckpointStorage::open("memory:///prune-test").unwrap();
+        let storage = storage::memory::storage();
         let nodes = vec![("w".to_string(), 1)];
         let file = |object: &str| NativeFile {
             name: object.rsplit('-').next().unwrap().to_string(),

@@ -164,7 +164,11 @@ impl Server {
         // ends the run for a rollback instead of restarting it.
         live.begin_probation();
         let started = std::time::Instant::now();
-        live.swaps.post(operator, module, &new.version);
+        live.swaps.post(
+            operator,
+            weir_operators::module_handle(module),
+            &new.version,
+        );
         // A keyed operator swaps in place at a savepoint's barrier: the
         // savepoint keeps the old module's state for a rollback. A
         // stateless one swaps before its next batch, with no savepoint.

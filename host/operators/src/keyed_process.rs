@@ -19,14 +19,15 @@ use weir_sandbox::{
 };
 use weir_state::{KeyedState, StateId, StateKind};
 
-use crate::BoxError;
-use crate::checkpoint::StateWriter;
-use crate::error::EngineError;
-use crate::key_group::key_group;
-use crate::metrics::NodeRole;
-use crate::node::{Collector, Operator, OperatorFactory, SubtaskInfo};
-use crate::time::Clock;
-use crate::watermark::Watermark;
+use weir_engine::BoxError;
+use weir_engine::EngineError;
+use weir_engine::NodeRole;
+use weir_engine::checkpoint::StateWriter;
+use weir_engine::key_group::key_group;
+use weir_engine::swap::ModuleHandle;
+use weir_engine::time::Clock;
+use weir_engine::watermark::Watermark;
+use weir_engine::{Collector, Operator, OperatorFactory, SubtaskInfo};
 
 /// Builds a keyed process operator per subtask.
 pub struct KeyedProcessFactory {
@@ -60,7 +61,7 @@ impl KeyedProcessFactory {
             ));
         }
         Ok(Self {
-            writer: StateWriter::new(&module, None),
+            writer: crate::state_writer(&module, None),
             module,
             config,
             limits,
@@ -73,7 +74,7 @@ impl KeyedProcessFactory {
     /// version; `None` keeps the digest), for a later version's migration.
     #[must_use]
     pub fn with_version(mut self, version: Option<&str>) -> Self {
-        self.writer = StateWriter::new(&self.module, version);
+        self.writer = crate::state_writer(&self.module, version);
         self
     }
 
@@ -88,16 +89,16 @@ impl KeyedProcessFactory {
 
 impl OperatorFactory for KeyedProcessFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
-        let label = info.instance_label();
+        let label = crate::instance_label(info);
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
         let stamped = |name: &str| self.state_ttl.iter().any(|(n, _)| n == name || n == "*");
-        let migration = super::Migration {
+        let mut migration = crate::Migration {
             writer: &self.writer,
             instance: &mut instance,
             guest_state: &|_| true,
             stamped: &stamped,
         };
-        let mut state = super::open_keyed(info, Some(migration))?;
+        let mut state = weir_engine::operators::keyed::open_keyed(info, Some(&mut migration))?;
         for (name, ttl) in &self.state_ttl {
             state.set_ttl(name, *ttl);
         }
@@ -113,8 +114,8 @@ impl OperatorFactory for KeyedProcessFactory {
             node: info.node.clone(),
             subtask: info.subtask,
             writer: self.writer.clone(),
-            respawn: super::Respawn {
-                label: info.instance_label(),
+            respawn: crate::Respawn {
+                label: crate::instance_label(info),
                 limits: self.limits,
                 config: self.config.clone(),
             },
@@ -226,7 +227,7 @@ struct KeyedProcess {
     /// Recorded with the state in snapshots.
     writer: StateWriter,
     /// How a new instance is made (a hot swap).
-    respawn: super::Respawn,
+    respawn: crate::Respawn,
     state_ttl: Vec<(String, std::time::Duration)>,
 }
 
@@ -410,14 +411,14 @@ impl Operator for KeyedProcess {
         self.fire_timers(TimeDomain::ProcessingTime, now, out)
     }
 
-    fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
+    fn snapshot(&mut self) -> Result<weir_engine::checkpoint::PendingState, EngineError> {
         let writer = self.writer.clone();
         let host = self.host()?;
-        let pending = super::freeze_keyed(&mut host.state, &writer);
+        let pending = weir_engine::operators::keyed::freeze_keyed(&mut host.state, &writer);
         pending.map_err(|e| self.err(e))
     }
 
-    fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
+    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), String> {
         let (mut instance, writer) =
             self.respawn
                 .instance(module, version, OperatorKind::KeyedProcess)?;
@@ -431,13 +432,13 @@ impl Operator for KeyedProcess {
             .ok_or("the operator has no keyed state")?;
         let ttl = &self.state_ttl;
         let stamped = |name: &str| ttl.iter().any(|(n, _)| n == name || n == "*");
-        let migration = super::Migration {
+        let migration = crate::Migration {
             writer: &writer,
             instance: &mut instance,
             guest_state: &|_| true,
             stamped: &stamped,
         };
-        let migrated = super::migrate_live(&mut host.state, &self.writer, migration);
+        let migrated = crate::migrate_live(&mut host.state, &self.writer, migration);
         if let Err(e) = migrated {
             // The old instance goes on (the subtask fails with the error).
             self.instance.set_keyed_context(context);

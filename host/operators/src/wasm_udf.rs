@@ -9,11 +9,10 @@ use std::sync::Arc;
 use weir_record::RecordBatch;
 use weir_sandbox::{InstanceLimits, OperatorInstance, OperatorModule};
 
-use crate::BoxError;
-use crate::error::EngineError;
-use crate::metrics::NodeRole;
-use crate::node::{Collector, Operator, OperatorFactory, SubtaskInfo};
-use crate::swap::ModuleSwaps;
+use weir_engine::swap::{ModuleHandle, ModuleSwaps};
+use weir_engine::{
+    BoxError, Collector, EngineError, NodeRole, Operator, OperatorFactory, SubtaskInfo,
+};
 
 /// Creates one warm instance of a module per subtask.
 pub struct WasmUdfFactory {
@@ -39,17 +38,18 @@ impl WasmUdfFactory {
 
 impl OperatorFactory for WasmUdfFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
-        let label = info.instance_label();
+        let label = crate::instance_label(info);
         let instance = self
             .module
             .instantiate(label.clone(), self.limits, &self.config)?;
         Ok(Box::new(WasmUdf {
+            digest: self.module.digest().to_string(),
             instance,
             node: info.node.clone(),
             subtask: info.subtask,
             swaps: info.swaps.clone(),
             seen: 0,
-            respawn: super::Respawn {
+            respawn: crate::Respawn {
                 label,
                 limits: self.limits,
                 config: self.config.clone(),
@@ -61,6 +61,8 @@ impl OperatorFactory for WasmUdfFactory {
 /// A running Wasm operator subtask.
 struct WasmUdf {
     instance: OperatorInstance,
+    /// The digest of the module it runs.
+    digest: String,
     node: String,
     subtask: usize,
     /// The job's swap board: a stateless operator swaps before its next
@@ -69,7 +71,7 @@ struct WasmUdf {
     /// The board's generation last looked at.
     seen: u64,
     /// How a new instance is made (a hot swap).
-    respawn: super::Respawn,
+    respawn: crate::Respawn,
 }
 
 impl Operator for WasmUdf {
@@ -78,11 +80,10 @@ impl Operator for WasmUdf {
         batch: RecordBatch,
         out: &mut dyn Collector,
     ) -> Result<(), EngineError> {
-        let digest = self.instance.module().digest();
         let posted = self
             .swaps
             .as_ref()
-            .and_then(|swaps| swaps.before_batch(&self.node, digest, &mut self.seen));
+            .and_then(|swaps| swaps.before_batch(&self.node, &self.digest, &mut self.seen));
         if let Some((module, version)) = posted {
             let started = std::time::Instant::now();
             let swapped = self.swap_module(&module, &version);
@@ -109,10 +110,11 @@ impl Operator for WasmUdf {
         out.collect(result)
     }
 
-    fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
+    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), String> {
         (self.instance, _) = self
             .respawn
             .instance(module, version, self.instance.kind())?;
+        self.digest = module.digest().to_string();
         Ok(())
     }
 }

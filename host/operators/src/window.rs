@@ -28,21 +28,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_record::codec::{Reader, Truncated, Writer};
 use weir_record::{BatchBuilder, BytesColumn, RecordBatch};
 use weir_sandbox::{
     InstanceLimits, OperatorInstance, OperatorKind, OperatorModule, SandboxError, WindowPane,
 };
 use weir_state::{KeyedState, StateId, StateKind};
 
-use crate::BoxError;
-use crate::checkpoint::StateWriter;
-use crate::error::EngineError;
-use crate::key_group::key_group;
-use crate::metrics::NodeRole;
-use crate::node::{Collector, Operator, OperatorFactory, SubtaskInfo};
-use crate::time::Clock;
-use crate::watermark::Watermark;
-use crate::window::{Window, WindowAssigner, cleanup_time, merge_session};
+use weir_engine::BoxError;
+use weir_engine::EngineError;
+use weir_engine::NodeRole;
+use weir_engine::assigner::{Window, WindowAssigner, cleanup_time, merge_session};
+use weir_engine::checkpoint::StateWriter;
+use weir_engine::key_group::key_group;
+use weir_engine::swap::ModuleHandle;
+use weir_engine::time::Clock;
+use weir_engine::watermark::Watermark;
+use weir_engine::{Collector, Operator, OperatorFactory, SubtaskInfo};
 
 /// A hash map with a fast hasher, for the per-batch indexes of panes.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -161,7 +163,7 @@ impl WindowOperatorFactory {
             }
         }
         Ok(Self {
-            writer: StateWriter::new(&module, None),
+            writer: crate::state_writer(&module, None),
             module,
             config,
             limits,
@@ -173,14 +175,14 @@ impl WindowOperatorFactory {
     /// version; `None` keeps the digest), for a later version's migration.
     #[must_use]
     pub fn with_version(mut self, version: Option<&str>) -> Self {
-        self.writer = StateWriter::new(&self.module, version);
+        self.writer = crate::state_writer(&self.module, version);
         self
     }
 }
 
 impl OperatorFactory for WindowOperatorFactory {
     fn create(&self, info: &SubtaskInfo) -> Result<Box<dyn Operator>, BoxError> {
-        let label = info.instance_label();
+        let label = crate::instance_label(info);
         let mut instance = self.module.instantiate(label, self.limits, &self.config)?;
         let incremental =
             self.module.kind() == OperatorKind::Aggregate && self.spec.evictor.is_none();
@@ -189,7 +191,7 @@ impl OperatorFactory for WindowOperatorFactory {
         } else {
             None
         };
-        let migration = super::Migration {
+        let mut migration = crate::Migration {
             writer: &self.writer,
             instance: &mut instance,
             // Accumulators are the guest's; record lists, counts and
@@ -197,7 +199,7 @@ impl OperatorFactory for WindowOperatorFactory {
             guest_state: &|name| name == "acc",
             stamped: &|_| false,
         };
-        let mut state = super::open_keyed(info, Some(migration))?;
+        let mut state = weir_engine::operators::keyed::open_keyed(info, Some(&mut migration))?;
         let ids = StateIds {
             acc: state.register("acc", StateKind::Value)?,
             contents: state.register("contents", StateKind::List)?,
@@ -219,8 +221,8 @@ impl OperatorFactory for WindowOperatorFactory {
             node: info.node.clone(),
             subtask: info.subtask,
             writer: self.writer.clone(),
-            respawn: super::Respawn {
-                label: info.instance_label(),
+            respawn: crate::Respawn {
+                label: crate::instance_label(info),
                 limits: self.limits,
                 config: self.config.clone(),
             },
@@ -255,7 +257,7 @@ struct WindowOperator {
     /// Recorded with the state in snapshots.
     writer: StateWriter,
     /// How a new instance is made (a hot swap).
-    respawn: super::Respawn,
+    respawn: crate::Respawn,
 }
 
 /// The namespace of a pane's state: the window, 16 bytes.
@@ -294,16 +296,13 @@ fn decode_i64(b: Option<Vec<u8>>) -> Option<i64> {
 /// the pane's).
 fn encode_record(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) {
     let r = batch.record(row);
-    out.extend_from_slice(&r.timestamp().to_le_bytes());
-    out.extend_from_slice(&(r.value().len() as u32).to_le_bytes());
-    out.extend_from_slice(r.value());
+    out.put_i64(r.timestamp());
+    out.put_bytes(r.value());
     let headers: Vec<_> = r.headers().collect();
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    out.put_u32(headers.len() as u32);
     for (n, v) in headers {
-        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-        out.extend_from_slice(n);
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
+        out.put_bytes(n);
+        out.put_bytes(v);
     }
 }
 
@@ -315,26 +314,19 @@ struct Kept {
     raw: Vec<u8>,
 }
 
-fn decode_record(raw: &[u8]) -> Option<Kept> {
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let s = raw.get(at..at + n)?;
-        at += n;
-        Some(s)
-    };
-    let ts = i64::from_le_bytes(take(8)?.try_into().ok()?);
-    let vlen = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-    let value = take(vlen)?.to_vec();
-    let hn = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-    let mut headers = Vec::with_capacity(hn);
-    for _ in 0..hn {
-        let nl = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        let n = take(nl)?.to_vec();
-        let vl = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        let v = take(vl)?.to_vec();
-        headers.push((n, v));
+fn decode_record(raw: &[u8]) -> Result<Kept, Truncated> {
+    let mut r = Reader::new("window contents", raw);
+    let ts = r.i64("timestamp")?;
+    let value = r.bytes("value")?.to_vec();
+    let (n, capacity) = r.count("header count", 8)?;
+    let mut headers = Vec::with_capacity(capacity);
+    for _ in 0..n {
+        headers.push((
+            r.bytes("header name")?.to_vec(),
+            r.bytes("header value")?.to_vec(),
+        ));
     }
-    Some(Kept {
+    Ok(Kept {
         ts,
         value,
         headers,
@@ -871,15 +863,15 @@ impl WindowOperator {
             self.set_key(key);
             let space = ns(w);
             let mut kept: Vec<Kept> = Vec::new();
-            let mut corrupt = false;
+            let mut corrupt = None;
             self.state
                 .list_for_each(self.ids.contents, &space, |raw| match decode_record(raw) {
-                    Some(k) => kept.push(k),
-                    None => corrupt = true,
+                    Ok(k) => kept.push(k),
+                    Err(e) => corrupt = Some(e),
                 })
                 .map_err(|e| self.err(e))?;
-            if corrupt {
-                return Err(self.err("corrupt window contents in state"));
+            if let Some(e) = corrupt {
+                return Err(self.err(e));
             }
             let before = kept.len();
             match self.spec.evictor {
@@ -1120,22 +1112,22 @@ impl Operator for WindowOperator {
         self.state.next_timer(false)
     }
 
-    fn snapshot(&mut self) -> Result<crate::checkpoint::PendingState, EngineError> {
-        let pending = super::freeze_keyed(&mut self.state, &self.writer);
+    fn snapshot(&mut self) -> Result<weir_engine::checkpoint::PendingState, EngineError> {
+        let pending = weir_engine::operators::keyed::freeze_keyed(&mut self.state, &self.writer);
         pending.map_err(|e| self.err(e))
     }
 
-    fn swap_module(&mut self, module: &Arc<OperatorModule>, version: &str) -> Result<(), String> {
+    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), String> {
         let (mut instance, writer) =
             self.respawn
                 .instance(module, version, self.instance.kind())?;
-        let migration = super::Migration {
+        let migration = crate::Migration {
             writer: &writer,
             instance: &mut instance,
             guest_state: &|name| name == "acc",
             stamped: &|_| false,
         };
-        super::migrate_live(&mut self.state, &self.writer, migration)?;
+        crate::migrate_live(&mut self.state, &self.writer, migration)?;
         if self.empty_acc.is_some() {
             self.empty_acc = Some(instance.create_accumulator().map_err(|e| e.to_string())?);
         }
