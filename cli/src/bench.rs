@@ -16,8 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use weir_job::nexmark::{NexmarkJob, Query};
-use weir_job::{BackendChoice, Ended, Event, ModulePath, StateDir, Supervision};
-use weir_sandbox::{Sandbox, SandboxConfig};
+use weir_job::{BackendChoice, Ended, Event, Launcher, ModulePath, StateDir, Supervision};
 
 /// `weir bench …`.
 #[derive(Subcommand)]
@@ -220,30 +219,24 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
     };
     let file = dir.path().join(format!("nexmark-{query}.toml"));
     std::fs::write(&file, job.toml())?;
-    let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: Some(
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(crate::run::default_cache_dir),
-        ),
-        compiler: crate::run::compiler(),
-        ..SandboxConfig::default()
-    })
-    .context("cannot start the Wasm sandbox")?;
+    let sandbox = weir_job::launch::sandbox(args.cache_dir.clone(), crate::run::compiler())?;
     let modules = ModulePath::for_job(&file, &args.module_dirs);
+    let state = StateDir::create(dir.path())?;
     // Build the dataflow (compiling the modules, or loading them from the
     // cache) before the clock starts; the run never restarts.
     let spec = weir_job::read_job(&file)?;
+    let launcher = Launcher {
+        sandbox: &sandbox,
+        modules: &modules,
+        state: Some(&state),
+        backend: Some(args.state_backend),
+    };
     let mut flow = Some(
-        weir_job::prepare(spec, &sandbox, &modules)
+        launcher
+            .prepare(spec)
             .with_context(|| format!("{query}"))?
             .dataflow,
     );
-    let state = StateDir::create(dir.path())?;
-    if let Some(f) = &mut flow {
-        args.state_backend.apply(f, dir.path());
-        state.working_copy(f);
-    }
     let checkpoints = args
         .checkpoint_interval
         .map(|interval| state.checkpoints(interval, None, None))

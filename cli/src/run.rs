@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use weir_engine::checkpoint;
-use weir_job::{BackendChoice, Ended, Event, ModulePath, StateDir, Supervision};
-use weir_sandbox::{Sandbox, SandboxConfig};
+use weir_job::{BackendChoice, Ended, Event, Launcher, ModulePath, StateDir, Supervision};
 
 use crate::progress;
 
@@ -92,18 +90,6 @@ pub enum RestartStrategy {
     Exponential,
 }
 
-/// The default compilation cache directory.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("WEIR_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("weir").join("modules")
-}
-
 /// Where `weir` compiles components: in a helper process (this program
 /// again, `weir __compile-helper`) whose memory and time the kernel bounds.
 pub(crate) fn compiler() -> weir_sandbox::Compiler {
@@ -135,12 +121,7 @@ pub(crate) fn compile_helper(bytes: usize) -> ExitCode {
 /// Runs the job; exit code 0 if it completed, 1 if it failed while running,
 /// 2 if it could not start.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: Some(args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
-        compiler: compiler(),
-        ..SandboxConfig::default()
-    })
-    .context("cannot start the Wasm sandbox")?;
+    let sandbox = weir_job::launch::sandbox(args.cache_dir.clone(), compiler())?;
     let modules = ModulePath::for_job(&args.job, &args.module_dirs);
     let state = args
         .state_dir
@@ -192,22 +173,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let launcher = Launcher {
+        sandbox: &sandbox,
+        modules: &modules,
+        state: state.as_ref(),
+        backend: args.state_backend,
+    };
     let build = |attempt: u32| -> Result<weir_engine::Dataflow, String> {
         let spec = weir_job::read_job(&args.job).map_err(|e| e.to_string())?;
-        let prepared = weir_job::prepare(spec, &sandbox, &modules).map_err(|e| e.to_string())?;
+        let prepared = launcher.prepare(spec).map_err(|e| e.to_string())?;
         if attempt == 0 {
             for (op, m) in &prepared.modules {
                 tracing::info!(operator = %op, module = m.name(), digest = %m.digest(), kind = %m.kind(), "module ready");
             }
         }
-        let mut flow = prepared.dataflow;
-        if let Some(backend) = args.state_backend {
-            backend.apply(&mut flow, &std::env::temp_dir().join("weir-rocksdb"));
-        }
-        if let Some(state) = &state {
-            state.working_copy(&mut flow);
-        }
-        Ok(flow)
+        Ok(prepared.dataflow)
     };
     let mut name = String::new();
     let mut stats = None;

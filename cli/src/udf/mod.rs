@@ -12,7 +12,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use weir_sandbox::{Sandbox, SandboxConfig};
 
-mod build;
 mod new;
 
 #[cfg(feature = "server")]
@@ -103,7 +102,7 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create `{}`", out.display()))?;
             for dir in dirs {
-                let built = build::build(&dir, &out)
+                let built = weir_udf_build::build(&dir, &out)
                     .with_context(|| format!("cannot build UDF `{}`", dir.display()))?;
                 let size = std::fs::metadata(&built).map(|m| m.len()).unwrap_or(0);
                 eprintln!("built {} ({} KiB)", built.display(), size / 1024);
@@ -134,7 +133,7 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
         UdfCommand::Inspect { file, conn } => {
             let json = conn.json;
             let sandbox = Sandbox::new(SandboxConfig {
-                cache_dir: Some(crate::run::default_cache_dir()),
+                cache_dir: Some(weir_job::launch::default_cache_dir()),
                 max_instances: 4,
                 compiler: crate::run::compiler(),
                 ..SandboxConfig::default()
@@ -191,7 +190,7 @@ pub fn run(cmd: UdfCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         UdfCommand::Wit { dir } => {
-            build::write_wit(&dir)?;
+            weir_udf_build::write_wit(&dir)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -32,6 +32,9 @@ pub enum JobError {
         /// What is wrong.
         message: String,
     },
+    /// The Wasm sandbox cannot start.
+    #[error("cannot start the Wasm sandbox: {0}")]
+    Sandbox(String),
     /// A checkpoint or savepoint location cannot be opened.
     #[error("{source}")]
     Storage {

@@ -1,8 +1,11 @@
 //! What every launcher of a job shares — `weir run`, `weir bench` and
-//! `weir serve` — so that a job's state is laid out one way: the state
-//! directory and its checkpoint storage, the savepoint request file, the
-//! RocksDB working copies, and a state backend named on a command line,
-//! parsed once into a typed value.
+//! `weir serve` — so that a job is built and its state laid out one way:
+//! the sandbox its modules compile in ([`sandbox`]), the [`Launcher`] that
+//! turns a job file into a dataflow on every attempt (modules looked up and
+//! compiled, the state backend applied, RocksDB working copies placed), the
+//! state directory and its checkpoint storage, the savepoint request file,
+//! and a state backend named on a command line, parsed once into a typed
+//! value.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -10,8 +13,74 @@ use std::time::Duration;
 
 use weir_engine::Dataflow;
 use weir_engine::checkpoint::{self, CheckpointConfig};
+use weir_sandbox::{Compiler, Sandbox, SandboxConfig};
 
-use crate::JobError;
+use crate::{JobError, JobSpec, ModuleSource, PreparedJob};
+
+/// The default directory of compiled modules: `$WEIR_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/weir/modules`, else `~/.cache/weir/modules`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WEIR_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("weir").join("modules")
+}
+
+/// The sandbox of a job launched from the command line: compiled modules
+/// cached in `cache_dir` (default [`default_cache_dir`]), compiled by
+/// `compiler`, the other limits at their defaults.
+///
+/// # Errors
+/// [`JobError::Sandbox`] when the Wasm runtime cannot start.
+pub fn sandbox(cache_dir: Option<PathBuf>, compiler: Compiler) -> Result<Sandbox, JobError> {
+    Sandbox::new(SandboxConfig {
+        cache_dir: Some(cache_dir.unwrap_or_else(default_cache_dir)),
+        compiler,
+        ..SandboxConfig::default()
+    })
+    .map_err(|e| JobError::Sandbox(e.to_string()))
+}
+
+/// Builds a job's dataflow for each attempt of its supervision.
+pub struct Launcher<'a> {
+    /// Where its modules compile and run.
+    pub sandbox: &'a Sandbox,
+    /// Where the modules a job file names are found.
+    pub modules: &'a dyn ModuleSource,
+    /// The job's state directory, if it keeps state across runs.
+    pub state: Option<&'a StateDir>,
+    /// A state backend chosen on the command line (else the job file's).
+    pub backend: Option<BackendChoice>,
+}
+
+impl Launcher<'_> {
+    /// `spec` prepared to run: its modules compiled (or loaded from the
+    /// cache), its graph built, the chosen state backend applied, and
+    /// RocksDB's working copies under the state directory (else under the
+    /// system's temporary directory).
+    ///
+    /// # Errors
+    /// As [`crate::prepare`].
+    pub fn prepare(&self, spec: JobSpec) -> Result<PreparedJob, JobError> {
+        let mut prepared = crate::prepare(spec, self.sandbox, self.modules)?;
+        let flow = &mut prepared.dataflow;
+        if let Some(backend) = self.backend {
+            let dir = self.state.map_or_else(
+                || std::env::temp_dir().join("weir-rocksdb"),
+                |s| s.path().to_path_buf(),
+            );
+            backend.apply(flow, &dir);
+        }
+        if let Some(state) = self.state {
+            state.working_copy(flow);
+        }
+        Ok(prepared)
+    }
+}
 
 /// The directory one job keeps what outlives a run in:
 ///

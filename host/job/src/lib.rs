@@ -43,7 +43,7 @@ mod error;
 mod locate;
 
 pub use error::JobError;
-pub use launch::{BackendChoice, StateDir};
+pub use launch::{BackendChoice, Launcher, StateDir};
 pub use modules::{ModulePath, ModuleSource};
 pub use prepare::{PreparedJob, prepare};
 pub use spec::{JobSpec, parse_job, read_job};

@@ -535,11 +535,14 @@ impl Server {
                 registry: self.registry(&tenant),
                 pinned: RefCell::new(record.modules.clone()),
             };
-            let prepared = weir_job::prepare(spec, &self.inner.sandbox, &resolver)
-                .map_err(|e| e.to_string())?;
-            let mut flow = prepared.dataflow;
+            let launcher = weir_job::Launcher {
+                sandbox: &self.inner.sandbox,
+                modules: &resolver,
+                state: Some(state),
+                backend: None,
+            };
+            let mut flow = launcher.prepare(spec).map_err(|e| e.to_string())?.dataflow;
             flow.cpu_share = self.cpu_share(&tenant);
-            state.working_copy(&mut flow);
             Ok(flow)
         };
         let update = |f: &dyn Fn(&mut JobRecord)| {

@@ -10,14 +10,8 @@ use super::componentize::World;
 
 /// The C SDK: its header and its glue.
 pub(super) const C_SDK: &[(&str, &str)] = &[
-    (
-        "weir_udf.h",
-        include_str!("../../../../guest-sdk/c/weir_udf.h"),
-    ),
-    (
-        "weir_udf.c",
-        include_str!("../../../../guest-sdk/c/weir_udf.c"),
-    ),
+    ("weir_udf.h", include_str!("../../c/weir_udf.h")),
+    ("weir_udf.c", include_str!("../../c/weir_udf.c")),
 ];
 
 pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
-//! `weir udf build`: one UDF source directory in, one component out, named
-//! after the operator, in the output directory (`target/udfs` by default).
+//! The UDF toolchain driver behind `weir udf build`: one UDF source
+//! directory in, one component out, named after the operator, in the output
+//! directory (`target/udfs` by default).
 //!
 //! * a Cargo crate → [`rust`] (`cargo build --target wasm32-wasip2`);
 //! * a directory with `udf.toml` → the builder of its `language`:
@@ -7,8 +8,9 @@
 //!   [`zig`] (zig's compiler, over bindings from `wit-bindgen-c`), [`go`]
 //!   (Go's wasip1 port, over bindings from `wit-bindgen-go`).
 //!
-//! The WIT package and every language's SDK are compiled into this binary, so
-//! a build works outside the weir repository too. Core modules (C, Zig, Go)
+//! The WIT package and every language's SDK are compiled into this crate
+//! (and so into the `weir` binary), so a build works outside the weir
+//! repository too. Core modules (C, Zig, Go)
 //! become components in [`componentize`], with `wit-component`, not with an
 //! external `wasm-tools`.
 
@@ -26,28 +28,22 @@ mod python;
 mod rust;
 mod zig;
 
-/// The WIT package, as compiled into this binary.
-pub(crate) const WIT_FILES: &[(&str, &str)] = &[
-    ("types.wit", include_str!("../../../../wit/types.wit")),
-    (
-        "stateless.wit",
-        include_str!("../../../../wit/stateless.wit"),
-    ),
-    ("windows.wit", include_str!("../../../../wit/windows.wit")),
-    ("keyed.wit", include_str!("../../../../wit/keyed.wit")),
-    (
-        "migration.wit",
-        include_str!("../../../../wit/migration.wit"),
-    ),
+/// The WIT package, as compiled into this crate.
+pub const WIT_FILES: &[(&str, &str)] = &[
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("stateless.wit", include_str!("../../../wit/stateless.wit")),
+    ("windows.wit", include_str!("../../../wit/windows.wit")),
+    ("keyed.wit", include_str!("../../../wit/keyed.wit")),
+    ("migration.wit", include_str!("../../../wit/migration.wit")),
 ];
 
 /// Languages with a `udf.toml` build, as spelled in its `language` field.
-pub(crate) const LANGUAGES: &[&str] = &["python", "js", "c", "zig", "go"];
+pub const LANGUAGES: &[&str] = &["python", "js", "c", "zig", "go"];
 
 /// `udf.toml`: how a non-Rust UDF directory is built.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UdfManifest {
+pub struct UdfManifest {
     /// The operator's name: the component is `NAME.wasm`.
     pub name: String,
     /// One of [`LANGUAGES`].
@@ -65,7 +61,7 @@ fn default_module() -> String {
 }
 
 /// Builds the UDF in `dir` into `out`; returns the component's path.
-pub(crate) fn build(dir: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+pub fn build(dir: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     if dir.join("Cargo.toml").is_file() {
         return rust::build(dir, out);
     }
@@ -102,7 +98,7 @@ pub(crate) fn build(dir: &Path, out: &Path) -> anyhow::Result<PathBuf> {
 
 /// The operator worlds a `udf.toml` may name. (State migration,
 /// `migrating-…`, has an SDK in Rust only so far.)
-pub(crate) const WORLDS: &[&str] = &[
+pub const WORLDS: &[&str] = &[
     "filter-operator",
     "map-operator",
     "flat-map-operator",
@@ -112,7 +108,7 @@ pub(crate) const WORLDS: &[&str] = &[
 ];
 
 /// Writes the WIT package into `dir`.
-pub(crate) fn write_wit(dir: &Path) -> anyhow::Result<()> {
+pub fn write_wit(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, text) in WIT_FILES {
         std::fs::write(dir.join(name), text)?;

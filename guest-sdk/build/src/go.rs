@@ -14,61 +14,55 @@ use super::componentize::World;
 
 /// The Go SDK and the Go support package the bindings import.
 const GO_SDK: &[(&str, &str)] = &[
-    (
-        "weir/weir.go",
-        include_str!("../../../../guest-sdk/go/weir/weir.go"),
-    ),
+    ("weir/weir.go", include_str!("../../go/weir/weir.go")),
     (
         "weir/aggregate.go",
-        include_str!("../../../../guest-sdk/go/weir/aggregate.go"),
+        include_str!("../../go/weir/aggregate.go"),
     ),
     (
         "weir/keyed/keyed.go",
-        include_str!("../../../../guest-sdk/go/weir/keyed/keyed.go"),
+        include_str!("../../go/weir/keyed/keyed.go"),
     ),
-    (
-        "gopkg/go.mod",
-        include_str!("../../../../guest-sdk/go/gopkg/go.mod"),
-    ),
+    ("gopkg/go.mod", include_str!("../../go/gopkg/go.mod")),
     (
         "gopkg/wit/runtime/runtime.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/runtime/runtime.go"),
+        include_str!("../../go/gopkg/wit/runtime/runtime.go"),
     ),
     (
         "gopkg/wit/runtime/empty.s",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/runtime/empty.s"),
+        include_str!("../../go/gopkg/wit/runtime/empty.s"),
     ),
     (
         "gopkg/wit/async/async.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/async/async.go"),
+        include_str!("../../go/gopkg/wit/async/async.go"),
     ),
     (
         "gopkg/wit/async/empty.s",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/async/empty.s"),
+        include_str!("../../go/gopkg/wit/async/empty.s"),
     ),
     (
         "gopkg/wit/types/future.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/types/future.go"),
+        include_str!("../../go/gopkg/wit/types/future.go"),
     ),
     (
         "gopkg/wit/types/option.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/types/option.go"),
+        include_str!("../../go/gopkg/wit/types/option.go"),
     ),
     (
         "gopkg/wit/types/result.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/types/result.go"),
+        include_str!("../../go/gopkg/wit/types/result.go"),
     ),
     (
         "gopkg/wit/types/stream.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/types/stream.go"),
+        include_str!("../../go/gopkg/wit/types/stream.go"),
     ),
     (
         "gopkg/wit/types/tuple.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/types/tuple.go"),
+        include_str!("../../go/gopkg/wit/types/tuple.go"),
     ),
     (
         "gopkg/wit/types/unit.go",
-        include_str!("../../../../guest-sdk/go/gopkg/wit/types/unit.go"),
+        include_str!("../../go/gopkg/wit/types/unit.go"),
     ),
 ];
 
@@ -77,27 +71,27 @@ const GLUE: &[(&str, &str, &str)] = &[
     (
         "filter-operator",
         "export_weir_udf_filter",
-        include_str!("../../../../guest-sdk/go/glue/filter.go"),
+        include_str!("../../go/glue/filter.go"),
     ),
     (
         "map-operator",
         "export_weir_udf_mapper",
-        include_str!("../../../../guest-sdk/go/glue/mapper.go"),
+        include_str!("../../go/glue/mapper.go"),
     ),
     (
         "flat-map-operator",
         "export_weir_udf_flat_mapper",
-        include_str!("../../../../guest-sdk/go/glue/flat_mapper.go"),
+        include_str!("../../go/glue/flat_mapper.go"),
     ),
     (
         "aggregate-operator",
         "export_weir_udf_aggregator",
-        include_str!("../../../../guest-sdk/go/glue/aggregator.go"),
+        include_str!("../../go/glue/aggregator.go"),
     ),
     (
         "keyed-process-operator",
         "export_weir_udf_keyed_processor",
-        include_str!("../../../../guest-sdk/go/glue/keyed_processor.go"),
+        include_str!("../../go/glue/keyed_processor.go"),
     ),
 ];
 

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use super::UdfManifest;
 
 /// The Python guest SDK.
-const PYTHON_SDK: &str = include_str!("../../../../guest-sdk/python/weir_udf.py");
+const PYTHON_SDK: &str = include_str!("../../python/weir_udf.py");
 
 pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;

@@ -13,11 +13,8 @@ use super::UdfManifest;
 
 /// The JavaScript SDK.
 const JS_SDK: &[(&str, &str)] = &[
-    ("weir.js", include_str!("../../../../guest-sdk/js/weir.js")),
-    (
-        "weir-keyed.js",
-        include_str!("../../../../guest-sdk/js/weir-keyed.js"),
-    ),
+    ("weir.js", include_str!("../../js/weir.js")),
+    ("weir-keyed.js", include_str!("../../js/weir-keyed.js")),
 ];
 
 /// The componentize-js version `.ci/setup` installs.

@@ -11,14 +11,8 @@ use super::componentize::World;
 
 /// The Zig SDK: the `weir` module and the root that exports its callbacks.
 const ZIG_SDK: &[(&str, &str)] = &[
-    (
-        "weir.zig",
-        include_str!("../../../../guest-sdk/zig/weir.zig"),
-    ),
-    (
-        "glue.zig",
-        include_str!("../../../../guest-sdk/zig/glue.zig"),
-    ),
+    ("weir.zig", include_str!("../../zig/weir.zig")),
+    ("glue.zig", include_str!("../../zig/glue.zig")),
 ];
 
 pub(super) fn build(dir: &Path, dest: &Path, m: &UdfManifest) -> anyhow::Result<()> {
