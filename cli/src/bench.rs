@@ -251,7 +251,7 @@ fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
     };
     let build = |_attempt: u32| {
         flow.take()
-            .ok_or_else(|| String::from("no restarts in a benchmark"))
+            .ok_or_else(|| weir_engine::BoxError::from("no restarts in a benchmark"))
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let cpu_before = cpu_seconds()?;

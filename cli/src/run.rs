@@ -179,9 +179,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         state: state.as_ref(),
         backend: args.state_backend,
     };
-    let build = |attempt: u32| -> Result<weir_engine::Dataflow, String> {
-        let spec = weir_job::read_job(&args.job).map_err(|e| e.to_string())?;
-        let prepared = launcher.prepare(spec).map_err(|e| e.to_string())?;
+    let build = |attempt: u32| -> Result<weir_engine::Dataflow, weir_engine::BoxError> {
+        let spec = weir_job::read_job(&args.job)?;
+        let prepared = launcher.prepare(spec)?;
         if attempt == 0 {
             for (op, m) in &prepared.modules {
                 tracing::info!(operator = %op, module = m.name(), digest = %m.digest(), kind = %m.kind(), "module ready");

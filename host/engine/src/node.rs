@@ -193,12 +193,11 @@ pub trait Operator: Send {
         &mut self,
         module: &crate::swap::ModuleHandle,
         version: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::swap::SwapError> {
         let _ = version;
-        Err(format!(
-            "this operator cannot swap its module for `{}`",
-            module.name()
-        ))
+        Err(crate::swap::SwapError::Unsupported {
+            module: module.name().to_string(),
+        })
     }
 }
 

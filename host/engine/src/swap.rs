@@ -64,6 +64,37 @@ impl ModuleHandle {
     }
 }
 
+/// Why an operator subtask could not swap its module.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// The operator has no module to swap.
+    #[error("this operator cannot swap its module for `{module}`")]
+    Unsupported {
+        /// The module posted.
+        module: String,
+    },
+    /// The handle does not hold a module of the kind this operator runs.
+    #[error("`{module}` is not a module this operator can run")]
+    Foreign {
+        /// The module posted.
+        module: String,
+    },
+    /// The new module implements another operator world.
+    #[error("it is a {new} operator, the running one a {running} operator")]
+    Kind {
+        /// The new module's kind.
+        new: String,
+        /// The running module's kind.
+        running: String,
+    },
+    /// The new instance did not start (instantiation or `init`).
+    #[error(transparent)]
+    Instance(crate::BoxError),
+    /// The live state could not be migrated to the new module.
+    #[error("{0}")]
+    Migration(String),
+}
+
 /// Swaps posted for a job's operators, by node name.
 #[derive(Debug, Default)]
 pub struct ModuleSwaps {
@@ -153,13 +184,13 @@ impl ModuleSwaps {
     }
 
     /// Records one subtask's swap.
-    pub fn done(&self, node: &str, pause_us: u64, result: Result<(), String>) {
+    pub fn done(&self, node: &str, pause_us: u64, result: Result<(), &SwapError>) {
         if let Some(s) = self.lock().get_mut(node) {
             s.status.pause_us = s.status.pause_us.max(pause_us);
             match result {
                 Ok(()) => s.status.swapped += 1,
                 Err(e) => {
-                    s.status.error.get_or_insert(e);
+                    s.status.error.get_or_insert_with(|| e.to_string());
                 }
             }
         }

@@ -43,6 +43,29 @@ pub enum JobError {
         /// What is wrong (it names the location).
         source: weir_engine::checkpoint::StorageError,
     },
+    /// A launcher could not build the job for an attempt.
+    #[error("{0}")]
+    Build(weir_engine::BoxError),
+    /// The checkpoint or savepoint to start from cannot be read.
+    #[error("cannot restore job `{job}` from `{location}`: {source}")]
+    Restore {
+        /// Job name.
+        job: String,
+        /// The checkpoint's location.
+        location: String,
+        /// Why.
+        #[source]
+        source: Box<weir_engine::checkpoint::CheckpointError>,
+    },
+    /// The engine would not start the job's dataflow.
+    #[error("cannot start job `{job}`: {source}")]
+    Start {
+        /// Job name.
+        job: String,
+        /// The engine's error.
+        #[source]
+        source: weir_engine::EngineError,
+    },
     /// The engine refused the job once it was built.
     #[error("job `{job}`: {source}")]
     Engine {

@@ -44,7 +44,7 @@ mod locate;
 
 pub use error::JobError;
 pub use launch::{BackendChoice, Launcher, StateDir};
-pub use modules::{ModulePath, ModuleSource};
+pub use modules::{ModuleLookupError, ModulePath, ModuleSource};
 pub use prepare::{PreparedJob, prepare};
 pub use spec::{JobSpec, parse_job, read_job};
 pub use supervise::{Ended, Event, Supervision, supervise};

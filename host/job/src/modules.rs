@@ -15,7 +15,7 @@ pub trait ModuleSource {
     ///
     /// # Errors
     /// A message saying what was looked for, and where.
-    fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, String>;
+    fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, ModuleLookupError>;
 
     /// The version `module` resolved to, once resolved, if the source knows
     /// versions (a registry does; a module path does not). Recorded with the
@@ -27,9 +27,38 @@ pub trait ModuleSource {
 }
 
 impl ModuleSource for ModulePath {
-    fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, String> {
+    fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, ModuleLookupError> {
         ModulePath::resolve(self, job_file, module)
     }
+}
+
+/// Why a module a job file names cannot be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleLookupError {
+    /// A path to a component that is not there.
+    #[error("module file `{}` does not exist", .0.display())]
+    NoFile(PathBuf),
+    /// A name found in none of the directories.
+    #[error(
+        "module `{module}` not found: no `{module}.wasm` in {}; build it with `weir udf build <dir>` or give a path",
+        list(dirs)
+    )]
+    NotFound {
+        /// The name.
+        module: String,
+        /// Where it was looked for.
+        dirs: Vec<PathBuf>,
+    },
+    /// Another source refused it (a tenant's registry), saying why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn list(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| format!("`{}`", d.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Directories where named modules are looked up, in order.
@@ -71,7 +100,7 @@ impl ModulePath {
     ///
     /// # Errors
     /// A message saying where it looked.
-    pub fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, String> {
+    pub fn resolve(&self, job_file: &Path, module: &str) -> Result<PathBuf, ModuleLookupError> {
         if module.contains('/') || module.ends_with(".wasm") {
             let p = Path::new(module);
             let p = if p.is_relative() {
@@ -82,7 +111,7 @@ impl ModulePath {
             return if p.is_file() {
                 Ok(p)
             } else {
-                Err(format!("module file `{}` does not exist", p.display()))
+                Err(ModuleLookupError::NoFile(p))
             };
         }
         let file = format!("{module}.wasm");
@@ -90,15 +119,9 @@ impl ModulePath {
             .iter()
             .map(|d| d.join(&file))
             .find(|p| p.is_file())
-            .ok_or_else(|| {
-                format!(
-                    "module `{module}` not found: no `{file}` in {}; build it with `weir udf build <dir>` or give a path",
-                    self.dirs
-                        .iter()
-                        .map(|d| format!("`{}`", d.display()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+            .ok_or_else(|| ModuleLookupError::NotFound {
+                module: module.to_string(),
+                dirs: self.dirs.clone(),
             })
     }
 }

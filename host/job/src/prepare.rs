@@ -350,7 +350,7 @@ fn load_module(
 ) -> Result<Arc<OperatorModule>, JobError> {
     let path = modules
         .resolve(job_file, module)
-        .map_err(|m| c.error("module", m))?;
+        .map_err(|m| c.error("module", m.to_string()))?;
     sandbox
         .load_file(&path)
         .map_err(|e| c.error("module", e.to_string()))

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::JobError;
 use weir_engine::checkpoint::{self, CheckpointConfig};
 use weir_engine::{Dataflow, JobHandle, JobOutcome};
 
@@ -84,10 +85,10 @@ pub enum Ended {
 /// be read, or the engine refused the dataflow.
 pub fn supervise(
     sup: &Supervision,
-    mut build: impl FnMut(u32) -> Result<Dataflow, String>,
+    mut build: impl FnMut(u32) -> Result<Dataflow, weir_engine::BoxError>,
     stop: &Arc<AtomicBool>,
     mut on: impl FnMut(Event<'_>),
-) -> Result<Ended, String> {
+) -> Result<Ended, JobError> {
     let latest = || {
         sup.checkpoints
             .as_ref()
@@ -96,16 +97,20 @@ pub fn supervise(
     let mut start_from = sup.start_from.clone().or_else(latest);
     let mut attempt = 0u32;
     loop {
-        let mut flow = build(attempt)?;
+        let mut flow = build(attempt).map_err(JobError::Build)?;
         let name = flow.name.clone();
         flow.checkpoints = sup.checkpoints.clone();
         if let Some(path) = &start_from {
-            let restored = weir_storage::read_checkpoint(path)
-                .map_err(|e| format!("cannot restore job `{name}`: {e}"))?;
+            let restored =
+                weir_storage::read_checkpoint(path).map_err(|source| JobError::Restore {
+                    job: name.clone(),
+                    location: path.clone(),
+                    source: Box::new(source),
+                })?;
             flow.restore = Some(Arc::new(restored));
         }
         let handle =
-            weir_engine::run(flow).map_err(|e| format!("cannot start job `{name}`: {e}"))?;
+            weir_engine::run(flow).map_err(|source| JobError::Start { job: name, source })?;
         // A stop request reaches the job even while `on` blocks (the CLI
         // follows the progress line in it until the job ends).
         let canceller = handle.canceller();

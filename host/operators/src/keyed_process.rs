@@ -15,16 +15,16 @@ use std::sync::Arc;
 use weir_record::{BatchBuilder, RecordBatch};
 use weir_sandbox::{
     Emitted, InstanceLimits, KeyedContext, OperatorInstance, OperatorKind, OperatorModule,
-    TimeDomain,
+    StateCallError, TimeDomain,
 };
-use weir_state::{KeyedState, StateId, StateKind};
+use weir_state::{KeyedState, StateError, StateId, StateKind};
 
 use weir_engine::BoxError;
 use weir_engine::EngineError;
 use weir_engine::NodeRole;
 use weir_engine::checkpoint::StateWriter;
 use weir_engine::key_group::key_group;
-use weir_engine::swap::ModuleHandle;
+use weir_engine::swap::{ModuleHandle, SwapError};
 use weir_engine::time::Clock;
 use weir_engine::watermark::Watermark;
 use weir_engine::{Collector, Operator, OperatorFactory, SubtaskInfo};
@@ -140,67 +140,67 @@ impl KeyedHost {
         self.state.set_time(self.clock.now_ms());
     }
 
-    fn id(&mut self, name: &str, kind: StateKind) -> Result<StateId, String> {
-        self.state.register(name, kind).map_err(|e| e.to_string())
+    fn id(&mut self, name: &str, kind: StateKind) -> Result<StateId, StateError> {
+        self.state.register(name, kind)
     }
 }
 
 impl KeyedContext for KeyedHost {
-    fn value_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, String> {
+    fn value_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, StateCallError> {
         let id = self.id(name, StateKind::Value)?;
         Ok(self.state.value_get(id, b""))
     }
-    fn value_set(&mut self, name: &str, value: Vec<u8>) -> Result<(), String> {
+    fn value_set(&mut self, name: &str, value: Vec<u8>) -> Result<(), StateCallError> {
         let id = self.id(name, StateKind::Value)?;
         self.state.value_set(id, b"", &value);
         Ok(())
     }
-    fn list_get(&mut self, name: &str) -> Result<Vec<Vec<u8>>, String> {
+    fn list_get(&mut self, name: &str) -> Result<Vec<Vec<u8>>, StateCallError> {
         let id = self.id(name, StateKind::List)?;
-        self.state.list_get(id, b"").map_err(|e| e.to_string())
+        Ok(self.state.list_get(id, b"")?)
     }
-    fn list_add(&mut self, name: &str, value: Vec<u8>) -> Result<(), String> {
+    fn list_add(&mut self, name: &str, value: Vec<u8>) -> Result<(), StateCallError> {
         let id = self.id(name, StateKind::List)?;
         self.state.list_add(id, b"", &value);
         Ok(())
     }
-    fn list_set(&mut self, name: &str, values: Vec<Vec<u8>>) -> Result<(), String> {
+    fn list_set(&mut self, name: &str, values: Vec<Vec<u8>>) -> Result<(), StateCallError> {
         let id = self.id(name, StateKind::List)?;
         self.state
             .list_set(id, b"", values.iter().map(Vec::as_slice));
         Ok(())
     }
-    fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateCallError> {
         let id = self.id(name, StateKind::Map)?;
         Ok(self.state.map_get(id, b"", key))
     }
-    fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
+    fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), StateCallError> {
         let id = self.id(name, StateKind::Map)?;
         self.state.map_put(id, b"", &key, &value);
         Ok(())
     }
-    fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), String> {
+    fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), StateCallError> {
         let id = self.id(name, StateKind::Map)?;
         self.state.map_remove(id, b"", key);
         Ok(())
     }
-    fn map_entries(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    fn map_entries(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateCallError> {
         let id = self.id(name, StateKind::Map)?;
         Ok(self.state.map_entries(id, b""))
     }
-    fn clear(&mut self, name: &str) -> Result<(), String> {
+    fn clear(&mut self, name: &str) -> Result<(), StateCallError> {
         // Clearing a name never used is a no-op, and does not fix its kind.
         if let Some(id) = self.state.lookup(name) {
             self.state.clear(id, b"");
         }
         Ok(())
     }
-    fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String> {
+    fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), StateCallError> {
         self.state
             .register_timer(domain == TimeDomain::EventTime, timestamp, b"");
         Ok(())
     }
-    fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String> {
+    fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), StateCallError> {
         self.state
             .delete_timer(domain == TimeDomain::EventTime, timestamp, b"");
         Ok(())
@@ -418,18 +418,16 @@ impl Operator for KeyedProcess {
         pending.map_err(|e| self.err(e))
     }
 
-    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), String> {
+    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), SwapError> {
         let (mut instance, writer) =
             self.respawn
                 .instance(module, version, OperatorKind::KeyedProcess)?;
-        let mut context = self
-            .instance
-            .take_keyed_context()
-            .ok_or("the operator has no keyed state")?;
+        let no_state = || SwapError::Migration("the operator has no keyed state".into());
+        let mut context = self.instance.take_keyed_context().ok_or_else(no_state)?;
         let host = context
             .as_any_mut()
             .downcast_mut::<KeyedHost>()
-            .ok_or("the operator has no keyed state")?;
+            .ok_or_else(no_state)?;
         let ttl = &self.state_ttl;
         let stamped = |name: &str| ttl.iter().any(|(n, _)| n == name || n == "*");
         let migration = crate::Migration {

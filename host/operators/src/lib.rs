@@ -21,7 +21,7 @@ use std::sync::Arc;
 use weir_engine::SubtaskInfo;
 use weir_engine::checkpoint::StateWriter;
 use weir_engine::operators::keyed::StateMigration;
-use weir_engine::swap::ModuleHandle;
+use weir_engine::swap::{ModuleHandle, SwapError};
 use weir_sandbox::OperatorModule;
 
 pub use keyed_process::KeyedProcessFactory;
@@ -71,17 +71,21 @@ pub(crate) fn migrate_live(
     state: &mut weir_state::KeyedState,
     from: &StateWriter,
     mut migration: Migration<'_>,
-) -> Result<(), String> {
+) -> Result<(), SwapError> {
     if !migration.applies(from) {
         return Ok(());
     }
     let mut snap = state.snapshot();
     let guest_state = migration.guest_state;
     let keep: Vec<bool> = snap.states.iter().map(|(n, _)| guest_state(n)).collect();
-    migration.run(from, &mut snap)?;
+    migration
+        .run(from, &mut snap)
+        .map_err(SwapError::Migration)?;
     for blob in snap.groups.values_mut() {
         let mut only = Vec::new();
-        for e in weir_state::snapshot::entries(blob).map_err(|e| e.to_string())? {
+        let entries =
+            weir_state::snapshot::entries(blob).map_err(|e| SwapError::Migration(e.to_string()))?;
+        for e in entries {
             if let weir_state::snapshot::Entry::State { state, rest, value } = e
                 && keep.get(usize::from(state)) == Some(&true)
             {
@@ -90,7 +94,9 @@ pub(crate) fn migrate_live(
         }
         *blob = only;
     }
-    state.restore(&snap).map_err(|e| e.to_string())
+    state
+        .restore(&snap)
+        .map_err(|e| SwapError::Migration(e.to_string()))
 }
 
 /// What a running operator subtask needs to make a new instance of another
@@ -109,19 +115,21 @@ impl Respawn {
         module: &ModuleHandle,
         version: &str,
         running: weir_sandbox::OperatorKind,
-    ) -> Result<(weir_sandbox::OperatorInstance, StateWriter), String> {
+    ) -> Result<(weir_sandbox::OperatorInstance, StateWriter), SwapError> {
         let module = module
             .get::<OperatorModule>()
-            .ok_or_else(|| format!("`{}` is not a Wasm operator module", module.name()))?;
+            .ok_or_else(|| SwapError::Foreign {
+                module: module.name().to_string(),
+            })?;
         if module.kind() != running {
-            return Err(format!(
-                "it is a {} operator, the running one a {running} operator",
-                module.kind()
-            ));
+            return Err(SwapError::Kind {
+                new: module.kind().to_string(),
+                running: running.to_string(),
+            });
         }
         let instance = module
             .instantiate(self.label.clone(), self.limits, &self.config)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SwapError::Instance(Box::new(e)))?;
         Ok((instance, state_writer(&module, Some(version))))
     }
 }
@@ -168,5 +176,6 @@ impl StateMigration for Migration<'_> {
                 Ok(out)
             },
         )
+        .map_err(|e| e.to_string())
     }
 }

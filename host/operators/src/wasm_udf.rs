@@ -9,7 +9,7 @@ use std::sync::Arc;
 use weir_record::RecordBatch;
 use weir_sandbox::{InstanceLimits, OperatorInstance, OperatorModule};
 
-use weir_engine::swap::{ModuleHandle, ModuleSwaps};
+use weir_engine::swap::{ModuleHandle, ModuleSwaps, SwapError};
 use weir_engine::{
     BoxError, Collector, EngineError, NodeRole, Operator, OperatorFactory, SubtaskInfo,
 };
@@ -89,7 +89,7 @@ impl Operator for WasmUdf {
             let swapped = self.swap_module(&module, &version);
             if let Some(swaps) = &self.swaps {
                 let pause = started.elapsed().as_micros() as u64;
-                swaps.done(&self.node, pause, swapped.clone());
+                swaps.done(&self.node, pause, swapped.as_ref().map(|_| ()));
             }
             swapped.map_err(|e| EngineError::Node {
                 role: NodeRole::Operator,
@@ -110,7 +110,7 @@ impl Operator for WasmUdf {
         out.collect(result)
     }
 
-    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), String> {
+    fn swap_module(&mut self, module: &ModuleHandle, version: &str) -> Result<(), SwapError> {
         (self.instance, _) = self
             .respawn
             .instance(module, version, self.instance.kind())?;

@@ -103,13 +103,22 @@ pub struct Emitted {
     pub side_outputs: Vec<String>,
 }
 
-/// A live guest instance with its own store.
+/// A live guest instance with its own store: the bindings of its world
+/// over one [`CallCore`]. Each kind's functions reach their bindings
+/// through a typed accessor ([`OperatorInstance::aggregator`] and its
+/// siblings), which refuses a call the world does not have.
 pub struct OperatorInstance {
-    module: Arc<OperatorModule>,
-    store: Store<GuestState>,
+    core: CallCore,
     bound: Bound,
     /// The `state-migration` export, for a module that has it.
     migrator: Option<migration::StateMigrator>,
+}
+
+/// What every call into a guest shares, whatever its world: the store, the
+/// deadline and memory cap, and the poisoning after a trap.
+struct CallCore {
+    module: Arc<OperatorModule>,
+    store: Store<GuestState>,
     limits: InstanceLimits,
     /// The memory cap in force: the instance's, at most the sandbox's.
     memory_cap: usize,
@@ -119,9 +128,9 @@ pub struct OperatorInstance {
 impl std::fmt::Debug for OperatorInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OperatorInstance")
-            .field("module", &self.module)
-            .field("limits", &self.limits)
-            .field("poisoned", &self.poisoned)
+            .field("module", &self.core.module)
+            .field("limits", &self.core.limits)
+            .field("poisoned", &self.core.poisoned)
             .finish_non_exhaustive()
     }
 }
@@ -211,30 +220,65 @@ impl OperatorInstance {
             Ok(Ok(())) => {}
         }
         Ok(Self {
-            module,
-            store,
+            core: CallCore {
+                module,
+                store,
+                limits,
+                memory_cap: cap,
+                poisoned: false,
+            },
             bound,
             migrator,
-            limits,
-            memory_cap: cap,
-            poisoned: false,
         })
     }
 
     /// The module this instance runs.
     pub fn module(&self) -> &Arc<OperatorModule> {
-        &self.module
+        &self.core.module
     }
 
     /// The operator kind.
     pub fn kind(&self) -> OperatorKind {
-        self.module.kind()
+        self.core.module.kind()
     }
 
     /// Bytes of linear memory the guest holds now (every memory of the
     /// component, from instantiation on; Wasm memories never shrink).
     pub fn memory_bytes(&self) -> usize {
-        self.store.data().memory_bytes
+        self.core.store.data().memory_bytes
+    }
+
+    /// An aggregate's bindings and the call core, or the refusal of `call`.
+    fn aggregator(
+        &mut self,
+        call: &'static str,
+    ) -> Result<(&aggregate::AggregateOperator, &mut CallCore), SandboxError> {
+        match &self.bound {
+            Bound::Aggregate(b) => Ok((b, &mut self.core)),
+            _ => Err(self.core.wrong_call(call)),
+        }
+    }
+
+    /// A process-window function's bindings and the call core.
+    fn window_processor(
+        &mut self,
+        call: &'static str,
+    ) -> Result<(&process_window::ProcessWindowOperator, &mut CallCore), SandboxError> {
+        match &self.bound {
+            Bound::ProcessWindow(b) => Ok((b, &mut self.core)),
+            _ => Err(self.core.wrong_call(call)),
+        }
+    }
+
+    /// A keyed process function's bindings and the call core.
+    fn keyed_processor(
+        &mut self,
+        call: &'static str,
+    ) -> Result<(&keyed::KeyedProcessOperator, &mut CallCore), SandboxError> {
+        match &self.bound {
+            Bound::KeyedProcess(b) => Ok((b, &mut self.core)),
+            _ => Err(self.core.wrong_call(call)),
+        }
     }
 
     /// Runs one batch through the guest and returns the resulting batch.
@@ -251,27 +295,31 @@ impl OperatorInstance {
             Bound::Filter(_) => "filter",
             Bound::Map(_) => "map-batch",
             Bound::FlatMap(_) => "flat-map-batch",
-            _ => return Err(self.wrong_call("process")),
+            _ => return Err(self.core.wrong_call("process")),
         };
-        if batch.is_empty() && !self.poisoned {
+        if batch.is_empty() && !self.core.poisoned {
             return Ok(batch);
         }
         let input = bindings::batch_to_wit(batch);
-        let returned = self.call(call, |bound, store| match bound {
-            Bound::Filter(b) => b
-                .weir_udf_filter()
-                .call_filter(store, &input)
-                .map(|r| r.map(Returned::Selection)),
-            Bound::Map(b) => b
-                .weir_udf_mapper()
-                .call_map_batch(store, &input)
-                .map(|r| r.map(|o| Returned::Output(Box::new(o)))),
-            Bound::FlatMap(b) => b
-                .weir_udf_flat_mapper()
-                .call_flat_map_batch(store, &input)
-                .map(|r| r.map(|o| Returned::Output(Box::new(o)))),
-            _ => unreachable_kind(),
-        })?;
+        let core = &mut self.core;
+        let returned = match &self.bound {
+            Bound::Filter(b) => core.call(call, |store| {
+                b.weir_udf_filter()
+                    .call_filter(store, &input)
+                    .map(|r| r.map(Returned::Selection))
+            }),
+            Bound::Map(b) => core.call(call, |store| {
+                b.weir_udf_mapper()
+                    .call_map_batch(store, &input)
+                    .map(|r| r.map(|o| Returned::Output(Box::new(o))))
+            }),
+            Bound::FlatMap(b) => core.call(call, |store| {
+                b.weir_udf_flat_mapper()
+                    .call_flat_map_batch(store, &input)
+                    .map(|r| r.map(|o| Returned::Output(Box::new(o))))
+            }),
+            _ => Err(core.wrong_call("process")),
+        }?;
         let input = bindings::batch_from_wit(input);
         let output = match returned {
             Returned::Selection(rows) => select(input, &rows),
@@ -279,7 +327,7 @@ impl OperatorInstance {
                 bindings::assemble_output(input, *out, self.kind() == OperatorKind::Map)
             }
         };
-        output.map_err(|m| self.fail(call, GuestFailure::InvalidOutput(m)))
+        output.map_err(|m| self.core.fail(call, GuestFailure::InvalidOutput(m)))
     }
 
     /// Whether this instance converts state written by other versions of
@@ -301,7 +349,7 @@ impl OperatorInstance {
         values: BytesColumn,
     ) -> Result<BytesColumn, SandboxError> {
         let Some(migrator) = self.migrator.take() else {
-            return Err(self.fail(
+            return Err(self.core.fail(
                 "migrate",
                 GuestFailure::InvalidOutput(
                     "the module does not export `state-migration`".to_string(),
@@ -310,13 +358,13 @@ impl OperatorInstance {
         };
         let n = values.len();
         let values = bindings::column_to_wit(values);
-        let out = self.call("migrate", |_, store| {
+        let out = self.core.call("migrate", |store| {
             migrator
                 .weir_udf_state_migration()
                 .call_migrate(store, from_version, state, &values)
         });
         self.migrator = Some(migrator);
-        self.check_column("migrate", out?, n)
+        self.core.check_column("migrate", out?, n)
     }
 
     /// An aggregate's empty accumulator (`create-accumulator`).
@@ -324,9 +372,9 @@ impl OperatorInstance {
     /// # Errors
     /// As [`OperatorInstance::process`].
     pub fn create_accumulator(&mut self) -> Result<Vec<u8>, SandboxError> {
-        self.call("create-accumulator", |bound, store| match bound {
-            Bound::Aggregate(b) => b.weir_udf_aggregator().call_create_accumulator(store),
-            _ => unreachable_kind(),
+        let (b, core) = self.aggregator("create-accumulator")?;
+        core.call("create-accumulator", |store| {
+            b.weir_udf_aggregator().call_create_accumulator(store)
         })
     }
 
@@ -345,13 +393,12 @@ impl OperatorInstance {
         let n = accumulators.len();
         let accs = bindings::column_to_wit(accumulators);
         let records = bindings::batch_to_wit(records);
-        let out = self.call("add", |bound, store| match bound {
-            Bound::Aggregate(b) => b
-                .weir_udf_aggregator()
-                .call_add(store, &accs, &groups, &records),
-            _ => unreachable_kind(),
+        let (b, core) = self.aggregator("add")?;
+        let out = core.call("add", |store| {
+            b.weir_udf_aggregator()
+                .call_add(store, &accs, &groups, &records)
         })?;
-        self.check_column("add", out, n)
+        core.check_column("add", out, n)
     }
 
     /// Merges accumulators by group (`merge`); returns one per group.
@@ -365,11 +412,164 @@ impl OperatorInstance {
     ) -> Result<BytesColumn, SandboxError> {
         let n = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
         let accs = bindings::column_to_wit(accumulators);
-        let out = self.call("merge", |bound, store| match bound {
-            Bound::Aggregate(b) => b.weir_udf_aggregator().call_merge(store, &accs, &groups),
-            _ => unreachable_kind(),
+        let (b, core) = self.aggregator("merge")?;
+        let out = core.call("merge", |store| {
+            b.weir_udf_aggregator().call_merge(store, &accs, &groups)
         })?;
-        self.check_column("merge", out, n)
+        core.check_column("merge", out, n)
+    }
+
+    /// The results of fired panes (`get-results`), one batch naming each
+    /// pane's window in `window.start` / `window.end` headers.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`].
+    pub fn aggregate_results(
+        &mut self,
+        panes: Vec<(WindowPane, Vec<u8>)>,
+    ) -> Result<RecordBatch, SandboxError> {
+        let fired: Vec<aggregate::exports::weir::udf::aggregator::FiredPane> = panes
+            .iter()
+            .map(
+                |(p, acc)| aggregate::exports::weir::udf::aggregator::FiredPane {
+                    key: p.key.clone(),
+                    window: p.wit_window(),
+                    accumulator: acc.clone(),
+                },
+            )
+            .collect();
+        let (b, core) = self.aggregator("get-results")?;
+        let out = core.call("get-results", |store| {
+            b.weir_udf_aggregator().call_get_results(store, &fired)
+        })?;
+        let panes: Vec<WindowPane> = panes.into_iter().map(|(p, _)| p).collect();
+        window_output(&panes, out)
+            .map_err(|m| core.fail("get-results", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Runs a process-window function over fired panes whose rows are
+    /// `records[first..first + count]`, back to back.
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`].
+    pub fn process_windows(
+        &mut self,
+        panes: Vec<(WindowPane, u32, u32)>,
+        records: RecordBatch,
+    ) -> Result<RecordBatch, SandboxError> {
+        use process_window::exports::weir::udf::window_processor::Pane;
+        let wit_panes: Vec<Pane> = panes
+            .iter()
+            .map(|(p, first, count)| Pane {
+                key: p.key.clone(),
+                window: p.wit_window(),
+                first: *first,
+                count: *count,
+            })
+            .collect();
+        let records = bindings::batch_to_wit(records);
+        let (b, core) = self.window_processor("process")?;
+        let out = core.call("process", |store| {
+            b.weir_udf_window_processor()
+                .call_process(store, &wit_panes, &records)
+        })?;
+        let panes: Vec<WindowPane> = panes.into_iter().map(|(p, _, _)| p).collect();
+        window_output(&panes, out).map_err(|m| core.fail("process", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Gives a keyed-process instance its state and timers.
+    pub fn set_keyed_context(&mut self, ctx: Box<dyn KeyedContext>) {
+        self.core.store.data_mut().keyed = Some(ctx);
+    }
+
+    /// Takes the keyed context back (to hand it to another instance).
+    pub fn take_keyed_context(&mut self) -> Option<Box<dyn KeyedContext>> {
+        self.core.store.data_mut().keyed.take()
+    }
+
+    /// The keyed context set by [`OperatorInstance::set_keyed_context`].
+    pub fn keyed_context(&mut self) -> Option<&mut dyn KeyedContext> {
+        self.core.store.data_mut().keyed.as_deref_mut()
+    }
+
+    /// The keyed context, read-only.
+    pub fn keyed_context_ref(&self) -> Option<&dyn KeyedContext> {
+        self.core.store.data().keyed.as_deref()
+    }
+
+    /// Processes the records of one key (`process`).
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::process`], plus a failed state call.
+    pub fn keyed_process(
+        &mut self,
+        key: &[u8],
+        records: RecordBatch,
+    ) -> Result<Emitted, SandboxError> {
+        let records = bindings::batch_to_wit(records);
+        let (b, core) = self.keyed_processor("process")?;
+        let out = core.call("process", |store| {
+            b.weir_udf_keyed_processor()
+                .call_process(store, key, &records)
+        })?;
+        check_emitted(out).map_err(|m| core.fail("process", GuestFailure::InvalidOutput(m)))
+    }
+
+    /// Delivers fired timers of one key (`on-timer`).
+    ///
+    /// # Errors
+    /// As [`OperatorInstance::keyed_process`].
+    pub fn keyed_on_timer(
+        &mut self,
+        key: &[u8],
+        timers: &[(i64, TimeDomain)],
+    ) -> Result<Emitted, SandboxError> {
+        use keyed::exports::weir::udf::keyed_processor::{TimeDomain as D, Timer};
+        let timers: Vec<Timer> = timers
+            .iter()
+            .map(|&(timestamp, d)| Timer {
+                timestamp,
+                domain: match d {
+                    TimeDomain::EventTime => D::EventTime,
+                    TimeDomain::ProcessingTime => D::ProcessingTime,
+                },
+            })
+            .collect();
+        let (b, core) = self.keyed_processor("on-timer")?;
+        let out = core.call("on-timer", |store| {
+            b.weir_udf_keyed_processor()
+                .call_on_timer(store, key, &timers)
+        })?;
+        check_emitted(out).map_err(|m| core.fail("on-timer", GuestFailure::InvalidOutput(m)))
+    }
+}
+
+impl CallCore {
+    /// Calls the guest under a fresh CPU deadline and turns every way the call
+    /// can fail into a [`SandboxError`]; a trap poisons the instance.
+    fn call<T>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&mut Store<GuestState>) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, SandboxError> {
+        if self.poisoned {
+            return Err(self.fail(call, GuestFailure::Poisoned));
+        }
+        let ticks = self.module.sandbox.ticks_for(self.limits.call_deadline);
+        self.store.set_epoch_deadline(ticks);
+        self.store.data_mut().host_failure = None;
+        match f(&mut self.store) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.fail(call, GuestFailure::Returned(bindings::error_message(&e)))),
+            Err(e) => {
+                self.poisoned = true;
+                let failure = match self.store.data_mut().host_failure.take() {
+                    Some(m) => GuestFailure::Host(m),
+                    None => classify(&self.store, e, self.limits.call_deadline, self.memory_cap),
+                };
+                Err(self.fail(call, failure))
+            }
+        }
     }
 
     fn check_column(
@@ -396,185 +596,12 @@ impl OperatorInstance {
         Ok(out)
     }
 
-    /// The results of fired panes (`get-results`), one batch naming each
-    /// pane's window in `window.start` / `window.end` headers.
-    ///
-    /// # Errors
-    /// As [`OperatorInstance::process`].
-    pub fn aggregate_results(
-        &mut self,
-        panes: Vec<(WindowPane, Vec<u8>)>,
-    ) -> Result<RecordBatch, SandboxError> {
-        let fired: Vec<aggregate::exports::weir::udf::aggregator::FiredPane> = panes
-            .iter()
-            .map(
-                |(p, acc)| aggregate::exports::weir::udf::aggregator::FiredPane {
-                    key: p.key.clone(),
-                    window: p.wit_window(),
-                    accumulator: acc.clone(),
-                },
-            )
-            .collect();
-        let out = self.call("get-results", |bound, store| match bound {
-            Bound::Aggregate(b) => b.weir_udf_aggregator().call_get_results(store, &fired),
-            _ => unreachable_kind(),
-        })?;
-        let panes: Vec<WindowPane> = panes.into_iter().map(|(p, _)| p).collect();
-        window_output(&panes, out)
-            .map_err(|m| self.fail("get-results", GuestFailure::InvalidOutput(m)))
-    }
-
-    /// Runs a process-window function over fired panes whose rows are
-    /// `records[first..first + count]`, back to back.
-    ///
-    /// # Errors
-    /// As [`OperatorInstance::process`].
-    pub fn process_windows(
-        &mut self,
-        panes: Vec<(WindowPane, u32, u32)>,
-        records: RecordBatch,
-    ) -> Result<RecordBatch, SandboxError> {
-        use process_window::exports::weir::udf::window_processor::Pane;
-        let wit_panes: Vec<Pane> = panes
-            .iter()
-            .map(|(p, first, count)| Pane {
-                key: p.key.clone(),
-                window: p.wit_window(),
-                first: *first,
-                count: *count,
-            })
-            .collect();
-        let records = bindings::batch_to_wit(records);
-        let out = self.call("process", |bound, store| match bound {
-            Bound::ProcessWindow(b) => b
-                .weir_udf_window_processor()
-                .call_process(store, &wit_panes, &records),
-            _ => unreachable_kind(),
-        })?;
-        let panes: Vec<WindowPane> = panes.into_iter().map(|(p, _, _)| p).collect();
-        window_output(&panes, out).map_err(|m| self.fail("process", GuestFailure::InvalidOutput(m)))
-    }
-
-    /// Gives a keyed-process instance its state and timers.
-    pub fn set_keyed_context(&mut self, ctx: Box<dyn KeyedContext>) {
-        self.store.data_mut().keyed = Some(ctx);
-    }
-
-    /// Takes the keyed context back (to hand it to another instance).
-    pub fn take_keyed_context(&mut self) -> Option<Box<dyn KeyedContext>> {
-        self.store.data_mut().keyed.take()
-    }
-
-    /// The keyed context set by [`OperatorInstance::set_keyed_context`].
-    pub fn keyed_context(&mut self) -> Option<&mut dyn KeyedContext> {
-        self.store.data_mut().keyed.as_deref_mut()
-    }
-
-    /// The keyed context, read-only.
-    pub fn keyed_context_ref(&self) -> Option<&dyn KeyedContext> {
-        self.store.data().keyed.as_deref()
-    }
-
-    /// Processes the records of one key (`process`).
-    ///
-    /// # Errors
-    /// As [`OperatorInstance::process`], plus a failed state call.
-    pub fn keyed_process(
-        &mut self,
-        key: &[u8],
-        records: RecordBatch,
-    ) -> Result<Emitted, SandboxError> {
-        let records = bindings::batch_to_wit(records);
-        let out = self.call("process", |bound, store| match bound {
-            Bound::KeyedProcess(b) => b
-                .weir_udf_keyed_processor()
-                .call_process(store, key, &records),
-            _ => unreachable_kind(),
-        })?;
-        check_emitted(out).map_err(|m| self.fail("process", GuestFailure::InvalidOutput(m)))
-    }
-
-    /// Delivers fired timers of one key (`on-timer`).
-    ///
-    /// # Errors
-    /// As [`OperatorInstance::keyed_process`].
-    pub fn keyed_on_timer(
-        &mut self,
-        key: &[u8],
-        timers: &[(i64, TimeDomain)],
-    ) -> Result<Emitted, SandboxError> {
-        use keyed::exports::weir::udf::keyed_processor::{TimeDomain as D, Timer};
-        let timers: Vec<Timer> = timers
-            .iter()
-            .map(|&(timestamp, d)| Timer {
-                timestamp,
-                domain: match d {
-                    TimeDomain::EventTime => D::EventTime,
-                    TimeDomain::ProcessingTime => D::ProcessingTime,
-                },
-            })
-            .collect();
-        let out = self.call("on-timer", |bound, store| match bound {
-            Bound::KeyedProcess(b) => b
-                .weir_udf_keyed_processor()
-                .call_on_timer(store, key, &timers),
-            _ => unreachable_kind(),
-        })?;
-        check_emitted(out).map_err(|m| self.fail("on-timer", GuestFailure::InvalidOutput(m)))
-    }
-
-    /// Calls the guest under a fresh CPU deadline and turns every way the call
-    /// can fail into a [`SandboxError`]; a trap poisons the instance.
-    fn call<T>(
-        &mut self,
-        call: &'static str,
-        f: impl FnOnce(&Bound, &mut Store<GuestState>) -> wasmtime::Result<Result<T, wit::Error>>,
-    ) -> Result<T, SandboxError> {
-        if self.poisoned {
-            return Err(self.fail(call, GuestFailure::Poisoned));
-        }
-        if !self.kind_allows(call) {
-            return Err(self.wrong_call(call));
-        }
-        let ticks = self.module.sandbox.ticks_for(self.limits.call_deadline);
-        self.store.set_epoch_deadline(ticks);
-        self.store.data_mut().host_failure = None;
-        match f(&self.bound, &mut self.store) {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(self.fail(call, GuestFailure::Returned(bindings::error_message(&e)))),
-            Err(e) => {
-                self.poisoned = true;
-                let failure = match self.store.data_mut().host_failure.take() {
-                    Some(m) => GuestFailure::Host(m),
-                    None => classify(&self.store, e, self.limits.call_deadline, self.memory_cap),
-                };
-                Err(self.fail(call, failure))
-            }
-        }
-    }
-
-    fn kind_allows(&self, call: &str) -> bool {
-        matches!(
-            (&self.bound, call),
-            (Bound::Filter(_), "filter")
-                | (Bound::Map(_), "map-batch")
-                | (Bound::FlatMap(_), "flat-map-batch")
-                | (
-                    Bound::Aggregate(_),
-                    "create-accumulator" | "add" | "merge" | "get-results"
-                )
-                | (Bound::ProcessWindow(_), "process")
-                | (Bound::KeyedProcess(_), "process" | "on-timer")
-                | (Bound::Aggregate(_) | Bound::KeyedProcess(_), "migrate")
-        )
-    }
-
     fn wrong_call(&self, call: &'static str) -> SandboxError {
         self.fail(
             call,
             GuestFailure::InvalidOutput(format!(
                 "a {} operator has no `{call}` function (the job uses the module as the wrong kind)",
-                self.kind()
+                self.module.kind()
             )),
         )
     }
@@ -582,15 +609,6 @@ impl OperatorInstance {
     fn fail(&self, call: &'static str, failure: GuestFailure) -> SandboxError {
         guest_error(self.module.name(), call, failure)
     }
-}
-
-/// The closures of [`OperatorInstance::call`] only run after `kind_allows`
-/// checked the pairing of call and world, so other arms are never taken; they
-/// fail the call rather than panic.
-fn unreachable_kind<T>() -> wasmtime::Result<Result<T, wit::Error>> {
-    Err(wasmtime::format_err!(
-        "internal error: call does not match the operator world"
-    ))
 }
 
 /// Builds the result batch of a window function: keys default to the pane's

@@ -25,22 +25,27 @@ pub enum TimeDomain {
 /// The entries of a map state: (user key, value) pairs.
 pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Why a state or timer call failed, as the host reports it (the engine's
+/// state error, kept with its type); its message is what the guest's
+/// failure names.
+pub type StateCallError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Keyed state and timers of the current key, as the host provides them.
 /// Every method acts on the key set by the engine before the guest call.
 #[allow(missing_docs)]
 pub trait KeyedContext: Send + 'static {
-    fn value_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, String>;
-    fn value_set(&mut self, name: &str, value: Vec<u8>) -> Result<(), String>;
-    fn list_get(&mut self, name: &str) -> Result<Vec<Vec<u8>>, String>;
-    fn list_add(&mut self, name: &str, value: Vec<u8>) -> Result<(), String>;
-    fn list_set(&mut self, name: &str, values: Vec<Vec<u8>>) -> Result<(), String>;
-    fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
-    fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), String>;
-    fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), String>;
-    fn map_entries(&mut self, name: &str) -> Result<MapEntries, String>;
-    fn clear(&mut self, name: &str) -> Result<(), String>;
-    fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String>;
-    fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), String>;
+    fn value_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, StateCallError>;
+    fn value_set(&mut self, name: &str, value: Vec<u8>) -> Result<(), StateCallError>;
+    fn list_get(&mut self, name: &str) -> Result<Vec<Vec<u8>>, StateCallError>;
+    fn list_add(&mut self, name: &str, value: Vec<u8>) -> Result<(), StateCallError>;
+    fn list_set(&mut self, name: &str, values: Vec<Vec<u8>>) -> Result<(), StateCallError>;
+    fn map_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateCallError>;
+    fn map_put(&mut self, name: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), StateCallError>;
+    fn map_remove(&mut self, name: &str, key: &[u8]) -> Result<(), StateCallError>;
+    fn map_entries(&mut self, name: &str) -> Result<MapEntries, StateCallError>;
+    fn clear(&mut self, name: &str) -> Result<(), StateCallError>;
+    fn register_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), StateCallError>;
+    fn delete_timer(&mut self, domain: TimeDomain, timestamp: i64) -> Result<(), StateCallError>;
     fn current_watermark(&self) -> i64;
     fn current_processing_time(&self) -> i64;
     /// For the engine to reach its concrete type again.
@@ -63,12 +68,13 @@ impl GuestState {
     /// stops the guest.
     fn state<T>(
         &mut self,
-        f: impl FnOnce(&mut dyn KeyedContext) -> Result<T, String>,
+        f: impl FnOnce(&mut dyn KeyedContext) -> Result<T, StateCallError>,
     ) -> wasmtime::Result<T> {
         let r = f(self.keyed()?);
         r.map_err(|e| {
-            let err = wasmtime::format_err!("{e}");
-            self.host_failure = Some(e);
+            let message = e.to_string();
+            let err = wasmtime::format_err!("{message}");
+            self.host_failure = Some(message);
             err
         })
     }

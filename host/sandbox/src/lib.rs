@@ -45,7 +45,7 @@ pub use cache::{CacheStats, ModuleCache};
 pub use compiler::Compiler;
 pub use error::{GuestFailure, SandboxError};
 pub use instance::{Emitted, InstanceLabel, InstanceLimits, OperatorInstance, WindowPane};
-pub use keyed::{KeyedContext, TimeDomain};
+pub use keyed::{KeyedContext, StateCallError, TimeDomain};
 pub use module::{ModuleDigest, OperatorKind, OperatorModule};
 pub use runtime::{Sandbox, SandboxConfig};
 

@@ -43,14 +43,55 @@ enum HostPattern {
     Domain(String),
 }
 
-impl FromStr for EgressPattern {
-    type Err = String;
+/// A grant or an address that is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EgressError {
+    /// A grant pattern that does not parse.
+    #[error(
+        "egress pattern `{pattern}`: {reason}; write HOST:PORT, such as `10.0.0.0/8:9092` or `*.kafka.internal:9092-9094`"
+    )]
+    Pattern {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An address (a connector setting) that does not parse.
+    #[error("address `{address}`: {reason}")]
+    Address {
+        /// The address as written.
+        address: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An address no grant covers.
+    #[error(
+        "address `{address}` is not granted to the tenant ({}); the admin grants addresses with `weir tenant grant`",
+        granted_list(granted)
+    )]
+    NotGranted {
+        /// The address, in canonical form.
+        address: String,
+        /// The tenant's grants.
+        granted: Vec<String>,
+    },
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!(
-                "egress pattern `{text}`: {why}; write HOST:PORT, such as `10.0.0.0/8:9092` or `*.kafka.internal:9092-9094`"
-            )
+fn granted_list(granted: &[String]) -> String {
+    if granted.is_empty() {
+        "none is granted".to_string()
+    } else {
+        format!("granted: {}", granted.join(", "))
+    }
+}
+
+impl FromStr for EgressPattern {
+    type Err = EgressError;
+
+    fn from_str(text: &str) -> Result<Self, EgressError> {
+        let bad = |reason: &'static str| EgressError::Pattern {
+            pattern: text.to_string(),
+            reason,
         };
         let (host, port) = split_host_port(text).ok_or_else(|| bad("no port"))?;
         let ports = if port == "*" {
@@ -133,12 +174,15 @@ enum EndpointHost {
 }
 
 impl FromStr for Endpoint {
-    type Err = String;
+    type Err = EgressError;
 
     /// `host:port`, `[v6]:port`, optionally after a scheme (`SSL://`), as
     /// librdkafka reads a bootstrap entry.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("address `{text}`: {why}");
+    fn from_str(text: &str) -> Result<Self, EgressError> {
+        let bad = |reason: &'static str| EgressError::Address {
+            address: text.to_string(),
+            reason,
+        };
         let s = text.trim();
         let s = s.split_once("://").map_or(s, |(_, rest)| rest);
         let (host, port) = split_host_port(s).ok_or_else(|| bad("write HOST:PORT"))?;
@@ -232,7 +276,7 @@ impl Egress {
     ///
     /// # Errors
     /// The first pattern that does not parse, and why.
-    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, EgressError> {
         let patterns = patterns
             .iter()
             .map(|p| p.as_ref().parse())
@@ -244,26 +288,15 @@ impl Egress {
     ///
     /// # Errors
     /// Why not: the address does not parse, or no grant covers it.
-    pub fn allows(&self, address: &str) -> Result<(), String> {
+    pub fn allows(&self, address: &str) -> Result<(), EgressError> {
         let endpoint: Endpoint = address.parse()?;
         if self.patterns.iter().any(|p| p.covers(&endpoint)) {
             return Ok(());
         }
-        let granted = if self.patterns.is_empty() {
-            "none is granted".to_string()
-        } else {
-            format!(
-                "granted: {}",
-                self.patterns
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        Err(format!(
-            "address `{endpoint}` is not granted to the tenant ({granted}); the admin grants addresses with `weir tenant grant`"
-        ))
+        Err(EgressError::NotGranted {
+            address: endpoint.to_string(),
+            granted: self.patterns.iter().map(ToString::to_string).collect(),
+        })
     }
 }
 
@@ -277,7 +310,10 @@ mod tests {
 
     #[test]
     fn nothing_is_granted_by_default() {
-        let e = Egress::default().allows("127.0.0.1:9092").unwrap_err();
+        let e = Egress::default()
+            .allows("127.0.0.1:9092")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`127.0.0.1:9092` is not granted") && e.contains("none is granted"),
             "{e}"
@@ -341,18 +377,25 @@ mod tests {
 
     #[test]
     fn bad_patterns_and_addresses_say_why() {
-        let e = Egress::parse(&["10.0.0.0/8"]).unwrap_err();
+        let e = Egress::parse(&["10.0.0.0/8"]).unwrap_err().to_string();
         assert!(e.contains("`10.0.0.0/8`") && e.contains("HOST:PORT"), "{e}");
         assert!(
             Egress::parse(&["h:9-8"])
                 .unwrap_err()
+                .to_string()
                 .contains("ends before")
         );
-        assert!(Egress::parse(&["h_x:9"]).unwrap_err().contains("bad host"));
+        assert!(
+            Egress::parse(&["h_x:9"])
+                .unwrap_err()
+                .to_string()
+                .contains("bad host")
+        );
         let e = Egress::parse(&["*:*"])
             .unwrap()
             .allows("nohost")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HOST:PORT"), "{e}");
         assert!(Egress::parse(&["*:*"]).unwrap().allows("::1:9092").is_err());
     }

@@ -321,7 +321,8 @@ impl Server {
     }
 
     fn check_grants(&self, grants: &Grants) -> Result<(), ServerError> {
-        egress::Egress::parse(&grants.egress).map_err(ServerError::InvalidArgument)?;
+        egress::Egress::parse(&grants.egress)
+            .map_err(|e| ServerError::InvalidArgument(e.to_string()))?;
         for c in &grants.credentials {
             if self.inner.config.credentials.get(c).is_none() {
                 return Err(ServerError::InvalidArgument(format!(

@@ -12,7 +12,7 @@ use std::path::Path;
 #[cfg(feature = "rocksdb")]
 use std::path::PathBuf;
 
-use crate::keyed::StateKind;
+use crate::keyed::{StateError, StateKind};
 use crate::rocks::RocksCheckpoint;
 use crate::snapshot::{KeyedSnapshot, push_state, push_timer};
 
@@ -30,7 +30,7 @@ impl Frozen {
     ///
     /// # Errors
     /// RocksDB's error reading the checkpoint.
-    pub fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), String> {
+    pub fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StateError> {
         match self {
             Self::Heap(map) => {
                 for (k, v) in map {
@@ -66,7 +66,7 @@ impl FrozenKeyed {
     ///
     /// # Errors
     /// RocksDB's error reading the checkpoint.
-    pub fn canonical(&self) -> Result<KeyedSnapshot, String> {
+    pub fn canonical(&self) -> Result<KeyedSnapshot, StateError> {
         // Values and map entries of states with TTL that have expired.
         let drop: Vec<bool> = self
             .states
@@ -109,8 +109,8 @@ pub(crate) fn add_heap_timers(
 /// [`crate::timers`]' layout).
 pub(crate) fn canonical(
     states: Vec<(String, StateKind)>,
-    scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])) -> Result<(), String>,
-) -> Result<KeyedSnapshot, String> {
+    scan: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])) -> Result<(), StateError>,
+) -> Result<KeyedSnapshot, StateError> {
     let mut snap = KeyedSnapshot {
         states,
         ..Default::default()
@@ -139,7 +139,7 @@ pub(crate) fn canonical(
 pub fn canonical_from_rocksdb(
     dir: &Path,
     states: Vec<(String, StateKind)>,
-) -> Result<KeyedSnapshot, String> {
+) -> Result<KeyedSnapshot, StateError> {
     #[cfg(feature = "rocksdb")]
     {
         let c = RocksCheckpoint::adopt(PathBuf::from(dir), false);
@@ -148,6 +148,6 @@ pub fn canonical_from_rocksdb(
     #[cfg(not(feature = "rocksdb"))]
     {
         let _ = (dir, states);
-        Err(crate::ROCKSDB_UNAVAILABLE.to_string())
+        Err(StateError::RocksDbUnavailable)
     }
 }

@@ -55,6 +55,33 @@ pub enum StateError {
     /// Stored bytes end inside a field.
     #[error(transparent)]
     Truncated(#[from] weir_record::codec::Truncated),
+    /// RocksDB refused an operation on the database or checkpoint at
+    /// `path`.
+    #[error("cannot {op} RocksDB state at `{}`: {message}", path.display())]
+    Rocks {
+        /// What was done: `open`, `checkpoint`, `read`.
+        op: &'static str,
+        /// The database or checkpoint directory.
+        path: std::path::PathBuf,
+        /// RocksDB's message.
+        message: String,
+    },
+    /// A state directory that cannot be created or listed.
+    #[error("cannot {op} `{}`: {message}", path.display())]
+    Io {
+        /// `create` or `list`.
+        op: &'static str,
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The system's message.
+        message: String,
+    },
+    /// This build has no RocksDB.
+    #[error("{}", crate::ROCKSDB_UNAVAILABLE)]
+    RocksDbUnavailable,
+    /// A state value that a migration could not convert.
+    #[error("{0}")]
+    Migration(String),
 }
 
 /// Keyed state of one operator subtask: named states, each scoped to the
@@ -495,7 +522,7 @@ impl KeyedState {
     ///
     /// # Errors
     /// The backend's error, as text.
-    pub fn freeze(&mut self) -> Result<crate::FrozenKeyed, String> {
+    pub fn freeze(&mut self) -> Result<crate::FrozenKeyed, StateError> {
         Ok(crate::FrozenKeyed {
             states: self.states(),
             timers: self.heap_timers(),

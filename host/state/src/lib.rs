@@ -61,7 +61,7 @@ impl Backend {
     ///
     /// # Errors
     /// The parent directory cannot be created.
-    pub fn fresh_path(&self, label: &str) -> Result<Option<std::path::PathBuf>, String> {
+    pub fn fresh_path(&self, label: &str) -> Result<Option<std::path::PathBuf>, StateError> {
         let Self::RocksDb { dir } = self else {
             return Ok(None);
         };
@@ -77,8 +77,11 @@ impl Backend {
             })
             .collect();
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| StateError::Io {
+            op: "create",
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
         Ok(Some(dir.join(format!("{safe}-{}-{n}", std::process::id()))))
     }
 
@@ -86,7 +89,7 @@ impl Backend {
     ///
     /// # Errors
     /// A RocksDB database that cannot be created, with its path.
-    pub fn open(&self, label: &str) -> Result<Box<dyn StateStore>, String> {
+    pub fn open(&self, label: &str) -> Result<Box<dyn StateStore>, StateError> {
         match self {
             Self::Heap => Ok(Box::new(HeapStore::new())),
             Self::RocksDb { .. } => {

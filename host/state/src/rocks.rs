@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rocksdb::{DB, Direction, IteratorMode, MergeOperands, Options, ReadOptions, WriteBatch};
 
+use crate::StateError;
 use crate::store::StateStore;
 
 /// Concatenates merge operands onto the existing value: list appends.
@@ -93,10 +94,14 @@ impl RocksStore {
     ///
     /// # Errors
     /// RocksDB's error opening the database, with the path.
-    pub fn open(path: &Path, remove_on_drop: bool) -> Result<Self, String> {
+    pub fn open(path: &Path, remove_on_drop: bool) -> Result<Self, StateError> {
         let db = DB::open(&options(), path)
             .map(Some)
-            .map_err(|e| format!("cannot open RocksDB state at `{}`: {e}", path.display()))?;
+            .map_err(|e| StateError::Rocks {
+                op: "open",
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
@@ -255,7 +260,7 @@ impl StateStore for RocksStore {
         n
     }
 
-    fn freeze(&mut self) -> Result<crate::Frozen, String> {
+    fn freeze(&mut self) -> Result<crate::Frozen, StateError> {
         self.checkpoints += 1;
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".chk-{}", self.checkpoints));
@@ -265,11 +270,10 @@ impl StateStore for RocksStore {
         // whatever the size of the state.
         rocksdb::checkpoint::Checkpoint::new(self.db())
             .and_then(|c| c.create_checkpoint(&dir))
-            .map_err(|e| {
-                format!(
-                    "cannot checkpoint RocksDB state at `{}`: {e}",
-                    self.path.display()
-                )
+            .map_err(|e| StateError::Rocks {
+                op: "checkpoint",
+                path: self.path.clone(),
+                message: e.to_string(),
             })?;
         let mut c = RocksCheckpoint::adopt(dir, true);
         c.shared = self.shared.clone();
@@ -310,12 +314,16 @@ impl RocksCheckpoint {
     ///
     /// # Errors
     /// The directory cannot be listed.
-    pub fn files(&self) -> Result<Vec<(String, u64)>, String> {
+    pub fn files(&self) -> Result<Vec<(String, u64)>, StateError> {
         let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| format!("cannot list `{}`: {e}", self.dir.display()))?;
+        let list = |e: std::io::Error| StateError::Io {
+            op: "list",
+            path: self.dir.clone(),
+            message: e.to_string(),
+        };
+        let entries = std::fs::read_dir(&self.dir).map_err(list)?;
         for e in entries {
-            let e = e.map_err(|e| format!("cannot list `{}`: {e}", self.dir.display()))?;
+            let e = e.map_err(list)?;
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
             out.push((e.file_name().to_string_lossy().into_owned(), size));
         }
@@ -328,13 +336,16 @@ impl RocksCheckpoint {
     ///
     /// # Errors
     /// RocksDB's error, with the path.
-    pub fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), String> {
-        let db = DB::open_for_read_only(&options(), &self.dir, false)
-            .map_err(|e| format!("cannot open RocksDB files at `{}`: {e}", self.dir.display()))?;
+    pub fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StateError> {
+        let failed = |op, e: rocksdb::Error| StateError::Rocks {
+            op,
+            path: self.dir.clone(),
+            message: e.to_string(),
+        };
+        let db =
+            DB::open_for_read_only(&options(), &self.dir, false).map_err(|e| failed("open", e))?;
         for item in db.iterator(IteratorMode::Start) {
-            let (k, v) = item.map_err(|e| {
-                format!("cannot read RocksDB files at `{}`: {e}", self.dir.display())
-            })?;
+            let (k, v) = item.map_err(|e| failed("read", e))?;
             f(&k, &v);
         }
         Ok(())

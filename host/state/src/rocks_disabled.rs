@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::StateError;
 use crate::store::StateStore;
 
 use crate::ROCKSDB_UNAVAILABLE as UNAVAILABLE;
@@ -35,8 +36,8 @@ impl RocksStore {
     ///
     /// # Errors
     /// Always.
-    pub fn open(_path: &Path, _remove_on_drop: bool) -> Result<Self, String> {
-        Err(UNAVAILABLE.to_string())
+    pub fn open(_path: &Path, _remove_on_drop: bool) -> Result<Self, StateError> {
+        Err(StateError::RocksDbUnavailable)
     }
 
     /// Unreachable: no store exists.
@@ -78,7 +79,7 @@ impl StateStore for RocksStore {
     fn len(&self) -> usize {
         match self.never {}
     }
-    fn freeze(&mut self) -> Result<crate::Frozen, String> {
+    fn freeze(&mut self) -> Result<crate::Frozen, StateError> {
         match self.never {}
     }
 }
@@ -103,7 +104,7 @@ impl RocksCheckpoint {
     ///
     /// # Errors
     /// None.
-    pub fn files(&self) -> Result<Vec<(String, u64)>, String> {
+    pub fn files(&self) -> Result<Vec<(String, u64)>, StateError> {
         match self.never {}
     }
 
@@ -111,7 +112,7 @@ impl RocksCheckpoint {
     ///
     /// # Errors
     /// None.
-    pub fn scan(&self, _f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), String> {
+    pub fn scan(&self, _f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StateError> {
         match self.never {}
     }
 }

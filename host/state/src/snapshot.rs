@@ -73,10 +73,10 @@ pub fn push_timer(out: &mut Vec<u8>, event: bool, time: i64, key: &[u8], namespa
 }
 
 /// Calls `f` on each element of a stored list (`[len u32][bytes]`…).
-fn list_elements<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<(), String> {
+fn list_elements<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<(), StateError> {
     let mut r = Reader::new("list state", v);
     while !r.is_empty() {
-        f(r.bytes("element").map_err(|e| e.to_string())?);
+        f(r.bytes("element")?);
     }
     Ok(())
 }
@@ -133,13 +133,13 @@ impl KeyedSnapshot {
         &mut self,
         select: impl Fn(&str, StateKind) -> bool,
         mut f: impl FnMut(&str, Vec<&[u8]>) -> Result<Vec<Vec<u8>>, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let picked: Vec<bool> = self.states.iter().map(|(n, k)| select(n, *k)).collect();
         if !picked.contains(&true) {
             return Ok(());
         }
         for blob in self.groups.values_mut() {
-            let entries = entries(blob).map_err(|e| e.to_string())?;
+            let entries = entries(blob)?;
             // Per state, the values to convert, in entry order.
             let mut inputs: Vec<Vec<&[u8]>> = vec![Vec::new(); self.states.len()];
             for e in &entries {
@@ -160,15 +160,15 @@ impl KeyedSnapshot {
                 let out = if n == 0 {
                     Vec::new()
                 } else {
-                    f(&self.states[i].0, values)?
+                    f(&self.states[i].0, values).map_err(StateError::Migration)?
                 };
                 if out.len() != n {
-                    return Err(format!(
+                    return Err(StateError::Migration(format!(
                         "state `{}`: {} values converted into {}",
                         self.states[i].0,
                         n,
                         out.len()
-                    ));
+                    )));
                 }
                 outputs.push(out.into_iter());
             }
@@ -426,7 +426,8 @@ mod tests {
         );
         let err = snap
             .map_values(|n, _| n == "acc", |_, _| Ok(Vec::new()))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2 values converted into 0"), "{err}");
     }
 }

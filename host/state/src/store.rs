@@ -50,7 +50,7 @@ pub trait StateStore: Send {
     ///
     /// # Errors
     /// The backend's error, as text.
-    fn freeze(&mut self) -> Result<crate::Frozen, String>;
+    fn freeze(&mut self) -> Result<crate::Frozen, crate::StateError>;
 }
 
 /// The heap store's map: keys and values behind reference counts, so that
@@ -244,7 +244,7 @@ impl StateStore for HeapStore {
         self.map.len()
     }
 
-    fn freeze(&mut self) -> Result<crate::Frozen, String> {
+    fn freeze(&mut self) -> Result<crate::Frozen, crate::StateError> {
         Ok(crate::Frozen::Heap(self.map.clone()))
     }
 }

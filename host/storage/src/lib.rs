@@ -17,7 +17,9 @@ use std::sync::{Arc, OnceLock};
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use weir_engine::checkpoint::{self, CheckpointStorage, ObjectStorage, RestoredJob, StorageError};
+use weir_engine::checkpoint::{
+    self, CheckpointError, CheckpointStorage, ObjectStorage, RestoredJob, StorageError,
+};
 
 /// The runtime that drives object-store requests for every job.
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -68,7 +70,7 @@ pub fn open_parent(location: &str) -> Result<(CheckpointStorage, String), Storag
 /// # Errors
 /// A location that cannot be opened, a missing or unreadable object, or
 /// malformed contents, naming it.
-pub fn read_checkpoint(location: &str) -> Result<RestoredJob, String> {
+pub fn read_checkpoint(location: &str) -> Result<RestoredJob, CheckpointError> {
     let (storage, name) = open_parent(location)?;
     checkpoint::read(&storage, &name)
 }

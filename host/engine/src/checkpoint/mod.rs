@@ -83,6 +83,80 @@ impl StateWriter {
     }
 }
 
+/// Why a checkpoint cannot be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The storage refused a call.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Checkpoint metadata that cannot be encoded.
+    #[error("cannot encode checkpoint metadata: {0}")]
+    Encode(serde_json::Error),
+    /// A subtask's state object cannot be decoded.
+    #[error("`{object}`: {source}")]
+    Decode {
+        /// The object's full name.
+        object: String,
+        /// Why.
+        source: DecodeError,
+    },
+    /// `_metadata` is not what a checkpoint writes.
+    #[error("`{object}` is not checkpoint metadata: {source}")]
+    Metadata {
+        /// The object's full name.
+        object: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A node's non-keyed state cannot follow a change of parallelism.
+    #[error(
+        "`{node}` ran with parallelism {was} in checkpoint {id} and has state that cannot be \
+         split to parallelism {now} (only keyed state rescales)"
+    )]
+    Rescale {
+        /// The node.
+        node: String,
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Its parallelism then.
+        was: usize,
+        /// Its parallelism now.
+        now: usize,
+    },
+    /// In-flight records of an unaligned checkpoint at another parallelism.
+    #[error(
+        "`{node}` has in-flight records in unaligned checkpoint {id} taken at parallelism \
+         {was}; it restores only at that parallelism (take a savepoint to rescale)"
+    )]
+    InflightRescale {
+        /// The node.
+        node: String,
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Its parallelism then.
+        was: usize,
+    },
+    /// In-flight records that cannot be decoded.
+    #[error("in-flight records of `{node}`: {source}")]
+    Inflight {
+        /// The node.
+        node: String,
+        /// Why.
+        source: Truncated,
+    },
+    /// Keyed state that cannot be frozen, read or merged.
+    #[error(transparent)]
+    State(#[from] weir_state::StateError),
+    /// A local directory for restored files that cannot be made.
+    #[error("cannot create `{}`: {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
 /// A subtask's state object that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -350,7 +424,7 @@ impl RestoredJob {
         parallelism: usize,
         max_parallelism: u32,
         native: bool,
-    ) -> Result<Option<SubtaskState>, String> {
+    ) -> Result<Option<SubtaskState>, CheckpointError> {
         let Some(old) = self.nodes.get(name) else {
             return Ok(None);
         };
@@ -365,12 +439,12 @@ impl RestoredJob {
         {
             Vec::new()
         } else {
-            return Err(format!(
-                "`{name}` ran with parallelism {} in checkpoint {} and has state that cannot be \
-                 split to parallelism {parallelism} (only keyed state rescales)",
-                old.len(),
-                self.id
-            ));
+            return Err(CheckpointError::Rescale {
+                node: name.to_string(),
+                id: self.id,
+                was: old.len(),
+                now: parallelism,
+            });
         };
         let owned = groups_of_subtask(subtask, max_parallelism, parallelism);
         let mut parts = Vec::new();
@@ -389,7 +463,7 @@ impl RestoredJob {
         let keyed = if parts.is_empty() {
             None
         } else {
-            Some(KeyedSnapshot::merge(parts.iter(), owned).map_err(|e| e.to_string())?)
+            Some(KeyedSnapshot::merge(parts.iter(), owned)?)
         };
         Ok(Some(SubtaskState {
             keyed,
@@ -416,7 +490,7 @@ impl RestoredJob {
         name: &str,
         subtask: usize,
         parallelism: usize,
-    ) -> Result<Option<RecordBatch>, String> {
+    ) -> Result<Option<RecordBatch>, CheckpointError> {
         let Some(old) = self.nodes.get(name) else {
             return Ok(None);
         };
@@ -424,16 +498,18 @@ impl RestoredJob {
             return Ok(None);
         }
         if old.len() != parallelism {
-            return Err(format!(
-                "`{name}` has in-flight records in unaligned checkpoint {} taken at parallelism \
-                 {}; it restores only at that parallelism (take a savepoint to rescale)",
-                self.id,
-                old.len()
-            ));
+            return Err(CheckpointError::InflightRescale {
+                node: name.to_string(),
+                id: self.id,
+                was: old.len(),
+            });
         }
         decode_records(&old[subtask].inflight)
             .map(Some)
-            .map_err(|e| e.to_string())
+            .map_err(|source| CheckpointError::Inflight {
+                node: name.to_string(),
+                source,
+            })
     }
 
     /// Reads an incremental RocksDB checkpoint into the portable format,
@@ -442,24 +518,33 @@ impl RestoredJob {
         &self,
         s: &SubtaskState,
         keyed: &KeyedSnapshot,
-    ) -> Result<KeyedSnapshot, String> {
+    ) -> Result<KeyedSnapshot, CheckpointError> {
         let dir = tempfile::Builder::new()
             .prefix("weir-restore-")
             .tempdir()
-            .map_err(|e| format!("cannot create a restore directory: {e}"))?;
+            .map_err(|source| CheckpointError::Directory {
+                path: std::env::temp_dir(),
+                source,
+            })?;
         self.download(&s.native, dir.path())?;
         let entries = weir_state::frozen::canonical_from_rocksdb(dir.path(), keyed.states.clone())?;
         let all = 0..u32::from(u16::MAX) + 1;
-        KeyedSnapshot::merge([&entries, keyed], all).map_err(|e| e.to_string())
+        Ok(KeyedSnapshot::merge([&entries, keyed], all)?)
     }
 
     /// Downloads the files of an incremental checkpoint into `dir`.
     ///
     /// # Errors
     /// A missing or unreadable object, naming it.
-    pub fn download(&self, files: &[NativeFile], dir: &std::path::Path) -> Result<(), String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    pub fn download(
+        &self,
+        files: &[NativeFile],
+        dir: &std::path::Path,
+    ) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         for f in files {
             self.storage.get_file(&f.object, &dir.join(&f.name))?;
         }
@@ -494,7 +579,8 @@ impl SnapshotTarget {
 }
 
 /// The asynchronous part of a snapshot, run on a writer thread.
-pub type SnapshotTask = Box<dyn FnOnce(&SnapshotTarget) -> Result<SubtaskState, String> + Send>;
+pub type SnapshotTask =
+    Box<dyn FnOnce(&SnapshotTarget) -> Result<SubtaskState, CheckpointError> + Send>;
 
 /// What an operator's snapshot returns at the barrier.
 pub enum PendingState {
@@ -560,14 +646,13 @@ pub fn latest(storage: &CheckpointStorage) -> Option<String> {
 ///
 /// # Errors
 /// A missing or unreadable object, or malformed contents, naming it.
-pub fn read(storage: &CheckpointStorage, name: &str) -> Result<RestoredJob, String> {
+pub fn read(storage: &CheckpointStorage, name: &str) -> Result<RestoredJob, CheckpointError> {
     let meta_bytes = storage.get(&format!("{name}/_metadata"))?;
-    let meta: Metadata = serde_json::from_slice(&meta_bytes).map_err(|e| {
-        format!(
-            "`{}` is not checkpoint metadata: {e}",
-            storage.display(&format!("{name}/_metadata"))
-        )
-    })?;
+    let meta: Metadata =
+        serde_json::from_slice(&meta_bytes).map_err(|source| CheckpointError::Metadata {
+            object: storage.display(&format!("{name}/_metadata")),
+            source,
+        })?;
     let mut nodes = HashMap::new();
     for n in meta.nodes {
         // (The parallelism is read from the metadata: no reservation for it.)
@@ -575,10 +660,12 @@ pub fn read(storage: &CheckpointStorage, name: &str) -> Result<RestoredJob, Stri
         for s in 0..n.parallelism {
             let object = state_object(name, &n.name, s);
             let bytes = storage.get(&object)?;
-            subtasks.push(
-                SubtaskState::decode(&bytes)
-                    .map_err(|e| format!("`{}`: {e}", storage.display(&object)))?,
-            );
+            subtasks.push(SubtaskState::decode(&bytes).map_err(|source| {
+                CheckpointError::Decode {
+                    object: storage.display(&object),
+                    source,
+                }
+            })?);
         }
         nodes.insert(n.name, subtasks);
     }
@@ -591,9 +678,14 @@ pub fn read(storage: &CheckpointStorage, name: &str) -> Result<RestoredJob, Stri
 }
 
 /// The `shared/` objects that the checkpoint `name` references.
-fn shared_of(storage: &CheckpointStorage, name: &str) -> Result<Vec<String>, String> {
-    let bytes = storage.get(&format!("{name}/_metadata"))?;
-    let meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+fn shared_of(storage: &CheckpointStorage, name: &str) -> Result<Vec<String>, CheckpointError> {
+    let object = format!("{name}/_metadata");
+    let bytes = storage.get(&object)?;
+    let meta: Metadata =
+        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Metadata {
+            object: storage.display(&object),
+            source,
+        })?;
     Ok(meta.shared)
 }
 
@@ -609,7 +701,7 @@ fn write(
     nodes: &[(String, usize)],
     states: &HashMap<(usize, usize), SubtaskState>,
     savepoint: bool,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), CheckpointError> {
     // Leftovers of an earlier attempt under this name.
     storage.delete(&format!("{name}/_metadata"))?;
     let mut written = 0u64;
@@ -649,7 +741,7 @@ fn write(
         shared,
         savepoint,
     };
-    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+    let meta = serde_json::to_vec_pretty(&meta).map_err(CheckpointError::Encode)?;
     storage.put(&format!("{name}/_metadata"), meta)?;
     Ok((written, full))
 }
@@ -658,7 +750,11 @@ fn write(
 /// shared file that no remaining checkpoint references and that was
 /// uploaded for a checkpoint up to `upto` (later uploads may belong to a
 /// checkpoint in progress).
-fn prune(storage: &CheckpointStorage, keep: usize, upto: CheckpointId) -> Result<(), String> {
+fn prune(
+    storage: &CheckpointStorage,
+    keep: usize,
+    upto: CheckpointId,
+) -> Result<(), CheckpointError> {
     let all = completed(storage);
     for (_, name) in all.iter().take(all.len().saturating_sub(keep)) {
         // Metadata first: a half-deleted checkpoint is never taken as
@@ -786,7 +882,7 @@ mod tests {
         let src = r.subtask("src", 0, 1, 128, false).unwrap().unwrap();
         assert_eq!(src.operator, b"pos=7");
         assert_eq!(r.inflight("win dow", 0, 1).unwrap(), Some(records));
-        let e = r.inflight("win dow", 0, 2).unwrap_err();
+        let e = r.inflight("win dow", 0, 2).unwrap_err().to_string();
         assert!(e.contains("only at that parallelism"), "{e}");
         // Rescale the window to 2 subtasks: groups 0..64 and 64..128 (the
         // in-flight records are dropped from this checkpoint first: they
@@ -805,7 +901,7 @@ mod tests {
             vec![&100]
         );
         // A source's position cannot be split.
-        let e = r.subtask("src", 0, 2, 128, false).unwrap_err();
+        let e = r.subtask("src", 0, 2, 128, false).unwrap_err().to_string();
         assert!(e.contains("cannot be split"), "{e}");
         assert!(r.subtask("other", 0, 1, 128, false).unwrap().is_none());
     }

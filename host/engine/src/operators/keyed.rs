@@ -5,7 +5,9 @@ use std::sync::PoisonError;
 
 use weir_state::KeyedSnapshot;
 
-use crate::checkpoint::{NativeFile, PendingState, SnapshotTarget, StateWriter, SubtaskState};
+use crate::checkpoint::{
+    CheckpointError, NativeFile, PendingState, SnapshotTarget, StateWriter, SubtaskState,
+};
 
 /// Converts keyed state that another module wrote into what the running
 /// one reads (an upgrade whose new module exports `state-migration`).
@@ -32,7 +34,7 @@ pub trait StateMigration {
 pub fn freeze_keyed(
     state: &mut weir_state::KeyedState,
     writer: &StateWriter,
-) -> Result<PendingState, String> {
+) -> Result<PendingState, CheckpointError> {
     let frozen = state.freeze()?;
     let writer = Some(writer.clone());
     Ok(PendingState::Deferred(Box::new(
@@ -62,7 +64,7 @@ pub fn freeze_keyed(
 fn upload_incremental(
     c: &weir_state::RocksCheckpoint,
     target: &SnapshotTarget,
-) -> Result<Vec<NativeFile>, String> {
+) -> Result<Vec<NativeFile>, CheckpointError> {
     let files = c.files()?;
     let lock = || c.shared.lock().unwrap_or_else(PoisonError::into_inner);
     {

@@ -29,7 +29,7 @@ use weir_engine::checkpoint::{self, CheckpointStats};
 use weir_engine::swap::ModuleSwaps;
 use weir_engine::{Dataflow, JobMetrics, NodeSnapshot};
 use weir_job::spec::SinkKind;
-use weir_job::{Ended, Event, JobSpec, ModuleSource, Supervision};
+use weir_job::{Ended, Event, JobSpec, ModuleLookupError, ModuleSource, Supervision};
 use weir_sandbox::{InstanceLimits, OperatorKind};
 
 use crate::credentials::Credentials;
@@ -300,19 +300,21 @@ impl ModuleSource for TenantModules<'_> {
         pinned.split_once('@').map(|(_, v)| v.to_string())
     }
 
-    fn resolve(&self, _job_file: &Path, module: &str) -> Result<PathBuf, String> {
+    fn resolve(&self, _job_file: &Path, module: &str) -> Result<PathBuf, ModuleLookupError> {
         if module.contains('/') || module.ends_with(".wasm") {
-            return Err(format!(
+            return Err(ModuleLookupError::Refused(format!(
                 "`{module}` is a path; on a server, upload the component (`weir udf upload`) and name it `name` or `name@version`"
-            ));
+            )));
         }
         let pinned = self.pinned.borrow().get(module).cloned();
         let wanted = pinned.as_deref().unwrap_or(module);
         let (name, version) = wanted.split_once('@').unwrap_or((wanted, ""));
-        let m = self
-            .registry
-            .get(name, version)
-            .map_err(|e| format!("{e} in tenant `{}`'s registry", self.registry.tenant))?;
+        let m = self.registry.get(name, version).map_err(|e| {
+            ModuleLookupError::Refused(format!(
+                "{e} in tenant `{}`'s registry",
+                self.registry.tenant
+            ))
+        })?;
         self.pinned.borrow_mut().insert(module.to_string(), m.id());
         Ok(self.registry.blob(&m.digest))
     }
@@ -522,15 +524,14 @@ impl Server {
         let record = job.record();
         let (tenant, id) = (record.tenant.clone(), record.id.clone());
         let files = self.tenant_dir(&tenant).join("files");
-        let build = |_attempt: u32| -> Result<Dataflow, String> {
+        let build = |_attempt: u32| -> Result<Dataflow, weir_engine::BoxError> {
             // The tenant's rules as they are now: a grant revoked since the
             // job started stops it at its next restart.
-            let rules = self.rules(&tenant).map_err(|e| e.to_string())?;
+            let rules = self.rules(&tenant)?;
             // The record as it is now: a restart after a hot swap runs
             // the swapped module.
             let record = job.record();
-            let spec = parse(&record.job_file, &files, &tenant, &rules, &record.overrides)
-                .map_err(|e| e.to_string())?;
+            let spec = parse(&record.job_file, &files, &tenant, &rules, &record.overrides)?;
             let resolver = TenantModules {
                 registry: self.registry(&tenant),
                 pinned: RefCell::new(record.modules.clone()),
@@ -541,7 +542,7 @@ impl Server {
                 state: Some(state),
                 backend: None,
             };
-            let mut flow = launcher.prepare(spec).map_err(|e| e.to_string())?.dataflow;
+            let mut flow = launcher.prepare(spec)?.dataflow;
             flow.cpu_share = self.cpu_share(&tenant);
             Ok(flow)
         };
@@ -579,7 +580,8 @@ impl Server {
                     r.restarts += 1;
                 });
             }
-        });
+        })
+        .map_err(|e| e.to_string());
         if job.detach.load(Ordering::SeqCst) {
             return;
         }

@@ -47,7 +47,8 @@ fn check_connectors(
     rules: &TenantRules<'_>,
 ) -> Result<(), ServerError> {
     use weir_kafka::settings::{Role, check_tenant_setting};
-    let egress = Egress::parse(&rules.grants.egress).map_err(ServerError::Internal)?;
+    let egress =
+        Egress::parse(&rules.grants.egress).map_err(|e| ServerError::Internal(e.to_string()))?;
     let job = spec.name.clone();
     // Consumer groups and transactional ids carry the tenant's name first,
     // so that no tenant can join, fence or read another's (and a broker's

@@ -1,4 +1,6 @@
-//! Reading a job file into typed node specs.
+//! Reading a job file into typed node specs: the `[job]` table here, one
+//! parser per node section beside it ([`source`], [`operator`], [`sink`]),
+//! and the [`NodeContext`] that locates every error at its line.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,17 @@ use weir_sandbox::{InstanceLimits, OperatorKind};
 
 use crate::error::JobError;
 use crate::locate::{key_at, key_line, line_of};
+
+mod operator;
+mod sink;
+mod source;
+
+/// Makes a path in a job file relative to the file's directory `dir`.
+fn resolve(dir: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = dir.join(&*p);
+    }
+}
 
 /// Why `kind = "kafka"` is refused by a build without Kafka.
 #[cfg(not(feature = "kafka"))]
@@ -217,75 +230,6 @@ impl Inputs {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOperator {
-    input: Inputs,
-    module: String,
-    kind: Option<String>,
-    #[serde(default)]
-    config: toml::Table,
-    parallelism: Option<usize>,
-    #[serde(default = "yes")]
-    chain: bool,
-    partition: Option<String>,
-    #[serde(default)]
-    limits: RawLimits,
-    window: Option<RawWindow>,
-    trigger: Option<RawTrigger>,
-    evictor: Option<RawEvictor>,
-    allowed_lateness: Option<String>,
-    late_output: Option<String>,
-    #[serde(default)]
-    side_outputs: Vec<String>,
-    #[serde(default)]
-    state_ttl: toml::Table,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWindow {
-    #[serde(rename = "type")]
-    kind: String,
-    size: Option<String>,
-    slide: Option<String>,
-    offset: Option<String>,
-    gap: Option<String>,
-    time: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrigger {
-    #[serde(rename = "type")]
-    kind: String,
-    count: Option<u64>,
-    interval: Option<String>,
-    #[serde(default)]
-    purge: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEvictor {
-    #[serde(rename = "type")]
-    kind: String,
-    count: Option<usize>,
-    keep: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    memory_mb: Option<u64>,
-    cpu_deadline_ms: Option<u64>,
-    init_deadline_ms: Option<u64>,
-}
-
 /// Reads and parses a job file.
 ///
 /// # Errors
@@ -315,11 +259,6 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         at(line, e.message().trim().to_string())
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let resolve = |p: &mut PathBuf| {
-        if p.is_relative() {
-            *p = dir.join(&*p);
-        }
-    };
     let name = raw.job.name.unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -389,23 +328,7 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let header = table.span();
         check_name(&name, &header)?;
         let c = ctx("source", &name, &header);
-        let mut table = table.into_inner();
-        let kind = c.take_kind(&mut table, &["nexmark", "generator", "file", "kafka"])?;
-        let watermark = c.take_watermark(&mut table)?;
-        let spec = match kind.as_str() {
-            "nexmark" => SourceSpec::Nexmark(c.options(table)?),
-            "generator" => SourceSpec::Generator(c.options(table)?),
-            #[cfg(feature = "kafka")]
-            "kafka" => SourceSpec::Kafka(c.options(table)?),
-            #[cfg(not(feature = "kafka"))]
-            "kafka" => return Err(c.error("kind", KAFKA_UNAVAILABLE.into())),
-            _ => {
-                let mut o: FileSourceOptions = c.options(table)?;
-                resolve(&mut o.path);
-                SourceSpec::File(o)
-            }
-        };
-        c.check_parallelism(spec.parallelism())?;
+        let (spec, watermark) = source::parse(&c, table.into_inner(), dir)?;
         sources.push(Node {
             name,
             spec,
@@ -420,104 +343,11 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let header = table.span();
         check_name(&name, &header)?;
         let c = ctx("operator", &name, &header);
-        let raw: RawOperator = c.options(table.into_inner())?;
-        let kind = match raw.kind.as_deref() {
-            None => None,
-            Some(k) => Some(
-                OperatorKind::ALL
-                    .into_iter()
-                    .find(|o| o.name() == k)
-                    .ok_or_else(|| {
-                        c.error(
-                            "kind",
-                            format!(
-                                "unknown operator kind `{k}`; expected filter, map, flat-map, aggregate, process-window or keyed-process"
-                            ),
-                        )
-                    })?,
-            ),
-        };
-        c.check_parallelism(raw.parallelism)?;
-        let key_by = c.partition(raw.partition.as_deref())?;
-        let defaults = InstanceLimits::default();
-        let limits = InstanceLimits {
-            memory_bytes: raw.limits.memory_mb.map_or(defaults.memory_bytes, |m| {
-                (m as usize).saturating_mul(1 << 20)
-            }),
-            call_deadline: raw
-                .limits
-                .cpu_deadline_ms
-                .map_or(defaults.call_deadline, Duration::from_millis),
-            init_deadline: raw
-                .limits
-                .init_deadline_ms
-                .map_or(defaults.init_deadline, Duration::from_millis),
-        };
-        if limits.memory_bytes == 0
-            || limits.call_deadline.is_zero()
-            || limits.init_deadline.is_zero()
-        {
-            return Err(c.error("limits", "limits must be positive".into()));
-        }
-        let mut config = Vec::new();
-        flatten_config("", &raw.config, &mut config);
-        let window = c.window_spec(&raw)?;
-        let mut side_outputs = raw.side_outputs.clone();
-        if let Some(late) = &raw.late_output {
-            if window.is_none() {
-                return Err(c.error(
-                    "late_output",
-                    "`late_output` applies to window operators (add a `window`)".into(),
-                ));
-            }
-            side_outputs.insert(0, late.clone());
-        }
-        for (i, s) in side_outputs.iter().enumerate() {
-            if s.is_empty() || s.contains('.') {
-                return Err(c.error(
-                    "side_outputs",
-                    format!("side output name `{s}` must be non-empty and without dots"),
-                ));
-            }
-            if side_outputs[..i].contains(s) {
-                return Err(c.error("side_outputs", format!("side output `{s}` is named twice")));
-            }
-        }
-        let mut state_ttl = Vec::new();
-        for (state, ttl) in &raw.state_ttl {
-            let Some(text) = ttl.as_str() else {
-                return Err(c.error(
-                    "state_ttl",
-                    format!("the TTL of state `{state}` must be a duration string such as \"1h\""),
-                ));
-            };
-            let d = c.duration("state_ttl", text)?;
-            if d.is_zero() {
-                return Err(c.error(
-                    "state_ttl",
-                    format!("the TTL of state `{state}` must be positive"),
-                ));
-            }
-            state_ttl.push((state.clone(), d));
-        }
-        // Windows and keyed process functions work per key: their input is
-        // always partitioned by key.
-        let keyed = window.is_some() || kind == Some(OperatorKind::KeyedProcess);
+        let (spec, key_by) = operator::parse(&c, table.into_inner())?;
         operators.push(Node {
             name,
-            spec: OperatorSpec {
-                inputs: raw.input.into_vec(),
-                module: raw.module,
-                kind,
-                config,
-                parallelism: raw.parallelism,
-                chain: raw.chain,
-                limits,
-                window,
-                side_outputs,
-                state_ttl,
-            },
-            key_by: key_by || keyed,
+            spec,
+            key_by,
             watermark: WatermarkSpec::default(),
             header,
         });
@@ -528,54 +358,10 @@ pub fn parse_job(path: &Path, text: &str) -> Result<JobSpec, JobError> {
         let header = table.span();
         check_name(&name, &header)?;
         let c = ctx("sink", &name, &header);
-        let mut table = table.into_inner();
-        let kind = c.take_kind(
-            &mut table,
-            &["stdout", "file", "kafka", "upsert", "discard"],
-        )?;
-        let key_by = match table.remove("partition") {
-            None => false,
-            Some(toml::Value::String(p)) => c.partition(Some(&p))?,
-            Some(other) => c.partition(Some(&other.to_string()))?,
-        };
-        let inputs = match table.remove("input") {
-            None => {
-                return Err(c.error(
-                    "input",
-                    "missing field `input` (the node it reads from)".into(),
-                ));
-            }
-            Some(v) => Inputs::deserialize(v)
-                .map_err(|_| {
-                    c.error(
-                        "input",
-                        "`input` must be a node name or a list of names".into(),
-                    )
-                })?
-                .into_vec(),
-        };
-        let kind = match kind.as_str() {
-            "stdout" => SinkKind::Stdout(c.options(table)?),
-            "discard" => SinkKind::Discard(c.options(table)?),
-            #[cfg(feature = "kafka")]
-            "kafka" => SinkKind::Kafka(c.options(table)?),
-            #[cfg(not(feature = "kafka"))]
-            "kafka" => return Err(c.error("kind", KAFKA_UNAVAILABLE.into())),
-            "upsert" => {
-                let mut o: weir_connectors::upsert::UpsertSinkOptions = c.options(table)?;
-                resolve(&mut o.path);
-                SinkKind::Upsert(o)
-            }
-            _ => {
-                let mut o: FileSinkOptions = c.options(table)?;
-                resolve(&mut o.path);
-                SinkKind::File(o)
-            }
-        };
-        c.check_parallelism(kind.parallelism())?;
+        let (spec, key_by) = sink::parse(&c, table.into_inner(), dir)?;
         sinks.push(Node {
             name,
-            spec: SinkSpec { inputs, kind },
+            spec,
             key_by,
             watermark: WatermarkSpec::default(),
             header,
@@ -764,162 +550,6 @@ impl NodeContext<'_> {
     }
 
     /// The `window`, `trigger`, `evictor` and `allowed_lateness` fields.
-    fn window_spec(&self, raw: &RawOperator) -> Result<Option<WindowSpec>, JobError> {
-        let Some(w) = &raw.window else {
-            for (field, set) in [
-                ("trigger", raw.trigger.is_some()),
-                ("evictor", raw.evictor.is_some()),
-                ("allowed_lateness", raw.allowed_lateness.is_some()),
-            ] {
-                if set {
-                    return Err(self.error(
-                        field,
-                        format!("`{field}` applies to window operators (add a `window`)"),
-                    ));
-                }
-            }
-            return Ok(None);
-        };
-        let need = |v: &Option<String>, field: &str| -> Result<Duration, JobError> {
-            match v {
-                Some(t) => self.duration(field, t),
-                None => Err(self.error("window", format!("a `{}` window needs `{field}`", w.kind))),
-            }
-        };
-        let opt = |v: &Option<String>, field: &str| -> Result<Duration, JobError> {
-            v.as_ref()
-                .map_or(Ok(Duration::ZERO), |t| self.duration(field, t))
-        };
-        let assigner = match w.kind.as_str() {
-            "tumbling" => WindowAssigner::Tumbling {
-                size: need(&w.size, "size")?,
-                offset: opt(&w.offset, "offset")?,
-            },
-            "sliding" => WindowAssigner::Sliding {
-                size: need(&w.size, "size")?,
-                slide: need(&w.slide, "slide")?,
-                offset: opt(&w.offset, "offset")?,
-            },
-            "session" => WindowAssigner::Session {
-                gap: need(&w.gap, "gap")?,
-            },
-            "global" => WindowAssigner::Global,
-            other => {
-                return Err(self.error(
-                    "window",
-                    format!(
-                        "unknown window type `{other}`; expected tumbling, sliding, session or global"
-                    ),
-                ));
-            }
-        };
-        assigner
-            .validate()
-            .map_err(|e| self.error("window", e.to_string()))?;
-        let time = match w.time.as_deref() {
-            None | Some("event") => TimeMode::Event,
-            Some("processing") => TimeMode::Processing,
-            Some(other) => {
-                return Err(self.error(
-                    "window",
-                    format!("unknown window time `{other}`; expected `event` or `processing`"),
-                ));
-            }
-        };
-        let mut spec = WindowSpec::new(assigner);
-        spec.time = time;
-        spec.trigger = match time {
-            TimeMode::Event => Trigger::EventTime,
-            TimeMode::Processing => Trigger::ProcessingTime,
-        };
-        if let Some(t) = &raw.trigger {
-            let interval = || match &t.interval {
-                Some(i) => self.duration("interval", i),
-                None => Err(self.error(
-                    "trigger",
-                    format!("a `{}` trigger needs `interval`", t.kind),
-                )),
-            };
-            spec.trigger = match t.kind.as_str() {
-                "event-time" => Trigger::EventTime,
-                "processing-time" => Trigger::ProcessingTime,
-                "count" => match t.count {
-                    Some(n) if n > 0 => Trigger::Count { count: n },
-                    _ => {
-                        return Err(self.error(
-                            "trigger",
-                            "a `count` trigger needs `count` of at least 1".into(),
-                        ));
-                    }
-                },
-                "continuous-event-time" => Trigger::ContinuousEventTime {
-                    interval: interval()?,
-                },
-                "continuous-processing-time" => Trigger::ContinuousProcessingTime {
-                    interval: interval()?,
-                },
-                other => {
-                    return Err(self.error(
-                        "trigger",
-                        format!(
-                            "unknown trigger `{other}`; expected event-time, processing-time, \
-                             count, continuous-event-time or continuous-processing-time"
-                        ),
-                    ));
-                }
-            };
-            if time == TimeMode::Processing
-                && matches!(
-                    spec.trigger,
-                    Trigger::EventTime | Trigger::ContinuousEventTime { .. }
-                )
-            {
-                return Err(self.error(
-                    "trigger",
-                    "an event-time trigger cannot fire processing-time windows".into(),
-                ));
-            }
-            spec.purge = t.purge;
-        }
-        if let Some(e) = &raw.evictor {
-            spec.evictor = Some(match (e.kind.as_str(), e.count, &e.keep) {
-                ("count", Some(n), None) if n > 0 => Evictor::Count(n),
-                ("time", None, Some(k)) => Evictor::Time(self.duration("keep", k)?),
-                ("count", ..) => {
-                    return Err(self.error(
-                        "evictor",
-                        "a `count` evictor needs `count` (at least 1) and no `keep`".into(),
-                    ));
-                }
-                ("time", ..) => {
-                    return Err(self.error(
-                        "evictor",
-                        "a `time` evictor needs `keep` (a duration) and no `count`".into(),
-                    ));
-                }
-                (other, ..) => {
-                    return Err(self.error(
-                        "evictor",
-                        format!("unknown evictor `{other}`; expected `count` or `time`"),
-                    ));
-                }
-            });
-        }
-        if let Some(l) = &raw.allowed_lateness {
-            if time == TimeMode::Processing {
-                return Err(self.error(
-                    "allowed_lateness",
-                    "allowed lateness applies to event-time windows".into(),
-                ));
-            }
-            spec.allowed_lateness = self.duration("allowed_lateness", l)?;
-        }
-        if raw.late_output.is_some() {
-            spec.late_port = Some(1);
-        }
-        Ok(Some(spec))
-    }
-
     fn check_parallelism(&self, p: Option<usize>) -> Result<(), JobError> {
         if p == Some(0) {
             return Err(self.error("parallelism", "parallelism must be at least 1".into()));
@@ -948,22 +578,6 @@ impl NodeContext<'_> {
 
 /// Flattens a `config` table into the string pairs operators receive (see
 /// `wit/types.wit`): nested tables become dotted names, arrays JSON text.
-fn flatten_config(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => flatten_config(&key, t, out),
-            toml::Value::String(s) => out.push((key, s.clone())),
-            toml::Value::Array(_) => out.push((key, serde_json::to_string(v).unwrap_or_default())),
-            other => out.push((key, other.to_string())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,349 @@
+//! Running a job: one thread per task subtask, channels between them.
+//!
+//! A subtask thread builds its fused nodes (so Wasm instances are created on
+//! the thread that calls them), then loops: read a batch from its source or
+//! input channel, push it through the chain, route the result to its sink or
+//! output channels. When every input has ended it calls `end_of_input` down
+//! the chain, finishes its sink or passes the end on, and exits.
+//!
+//! The first failure cancels the job: sources stop, the channels of failed
+//! tasks close, and the others wind down. The failure reported is the root
+//! cause, not the disconnections it caused downstream.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use weir_record::RecordBatch;
+
+use crate::channel::{
+    Disconnected, EdgeSender, Envelope, ExchangeReceiver, ExchangeSender, Recv, TaskInput,
+    TaskOutput,
+};
+use crate::checkpoint::{
+    Ack, AckKind, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, PendingState,
+    SnapshotTarget, SubtaskState,
+};
+use crate::error::EngineError;
+use crate::graph::{Dataflow, NodeKind, NodeSpec};
+use crate::message::{Message, Signal};
+use crate::metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
+use crate::node::{Collector, Operator, Sink, Source, SubtaskInfo};
+use crate::plan::{Partitioning, TaskPlan, plan};
+use crate::watermark::{Emit, Watermark, WatermarkCombiner, WatermarkGenerator};
+
+mod chain;
+mod subtask;
+
+use subtask::SubtaskContext;
+
+/// A running job.
+pub struct JobHandle {
+    checkpoints: Arc<CheckpointStats>,
+    metrics: Arc<JobMetrics>,
+    control: Arc<JobControl>,
+    threads: Vec<(String, JoinHandle<()>)>,
+    plan: TaskPlan,
+}
+
+/// Cancels a running job; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Canceller(Arc<JobControl>);
+
+impl Canceller {
+    /// Asks the sources to stop; the job then drains and ends normally.
+    pub fn cancel(&self) {
+        self.0.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops the job without draining: the sources stop, event time does
+    /// not advance to its end, so windows and timers still open do not
+    /// fire, and sinks abort what they had not committed. For a job that
+    /// took a final savepoint and will restart from it (an upgrade, a
+    /// cancel with savepoint), Flink's stop-with-savepoint.
+    pub fn stop(&self) {
+        self.0.no_drain.store(true, Ordering::SeqCst);
+        self.0.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// `Ok` if every source ended (or the job was cancelled) and every sink
+    /// finished; the root-cause error otherwise.
+    pub result: Result<(), EngineError>,
+    /// Final counters.
+    pub metrics: Vec<NodeSnapshot>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+struct JobControl {
+    cancel: AtomicBool,
+    /// Set by [`Canceller::stop`]: end without advancing event time.
+    no_drain: AtomicBool,
+    /// First primary error, first secondary (disconnection) error.
+    errors: Mutex<(Option<EngineError>, Option<EngineError>)>,
+}
+
+impl JobControl {
+    fn fail(&self, e: EngineError, secondary: bool) {
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = if secondary {
+            &mut errors.1
+        } else {
+            &mut errors.0
+        };
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Whether an end of input ends event time (not after a stop).
+    fn draining(&self) -> bool {
+        !self.no_drain.load(Ordering::SeqCst)
+    }
+}
+
+impl JobHandle {
+    /// Live counters.
+    pub fn metrics(&self) -> &Arc<JobMetrics> {
+        &self.metrics
+    }
+
+    /// Checkpoint figures.
+    pub fn checkpoints(&self) -> &Arc<CheckpointStats> {
+        &self.checkpoints
+    }
+
+    /// The tasks the job was fused into.
+    pub fn plan(&self) -> &TaskPlan {
+        &self.plan
+    }
+
+    /// Asks the sources to stop; the job then drains and ends normally.
+    pub fn cancel(&self) {
+        self.control.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// A handle that can cancel the job from another thread (a signal
+    /// handler, a control-plane call) without owning the job.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.control.clone())
+    }
+
+    /// Whether every task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|(_, t)| t.is_finished())
+    }
+
+    /// Waits for every task and reports the outcome.
+    pub fn join(self) -> JobOutcome {
+        for (name, t) in self.threads {
+            if let Err(panic) = t.join() {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                self.control.fail(
+                    EngineError::Task {
+                        task: name,
+                        message: format!("internal error (panic): {message}"),
+                    },
+                    false,
+                );
+            }
+        }
+        let mut errors = self
+            .control
+            .errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let result = match (errors.0.take(), errors.1.take()) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        };
+        JobOutcome {
+            result,
+            metrics: self.metrics.snapshot(),
+            elapsed: self.metrics.elapsed(),
+        }
+    }
+}
+
+/// Plans and starts `flow`; returns at once with a handle.
+///
+/// # Errors
+/// [`EngineError::InvalidDataflow`] for a malformed graph,
+/// [`EngineError::Task`] if a thread cannot be started.
+pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
+    flow.validate()?;
+    let plan = plan(&flow);
+    let metrics = Arc::new(JobMetrics::new(
+        flow.name.clone(),
+        flow.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.role(), n.parallelism))
+            .collect(),
+    ));
+    let control = Arc::new(JobControl::default());
+
+    // One input exchange per consumer subtask.
+    type Exchange = (Arc<dyn ExchangeSender>, Box<dyn ExchangeReceiver>);
+    let mut inputs: Vec<Vec<Option<Exchange>>> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            (0..t.parallelism)
+                .map(|_| Some(crate::channel::local(flow.channel_capacity)))
+                .collect()
+        })
+        .collect();
+    let senders: Vec<Vec<Arc<dyn ExchangeSender>>> = inputs
+        .iter()
+        .map(|subs| subs.iter().flatten().map(|(s, _)| s.clone()).collect())
+        .collect();
+
+    // Producer slots at each consumer: the edges into a task, in order, each
+    // with one slot (forward) or one per producer subtask.
+    let slots_of = |e: &crate::plan::TaskEdge| match e.partitioning {
+        Partitioning::Forward => 1,
+        Partitioning::Rebalance | Partitioning::Hash { .. } => plan.tasks[e.from].parallelism,
+    };
+    let mut slot_base = vec![0u32; plan.edges.len()];
+    let mut producers = vec![0usize; plan.tasks.len()];
+    for (i, e) in plan.edges.iter().enumerate() {
+        slot_base[i] = producers[e.to] as u32;
+        producers[e.to] += slots_of(e);
+    }
+
+    // The checkpoint coordinator, if the job checkpoints.
+    let sources_ending = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(CheckpointStats::default());
+    let mut coordinator = None;
+    let hooks = match &flow.checkpoints {
+        None => None,
+        Some(config) => {
+            let first_id = flow.restore.as_ref().map_or(0, |r| r.id);
+            let (acks, rx) = crossbeam_channel::unbounded();
+            let hooks = CheckpointHooks {
+                trigger: Arc::new(std::sync::atomic::AtomicU64::new(first_id)),
+                savepoint: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+                acks,
+                stats: stats.clone(),
+                completed: Arc::new(std::sync::Mutex::new(
+                    flow.restore.iter().map(|r| r.id).collect(),
+                )),
+                storage: config.storage.clone(),
+                mode: config.mode,
+            };
+            let c = Coordinator {
+                config: config.clone(),
+                job: flow.name.clone(),
+                nodes: flow
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), n.parallelism))
+                    .collect(),
+                shared: (&hooks).into(),
+                acks: rx,
+                sources_ending: sources_ending.clone(),
+                first_id,
+            };
+            coordinator = Some(
+                std::thread::Builder::new()
+                    .name("weir-checkpoints".into())
+                    .spawn({
+                        // The caller's span (a server's tenant and job) goes
+                        // with every thread of the job.
+                        let span = tracing::Span::current();
+                        move || span.in_scope(|| c.run())
+                    })
+                    .map_err(|e| EngineError::Task {
+                        task: "checkpoint coordinator".into(),
+                        message: format!("cannot start thread: {e}"),
+                    })?,
+            );
+            Some(hooks)
+        }
+    };
+
+    let flow = Arc::new(flow);
+    let mut threads = Vec::new();
+    for (t, task) in plan.tasks.iter().enumerate() {
+        let producers_per_subtask = producers[t];
+        for (subtask, slot) in inputs[t].iter_mut().enumerate() {
+            let (_, receiver) = slot.take().ok_or_else(|| EngineError::Task {
+                task: task.name.clone(),
+                message: "input channel taken twice".into(),
+            })?;
+            let input = (producers_per_subtask > 0).then(|| TaskInput {
+                receiver,
+                producers: producers_per_subtask,
+            });
+            let edges: Vec<EdgeSender> = plan
+                .edges
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.from == t)
+                .map(|(i, e)| {
+                    let slot = match e.partitioning {
+                        Partitioning::Forward => slot_base[i],
+                        _ => slot_base[i] + subtask as u32,
+                    };
+                    EdgeSender::new(senders[e.to].clone(), e.partitioning, subtask, slot, e.port)
+                })
+                .collect();
+            let ctx = SubtaskContext {
+                hooks: hooks.clone(),
+                sources_ending: sources_ending.clone(),
+                flow: flow.clone(),
+                nodes: task.nodes.clone(),
+                subtask,
+                parallelism: task.parallelism,
+                metrics: metrics.clone(),
+                control: control.clone(),
+            };
+            let name = format!("{}#{subtask}", task.name);
+            let handle = std::thread::Builder::new()
+                .name(format!(
+                    "weir-{}",
+                    task.name.chars().take(10).collect::<String>()
+                ))
+                .spawn({
+                    let span = tracing::Span::current();
+                    let share = flow.cpu_share.clone();
+                    move || {
+                        let _gate = share.map(crate::share::enter);
+                        span.in_scope(|| ctx.run(input, edges))
+                    }
+                })
+                .map_err(|e| EngineError::Task {
+                    task: name.clone(),
+                    message: format!("cannot start thread: {e}"),
+                })?;
+            threads.push((name, handle));
+        }
+    }
+    drop(senders);
+    drop(hooks);
+    if let Some(c) = coordinator {
+        threads.push(("checkpoint coordinator".into(), c));
+    }
+    Ok(JobHandle {
+        metrics,
+        control,
+        threads,
+        plan,
+        checkpoints: stats,
+    })
+}
