@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex};
 use crate::StateError;
 use crate::store::StateStore;
 
-use crate::ROCKSDB_UNAVAILABLE as UNAVAILABLE;
-
 /// Which of a database's SST files are in checkpoint storage.
 pub type SharedFiles = Arc<Mutex<SharedIndex>>;
 
@@ -32,7 +30,7 @@ pub struct RocksStore {
 }
 
 impl RocksStore {
-    /// Always [`UNAVAILABLE`].
+    /// Always [`StateError::RocksDbUnavailable`].
     ///
     /// # Errors
     /// Always.
