@@ -83,20 +83,21 @@ pub struct NexmarkSourceFactory {
     start: Option<(Instant, u64)>,
 }
 
+/// Nexmark options asking for real time without a usable rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`real_time = true` needs `rate` (events per second, at least 1)")]
+pub struct RealTimeWithoutRate;
+
 impl NexmarkSourceFactory {
     /// A factory for `options`.
     ///
     /// # Errors
     /// `real_time` without a `rate` of at least one event per second.
-    pub fn new(options: NexmarkOptions) -> Result<Self, String> {
+    pub fn new(options: NexmarkOptions) -> Result<Self, RealTimeWithoutRate> {
         let start = if options.real_time {
             match options.rate {
                 Some(r) if r >= 1.0 => {}
-                _ => {
-                    return Err(
-                        "`real_time = true` needs `rate` (events per second, at least 1)".into(),
-                    );
-                }
+                _ => return Err(RealTimeWithoutRate),
             }
             let epoch_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -351,7 +352,10 @@ mod tests {
             batch_size: 100,
             parallelism: None,
         };
-        let e = NexmarkSourceFactory::new(opts(None)).err().unwrap();
+        let e = NexmarkSourceFactory::new(opts(None))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("real_time") && e.contains("rate"), "{e}");
         assert!(NexmarkSourceFactory::new(opts(Some(0.5))).is_err());
 

@@ -122,10 +122,9 @@ pub fn prepare(
     for s in &job.sources {
         let (factory, p): (Arc<dyn weir_engine::SourceFactory>, _) = match &s.spec {
             SourceSpec::Nexmark(o) => (
-                Arc::new(
-                    NexmarkSourceFactory::new(o.clone())
-                        .map_err(|e| ctx("source", &s.name, &s.header).error("real_time", e))?,
-                ),
+                Arc::new(NexmarkSourceFactory::new(o.clone()).map_err(|e| {
+                    ctx("source", &s.name, &s.header).error("real_time", e.to_string())
+                })?),
                 o.parallelism,
             ),
             SourceSpec::Generator(o) => (
@@ -212,7 +211,7 @@ pub fn prepare(
         let factory: Arc<dyn weir_engine::OperatorFactory> = match (module.kind(), &o.spec.window) {
             (OperatorKind::Aggregate | OperatorKind::ProcessWindow, Some(w)) => Arc::new(
                 WindowOperatorFactory::new(module.clone(), config, limits, w.clone())
-                    .map_err(|m| c.error("module", m))?
+                    .map_err(|m| c.error("module", m.to_string()))?
                     .with_version(version.as_deref()),
             ),
             (OperatorKind::Aggregate | OperatorKind::ProcessWindow, None) => {
@@ -243,7 +242,7 @@ pub fn prepare(
                     limits,
                     o.spec.side_outputs.clone(),
                 )
-                .map_err(|m| c.error("module", m))?
+                .map_err(|m| c.error("module", m.to_string()))?
                 .with_version(version.as_deref())
                 .with_state_ttl(o.spec.state_ttl.clone()),
             ),

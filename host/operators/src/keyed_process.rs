@@ -52,13 +52,13 @@ impl KeyedProcessFactory {
         config: Vec<(String, String)>,
         limits: InstanceLimits,
         side_outputs: Vec<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::WrongKind> {
         if module.kind() != OperatorKind::KeyedProcess {
-            return Err(format!(
-                "module `{}` is a {} operator, not a keyed-process one",
-                module.name(),
-                module.kind()
-            ));
+            return Err(crate::WrongKind {
+                module: module.name().to_string(),
+                kind: module.kind(),
+                needs: "a keyed process function needs a keyed-process module",
+            });
         }
         Ok(Self {
             writer: crate::state_writer(&module, None),

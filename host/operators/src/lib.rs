@@ -28,6 +28,18 @@ pub use keyed_process::KeyedProcessFactory;
 pub use wasm_udf::WasmUdfFactory;
 pub use window::{Evictor, TimeMode, Trigger, WindowOperatorFactory, WindowSpec};
 
+/// A module of another operator world than the operator needs.
+#[derive(Debug, thiserror::Error)]
+#[error("module `{module}` is a {kind} operator; {needs}")]
+pub struct WrongKind {
+    /// The module's name.
+    pub module: String,
+    /// Its world.
+    pub kind: weir_sandbox::OperatorKind,
+    /// What the operator needs.
+    pub needs: &'static str,
+}
+
 /// `module` as the core carries it to a running operator (a hot swap).
 pub fn module_handle(module: Arc<OperatorModule>) -> ModuleHandle {
     let (name, digest) = (module.name().to_string(), module.digest().to_string());

@@ -1,5 +1,52 @@
 //! Flat columns of byte strings and of headers.
 
+/// A column or header list from untrusted code that breaks its layout.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnError {
+    /// Not one offset more than rows.
+    #[error("has {offsets} offsets for {rows} rows (expected {})", rows + 1)]
+    OffsetCount {
+        /// Offsets given.
+        offsets: usize,
+        /// Rows expected.
+        rows: usize,
+    },
+    /// The first offset is not 0.
+    #[error("first offset is {0}, not 0")]
+    FirstOffset(u32),
+    /// Offsets go back at this row.
+    #[error("offsets decrease at row {0}")]
+    Decreasing(usize),
+    /// The last offset is not the data's length.
+    #[error("last offset is {end} but the data has {bytes} bytes")]
+    End {
+        /// The last offset.
+        end: usize,
+        /// The data's length.
+        bytes: usize,
+    },
+    /// Header entries with no row offsets.
+    #[error("has header entries but no row offsets")]
+    EntriesWithoutRows,
+    /// Not one row offset more than rows.
+    #[error("has {offsets} row offsets for {rows} rows")]
+    RowOffsetCount {
+        /// Row offsets given.
+        offsets: usize,
+        /// Rows expected.
+        rows: usize,
+    },
+    /// The header names column is malformed.
+    #[error("names {0}")]
+    Names(Box<ColumnError>),
+    /// The header values column is malformed.
+    #[error("values {0}")]
+    Values(Box<ColumnError>),
+    /// Row offsets that do not split the entries into rows.
+    #[error("row offsets are not a partition of the header entries")]
+    NotAPartition,
+}
+
 /// A column of variable-length byte strings: one buffer plus `rows + 1`
 /// offsets, the layout of the WIT `bytes-column` record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,26 +117,25 @@ impl BytesColumn {
     /// Checks the invariants a column received from untrusted code must hold:
     /// offsets start at 0, never decrease and end at `data.len()`, and the
     /// column has `rows` rows. Returns a description of the first violation.
-    pub fn validate(&self, rows: usize) -> Result<(), String> {
+    pub fn validate(&self, rows: usize) -> Result<(), ColumnError> {
         if self.offsets.len() != rows + 1 {
-            return Err(format!(
-                "has {} offsets for {rows} rows (expected {})",
-                self.offsets.len(),
-                rows + 1
-            ));
+            return Err(ColumnError::OffsetCount {
+                offsets: self.offsets.len(),
+                rows,
+            });
         }
         if self.offsets[0] != 0 {
-            return Err(format!("first offset is {}, not 0", self.offsets[0]));
+            return Err(ColumnError::FirstOffset(self.offsets[0]));
         }
         if let Some(w) = self.offsets.windows(2).position(|w| w[1] < w[0]) {
-            return Err(format!("offsets decrease at row {w}"));
+            return Err(ColumnError::Decreasing(w));
         }
         let end = *self.offsets.last().unwrap_or(&0) as usize;
         if end != self.data.len() {
-            return Err(format!(
-                "last offset is {end} but the data has {} bytes",
-                self.data.len()
-            ));
+            return Err(ColumnError::End {
+                end,
+                bytes: self.data.len(),
+            });
         }
         Ok(())
     }
@@ -154,32 +200,32 @@ impl Headers {
     }
 
     /// Checks the invariants headers from untrusted code must hold.
-    pub fn validate(&self, rows: usize) -> Result<(), String> {
+    pub fn validate(&self, rows: usize) -> Result<(), ColumnError> {
         if self.row_offsets.is_empty() {
             return if self.names.is_empty() && self.values.is_empty() {
                 Ok(())
             } else {
-                Err("has header entries but no row offsets".into())
+                Err(ColumnError::EntriesWithoutRows)
             };
         }
         if self.row_offsets.len() != rows + 1 {
-            return Err(format!(
-                "has {} row offsets for {rows} rows",
-                self.row_offsets.len()
-            ));
+            return Err(ColumnError::RowOffsetCount {
+                offsets: self.row_offsets.len(),
+                rows,
+            });
         }
         let entries = self.names.len();
         self.names
             .validate(entries)
-            .map_err(|e| format!("names {e}"))?;
+            .map_err(|e| ColumnError::Names(Box::new(e)))?;
         self.values
             .validate(entries)
-            .map_err(|e| format!("values {e}"))?;
+            .map_err(|e| ColumnError::Values(Box::new(e)))?;
         if self.row_offsets[0] != 0
             || self.row_offsets.windows(2).any(|w| w[1] < w[0])
             || *self.row_offsets.last().unwrap_or(&0) as usize != entries
         {
-            return Err("row offsets are not a partition of the header entries".into());
+            return Err(ColumnError::NotAPartition);
         }
         Ok(())
     }

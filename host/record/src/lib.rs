@@ -23,7 +23,7 @@ mod batch;
 mod column;
 
 pub use batch::{BatchBuilder, BatchError, RecordBatch, RecordRef};
-pub use column::{BytesColumn, Headers};
+pub use column::{BytesColumn, ColumnError, Headers};
 
 /// Default number of rows a source puts in one batch: large enough that the
 /// per-call cost of the Wasm boundary (≈0.3 µs) disappears per row, small enough

@@ -128,26 +128,43 @@ impl Identity {
     ///
     /// # Errors
     /// PEM without a certificate or a key, or a key that does not match.
-    pub fn rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+    pub fn rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, IdentityError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("bad certificate PEM: {e}"))?;
+            .map_err(|e| IdentityError::CertificatePem(e.to_string()))?;
         if certs.is_empty() {
-            return Err("no certificate in the PEM file".into());
+            return Err(IdentityError::NoCertificate);
         }
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
-            .map_err(|e| format!("no usable private key: {e}"))?;
+            .map_err(|e| IdentityError::Key(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(IdentityError::Rustls)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| e.to_string())?;
+            .map_err(IdentityError::Rustls)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// A certificate and key that rustls cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The certificate file is not PEM.
+    #[error("bad certificate PEM: {0}")]
+    CertificatePem(String),
+    /// The file holds no certificate.
+    #[error("no certificate in the PEM file")]
+    NoCertificate,
+    /// The key file holds no usable private key.
+    #[error("no usable private key: {0}")]
+    Key(String),
+    /// rustls refused them (a key that does not match, for one).
+    #[error(transparent)]
+    Rustls(rustls::Error),
 }
 
 /// The crypto provider weir uses (aws-lc-rs, which object storage already

@@ -157,15 +157,15 @@ impl WindowOperatorFactory {
         config: Vec<(String, String)>,
         limits: InstanceLimits,
         spec: WindowSpec,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::WrongKind> {
         match module.kind() {
             OperatorKind::Aggregate | OperatorKind::ProcessWindow => {}
-            other => {
-                return Err(format!(
-                    "module `{}` is a {other} operator; a window needs an aggregate or \
-                     process-window module",
-                    module.name()
-                ));
+            kind => {
+                return Err(crate::WrongKind {
+                    module: module.name().to_string(),
+                    kind,
+                    needs: "a window needs an aggregate or process-window module",
+                });
             }
         }
         Ok(Self {
