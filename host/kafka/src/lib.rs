@@ -64,23 +64,29 @@ fn partitions<C: ClientContext>(
     bootstrap: &str,
     properties: &BTreeMap<String, String>,
     topic: &str,
-) -> Result<Vec<i32>, String> {
+) -> Result<Vec<i32>, ClusterError> {
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| describe_unanswered(bootstrap, properties, &e))?;
+    let missing = || ClusterError::NoTopic {
+        topic: topic.to_string(),
+        bootstrap: bootstrap.to_string(),
+    };
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
+        return Err(missing());
     };
     if let Some(e) = t.error() {
         return Err(match e {
-            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => {
-                format!("topic `{topic}` does not exist at `{bootstrap}`")
-            }
-            other => format!("topic `{topic}` at `{bootstrap}`: {other:?}"),
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => missing(),
+            other => ClusterError::Topic {
+                topic: topic.to_string(),
+                bootstrap: bootstrap.to_string(),
+                code: format!("{other:?}"),
+            },
         });
     }
     if t.partitions().is_empty() {
-        return Err(format!("topic `{topic}` does not exist at `{bootstrap}`"));
+        return Err(missing());
     }
     let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
     ids.sort_unstable();
@@ -162,7 +168,7 @@ fn describe_unanswered(
     bootstrap: &str,
     properties: &BTreeMap<String, String>,
     e: &KafkaError,
-) -> String {
+) -> ClusterError {
     use RDKafkaErrorCode as C;
     let unanswered = matches!(
         e.rdkafka_error_code(),
@@ -172,21 +178,81 @@ fn describe_unanswered(
         && properties.keys().any(|k| k.starts_with("sasl."))
         && let Some(why) = refusal(bootstrap, properties)
     {
-        return format!("Kafka at `{bootstrap}` refused the client's credentials: {why}");
+        return ClusterError::Refused {
+            bootstrap: bootstrap.to_string(),
+            why,
+        };
     }
     describe(bootstrap, e)
 }
 
-/// An rdkafka error as a sentence naming the cluster.
-fn describe(bootstrap: &str, e: &rdkafka::error::KafkaError) -> String {
+/// An rdkafka error, classified and naming the cluster.
+fn describe(bootstrap: &str, e: &rdkafka::error::KafkaError) -> ClusterError {
     use rdkafka::types::RDKafkaErrorCode as C;
+    let bootstrap = bootstrap.to_string();
     match e.rdkafka_error_code() {
         Some(C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve) => {
-            format!("cannot reach Kafka at `{bootstrap}`: {e}")
+            ClusterError::Unreachable {
+                bootstrap,
+                source: e.clone(),
+            }
         }
         Some(C::Authentication | C::SaslAuthenticationFailed | C::ClusterAuthorizationFailed) => {
-            format!("Kafka at `{bootstrap}` refused the client's credentials: {e}")
+            ClusterError::Refused {
+                bootstrap,
+                why: e.to_string(),
+            }
         }
-        _ => format!("Kafka at `{bootstrap}`: {e}"),
+        _ => ClusterError::Other {
+            bootstrap,
+            source: e.clone(),
+        },
     }
+}
+
+/// A Kafka cluster's refusal or unreachability, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No broker answered.
+    #[error("cannot reach Kafka at `{bootstrap}`: {source}")]
+    Unreachable {
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// The cluster refused the client's credentials.
+    #[error("Kafka at `{bootstrap}` refused the client's credentials: {why}")]
+    Refused {
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// Why, as the cluster said.
+        why: String,
+    },
+    /// The topic is not there.
+    #[error("topic `{topic}` does not exist at `{bootstrap}`")]
+    NoTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        bootstrap: String,
+    },
+    /// The cluster reported an error for the topic.
+    #[error("topic `{topic}` at `{bootstrap}`: {code}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// The error code.
+        code: String,
+    },
+    /// Any other error of the cluster.
+    #[error("Kafka at `{bootstrap}`: {source}")]
+    Other {
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
 }

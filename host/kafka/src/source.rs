@@ -225,7 +225,7 @@ struct KafkaSource {
 
 impl KafkaSource {
     fn err(&self, e: &rdkafka::error::KafkaError) -> String {
-        crate::describe(&self.options.bootstrap_servers, e)
+        crate::describe(&self.options.bootstrap_servers, e).to_string()
     }
 
     /// Assigns the partitions of this subtask not yet assigned (all at the

@@ -15,6 +15,49 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_record::json::{LineFormat, decode_line};
 
+use crate::ClusterError;
+
+/// Why a `weir kafka` tool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The cluster refused or could not be reached.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The cluster would not create the topic.
+    #[error("cannot create topic `{topic}` at `{bootstrap}`: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// The cluster's error.
+        code: String,
+    },
+    /// The input file cannot be opened or read.
+    #[error("cannot {op} `{}`: {source}", path.display())]
+    File {
+        /// `open` or `read`.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line of the input file is not a record.
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The output cannot be written.
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+}
+
 /// Creates `topic` with `partitions` partitions (replication factor
 /// `replication`).
 ///
@@ -26,7 +69,7 @@ pub fn create_topic(
     partitions: i32,
     replication: i32,
     properties: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), ToolError> {
     let admin: AdminClient<DefaultClientContext> = crate::config(bootstrap, properties)
         .create()
         .map_err(|e| crate::describe(bootstrap, &e))?;
@@ -36,7 +79,11 @@ pub fn create_topic(
     futures::executor::block_on(admin.create_topics([&t], &opts))
         .map_err(|e| crate::describe(bootstrap, &e))?;
     for r in results {
-        r.map_err(|(t, e)| format!("cannot create topic `{t}` at `{bootstrap}`: {e}"))?;
+        r.map_err(|(topic, code)| ToolError::CreateTopic {
+            topic,
+            bootstrap: bootstrap.to_string(),
+            code: code.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -55,22 +102,31 @@ pub fn produce_file(
     key_field: Option<&str>,
     timestamp_field: Option<&str>,
     properties: &BTreeMap<String, String>,
-) -> Result<u64, String> {
+) -> Result<u64, ToolError> {
     let producer: BaseProducer = crate::config(bootstrap, properties)
         .set("enable.idempotence", "true")
         .create()
         .map_err(|e| crate::describe(bootstrap, &e))?;
     crate::partitions(producer.client(), bootstrap, properties, topic)?;
-    let f =
-        std::fs::File::open(file).map_err(|e| format!("cannot open `{}`: {e}", file.display()))?;
+    let io = |op, source| ToolError::File {
+        op,
+        path: file.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(file).map_err(|e| io("open", e))?;
     let mut n = 0;
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+        let line = line.map_err(|e| io("read", e))?;
         if line.trim().is_empty() {
             continue;
         }
-        let r = decode_line(&line, format, key_field, timestamp_field)
-            .map_err(|e| format!("{}:{}: {e}", file.display(), i + 1))?;
+        let r = decode_line(&line, format, key_field, timestamp_field).map_err(|message| {
+            ToolError::Line {
+                path: file.to_path_buf(),
+                line: i + 1,
+                message,
+            }
+        })?;
         let mut headers = OwnedHeaders::new();
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
@@ -95,7 +151,7 @@ pub fn produce_file(
                     producer.poll(Duration::from_millis(10));
                     record = back;
                 }
-                Err((e, _)) => return Err(crate::describe(bootstrap, &e)),
+                Err((e, _)) => return Err(crate::describe(bootstrap, &e).into()),
             }
         }
         n += 1;
@@ -120,7 +176,7 @@ pub fn consume(
     idle: Duration,
     properties: &BTreeMap<String, String>,
     out: &mut dyn Write,
-) -> Result<u64, String> {
+) -> Result<u64, ToolError> {
     let consumer: BaseConsumer = crate::config(bootstrap, properties)
         .set("group.id", "weir-kafka-consume")
         .set("enable.auto.commit", "false")
@@ -147,7 +203,7 @@ pub fn consume(
     while last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Err(e)) => return Err(crate::describe(bootstrap, &e)),
+            Some(Err(e)) => return Err(crate::describe(bootstrap, &e).into()),
             Some(Ok(m)) => {
                 last = Instant::now();
                 let text = |b: Option<&[u8]>| {
@@ -173,7 +229,7 @@ pub fn consume(
                     "partition": m.partition(),
                     "offset": m.offset(),
                 });
-                writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))?;
+                writeln!(out, "{line}").map_err(ToolError::Write)?;
                 n += 1;
             }
         }
