@@ -52,12 +52,6 @@ pub enum StorageError {
     },
 }
 
-impl From<StorageError> for String {
-    fn from(e: StorageError) -> Self {
-        e.to_string()
-    }
-}
-
 /// Blocking object storage under one location. Object names are paths
 /// relative to it (`chk-3/_metadata`).
 pub trait ObjectStorage: Send + Sync {
