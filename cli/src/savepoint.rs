@@ -49,7 +49,7 @@ pub fn run(args: SavepointArgs) -> anyhow::Result<ExitCode> {
             println!("{path}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if e.starts_with("no savepoint within") => bail!(
+        Err(weir_engine::checkpoint::SavepointError::NoAnswer(_)) => bail!(
             "no savepoint within {}: is a job running with `weir run --state-dir {}`?",
             humantime::format_duration(args.timeout),
             args.state_dir.display()

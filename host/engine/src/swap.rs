@@ -91,8 +91,12 @@ pub enum SwapError {
     #[error(transparent)]
     Instance(crate::BoxError),
     /// The live state could not be migrated to the new module.
-    #[error("{0}")]
-    Migration(String),
+    #[error(transparent)]
+    Migration(#[from] weir_state::StateError),
+    /// An operator that should hold keyed state has none to migrate (a
+    /// fault of the host).
+    #[error("the operator has no keyed state")]
+    NoKeyedState,
 }
 
 /// Swaps posted for a job's operators, by node name.

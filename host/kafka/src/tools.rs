@@ -44,14 +44,14 @@ pub enum ToolError {
         source: std::io::Error,
     },
     /// A line of the input file is not a record.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}:{line}: {source}", path.display())]
     Line {
         /// The file.
         path: std::path::PathBuf,
         /// The line number, from 1.
         line: usize,
         /// What is wrong with it.
-        message: String,
+        source: weir_record::json::LineError,
     },
     /// The output cannot be written.
     #[error("cannot write: {0}")]
@@ -120,11 +120,11 @@ pub fn produce_file(
         if line.trim().is_empty() {
             continue;
         }
-        let r = decode_line(&line, format, key_field, timestamp_field).map_err(|message| {
+        let r = decode_line(&line, format, key_field, timestamp_field).map_err(|source| {
             ToolError::Line {
                 path: file.to_path_buf(),
                 line: i + 1,
-                message,
+                source,
             }
         })?;
         let mut headers = OwnedHeaders::new();

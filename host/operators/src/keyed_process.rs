@@ -422,7 +422,7 @@ impl Operator for KeyedProcess {
         let (mut instance, writer) =
             self.respawn
                 .instance(module, version, OperatorKind::KeyedProcess)?;
-        let no_state = || SwapError::Migration("the operator has no keyed state".into());
+        let no_state = || SwapError::NoKeyedState;
         let mut context = self.instance.take_keyed_context().ok_or_else(no_state)?;
         let host = context
             .as_any_mut()

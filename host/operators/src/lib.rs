@@ -90,13 +90,10 @@ pub(crate) fn migrate_live(
     let mut snap = state.snapshot();
     let guest_state = migration.guest_state;
     let keep: Vec<bool> = snap.states.iter().map(|(n, _)| guest_state(n)).collect();
-    migration
-        .run(from, &mut snap)
-        .map_err(SwapError::Migration)?;
+    migration.run(from, &mut snap)?;
     for blob in snap.groups.values_mut() {
         let mut only = Vec::new();
-        let entries =
-            weir_state::snapshot::entries(blob).map_err(|e| SwapError::Migration(e.to_string()))?;
+        let entries = weir_state::snapshot::entries(blob)?;
         for e in entries {
             if let weir_state::snapshot::Entry::State { state, rest, value } = e
                 && keep.get(usize::from(state)) == Some(&true)
@@ -106,9 +103,7 @@ pub(crate) fn migrate_live(
         }
         *blob = only;
     }
-    state
-        .restore(&snap)
-        .map_err(|e| SwapError::Migration(e.to_string()))
+    Ok(state.restore(&snap)?)
 }
 
 /// What a running operator subtask needs to make a new instance of another
@@ -165,7 +160,7 @@ impl StateMigration for Migration<'_> {
         &mut self,
         from: &StateWriter,
         snap: &mut weir_state::KeyedSnapshot,
-    ) -> Result<(), String> {
+    ) -> Result<(), weir_state::StateError> {
         let (guest_state, stamped) = (self.guest_state, self.stamped);
         let instance = &mut *self.instance;
         snap.map_values(
@@ -178,9 +173,7 @@ impl StateMigration for Migration<'_> {
                     for v in chunk {
                         column.push(v.get(stamp..).unwrap_or_default());
                     }
-                    let converted = instance
-                        .migrate_state(&from.version, name, column)
-                        .map_err(|e| e.to_string())?;
+                    let converted = instance.migrate_state(&from.version, name, column)?;
                     for (v, new) in chunk.iter().zip(converted.iter()) {
                         out.push([v.get(..stamp).unwrap_or_default(), new].concat());
                     }
@@ -188,6 +181,5 @@ impl StateMigration for Migration<'_> {
                 Ok(out)
             },
         )
-        .map_err(|e| e.to_string())
     }
 }

@@ -51,6 +51,42 @@ struct Envelope<'a> {
     headers: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// What is wrong with a JSON line; the caller adds the file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// Not `{"key":…,"value":…,"timestamp":…,"headers":{…}}`.
+    #[error("not a record envelope: {0}")]
+    NotAnEnvelope(#[source] serde_json::Error),
+    /// A header whose value is not a JSON string.
+    #[error("header `{header}` must be a string, found {found}")]
+    HeaderNotAString {
+        /// The header.
+        header: String,
+        /// Its JSON value.
+        found: String,
+    },
+    /// A line that must be an object (key or timestamp fields are named).
+    #[error("not a JSON object: {0}")]
+    NotAnObject(#[source] serde_json::Error),
+    /// The named key field is missing.
+    #[error("has no key field `{0}`")]
+    NoKeyField(String),
+    /// The named timestamp field is missing.
+    #[error("has no timestamp field `{0}`")]
+    NoTimestampField(String),
+    /// The timestamp field holds something else than milliseconds.
+    #[error("timestamp field `{field}` is {found}, not an integer of milliseconds")]
+    TimestampNotAnInteger {
+        /// The field.
+        field: String,
+        /// Its JSON value.
+        found: String,
+    },
+    /// Not JSON at all.
+    #[error("not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+}
+
 /// Decodes one line of a JSON Lines file.
 ///
 /// `key_field` and `timestamp_field` name top-level fields of a `value` line
@@ -58,24 +94,26 @@ struct Envelope<'a> {
 /// and the timestamp (an integer of milliseconds).
 ///
 /// # Errors
-/// A message saying what is wrong with the line; the caller adds file and line.
+/// What is wrong with the line; the caller adds file and line.
 pub fn decode_line(
     line: &str,
     format: LineFormat,
     key_field: Option<&str>,
     timestamp_field: Option<&str>,
-) -> Result<DecodedRecord, String> {
+) -> Result<DecodedRecord, LineError> {
     match format {
         LineFormat::Envelope => {
-            let env: Envelope<'_> =
-                serde_json::from_str(line).map_err(|e| format!("not a record envelope: {e}"))?;
+            let env: Envelope<'_> = serde_json::from_str(line).map_err(LineError::NotAnEnvelope)?;
             let headers = match env.headers {
                 None => Vec::new(),
                 Some(map) => map
                     .into_iter()
                     .map(|(k, v)| match v {
                         serde_json::Value::String(s) => Ok((k.into_bytes(), s.into_bytes())),
-                        other => Err(format!("header `{k}` must be a string, found {other}")),
+                        other => Err(LineError::HeaderNotAString {
+                            header: k,
+                            found: other.to_string(),
+                        }),
                     })
                     .collect::<Result<_, _>>()?,
             };
@@ -93,11 +131,11 @@ pub fn decode_line(
             };
             if key_field.is_some() || timestamp_field.is_some() {
                 let obj: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+                    serde_json::from_str(line).map_err(LineError::NotAnObject)?;
                 if let Some(f) = key_field {
                     let v = obj
                         .get(f)
-                        .ok_or_else(|| format!("has no key field `{f}`"))?;
+                        .ok_or_else(|| LineError::NoKeyField(f.to_string()))?;
                     rec.key = match v {
                         serde_json::Value::String(s) => s.clone().into_bytes(),
                         other => other.to_string().into_bytes(),
@@ -106,14 +144,15 @@ pub fn decode_line(
                 if let Some(f) = timestamp_field {
                     let v = obj
                         .get(f)
-                        .ok_or_else(|| format!("has no timestamp field `{f}`"))?;
-                    rec.timestamp = Some(v.as_i64().ok_or_else(|| {
-                        format!("timestamp field `{f}` is {v}, not an integer of milliseconds")
-                    })?);
+                        .ok_or_else(|| LineError::NoTimestampField(f.to_string()))?;
+                    rec.timestamp =
+                        Some(v.as_i64().ok_or_else(|| LineError::TimestampNotAnInteger {
+                            field: f.to_string(),
+                            found: v.to_string(),
+                        })?);
                 }
             } else {
-                serde_json::from_str::<serde::de::IgnoredAny>(line)
-                    .map_err(|e| format!("not valid JSON: {e}"))?;
+                serde_json::from_str::<serde::de::IgnoredAny>(line).map_err(LineError::NotJson)?;
             }
             Ok(rec)
         }
@@ -228,9 +267,19 @@ mod tests {
         assert_eq!(d.timestamp, Some(1000));
         assert_eq!(d.value, line.as_bytes());
         let err = decode_line(line, LineFormat::Value, Some("nope"), None).unwrap_err();
-        assert!(err.contains("`nope`"), "{err}");
+        assert!(
+            matches!(&err, LineError::NoKeyField(f) if f == "nope"),
+            "{err}"
+        );
         let err = decode_line(r#"{"ts":"x"}"#, LineFormat::Value, None, Some("ts")).unwrap_err();
-        assert!(err.contains("not an integer"), "{err}");
+        assert!(
+            matches!(&err, LineError::TimestampNotAnInteger { field, .. } if field == "ts"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "timestamp field `ts` is \"x\", not an integer of milliseconds"
+        );
         assert!(decode_line("{oops", LineFormat::Value, None, None).is_err());
     }
 }

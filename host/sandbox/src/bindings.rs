@@ -5,6 +5,7 @@
 //! (`types`, `log`) are generated once, in the filter world, and reused by the
 //! others through `with`, so there is one Rust type per WIT type.
 
+use crate::error::OutputError;
 use weir_record::{BytesColumn, Headers, RecordBatch};
 
 /// The filter world, and the shared `types` and `log` interfaces.
@@ -163,34 +164,44 @@ pub(crate) fn assemble_output(
     input: RecordBatch,
     out: wit::Output,
     one_to_one: bool,
-) -> Result<RecordBatch, String> {
+) -> Result<RecordBatch, OutputError> {
     let values = column_from_wit(out.values);
     let rows = values.len();
-    values.validate(rows).map_err(|e| format!("values {e}"))?;
+    values
+        .validate(rows)
+        .map_err(|source| OutputError::Column {
+            column: "values",
+            source,
+        })?;
     let in_rows = input.len();
     // No rows at all (a flat-map that dropped a whole batch) needs no
     // parents either: that is not the identity.
     let identity = out.parents.is_empty() && rows != 0;
     if identity {
         if rows != in_rows {
-            return Err(format!(
-                "{rows} output rows for {in_rows} input rows without `parents`"
-            ));
+            return Err(OutputError::RowsWithoutParents {
+                rows,
+                output: "output",
+                inputs: in_rows,
+                input: "input rows",
+            });
         }
     } else {
         if out.parents.len() != rows {
-            return Err(format!(
-                "{} parents for {rows} output rows",
-                out.parents.len()
-            ));
+            return Err(OutputError::ParentCount {
+                parents: out.parents.len(),
+                rows,
+            });
         }
         if let Some(p) = out.parents.iter().find(|&&p| p as usize >= in_rows) {
-            return Err(format!(
-                "parent {p} is out of range for {in_rows} input rows"
-            ));
+            return Err(OutputError::ParentOutOfRange {
+                parent: *p,
+                inputs: in_rows,
+                input: "input rows",
+            });
         }
         if out.parents.windows(2).any(|w| w[1] < w[0]) {
-            return Err("parents decrease: the order of the input must be kept".into());
+            return Err(OutputError::ParentsDecrease);
         }
         if one_to_one
             && out
@@ -199,13 +210,14 @@ pub(crate) fn assemble_output(
                 .enumerate()
                 .any(|(i, &p)| p as usize != i)
         {
-            return Err("a map must return exactly one row per input row, in order".into());
+            return Err(OutputError::MapReorders);
         }
     }
     if one_to_one && rows != in_rows {
-        return Err(format!(
-            "a map must return one row per input row: got {rows} for {in_rows}"
-        ));
+        return Err(OutputError::MapRowCount {
+            rows,
+            inputs: in_rows,
+        });
     }
 
     // Columns the guest did not send come from the parents: moved when the
@@ -221,14 +233,21 @@ pub(crate) fn assemble_output(
     let keys = match out.keys {
         Some(k) => {
             let k = column_from_wit(k);
-            k.validate(rows).map_err(|e| format!("keys {e}"))?;
+            k.validate(rows).map_err(|source| OutputError::Column {
+                column: "keys",
+                source,
+            })?;
             k
         }
         None => parent_keys,
     };
     let timestamps = match out.timestamps {
         Some(t) if t.len() != rows => {
-            return Err(format!("{} timestamps for {rows} rows", t.len()));
+            return Err(OutputError::ListLength {
+                list: "timestamps",
+                got: t.len(),
+                rows,
+            });
         }
         Some(t) => t,
         None => parent_ts,
@@ -236,7 +255,10 @@ pub(crate) fn assemble_output(
     let headers = match out.headers {
         Some(h) => {
             let h = headers_from_wit(h);
-            h.validate(rows).map_err(|e| format!("headers {e}"))?;
+            h.validate(rows).map_err(|source| OutputError::Column {
+                column: "headers",
+                source,
+            })?;
             h
         }
         None => parent_headers,
@@ -303,23 +325,49 @@ mod tests {
         let out = assemble_output(input(), output(vec![], &[]), false).unwrap();
         assert_eq!(out.len(), 0);
         let e = assemble_output(input(), output(vec![], &[]), true).unwrap_err();
-        assert!(e.contains("got 0 for 3"), "{e}");
+        assert_eq!(e, OutputError::MapRowCount { rows: 0, inputs: 3 });
     }
 
     #[test]
     fn contract_violations_are_reported() {
         let e = assemble_output(input(), output(vec![], &[b"x"]), true).unwrap_err();
-        assert!(e.contains("1 output rows for 3"), "{e}");
+        assert!(
+            matches!(
+                e,
+                OutputError::RowsWithoutParents {
+                    rows: 1,
+                    inputs: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "1 output rows for 3 input rows without `parents`"
+        );
         let e = assemble_output(input(), output(vec![5], &[b"x"]), false).unwrap_err();
-        assert!(e.contains("out of range"), "{e}");
+        assert!(
+            matches!(e, OutputError::ParentOutOfRange { parent: 5, .. }),
+            "{e}"
+        );
         let e = assemble_output(input(), output(vec![2, 1], &[b"x", b"y"]), false).unwrap_err();
-        assert!(e.contains("decrease"), "{e}");
+        assert_eq!(e, OutputError::ParentsDecrease);
         let e =
             assemble_output(input(), output(vec![0, 0, 1], &[b"x", b"y", b"z"]), true).unwrap_err();
-        assert!(e.contains("exactly one row"), "{e}");
+        assert_eq!(e, OutputError::MapReorders);
         let mut bad = output(vec![], &[b"x", b"y", b"z"]);
         bad.values.offsets[3] = 99;
         let e = assemble_output(input(), bad, true).unwrap_err();
-        assert!(e.contains("values"), "{e}");
+        assert!(
+            matches!(
+                e,
+                OutputError::Column {
+                    column: "values",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

@@ -159,7 +159,7 @@ pub enum GuestFailure {
     Returned(String),
     /// The guest returned a batch that breaks the contract of its world.
     #[error("guest returned an invalid result: {0}")]
-    InvalidOutput(String),
+    InvalidOutput(#[from] OutputError),
     /// A host service the guest called (keyed state, timers) failed.
     #[error("a state or timer call failed: {0}")]
     Host(String),
@@ -174,4 +174,115 @@ fn console_suffix(console: &str) -> String {
     } else {
         format!("\n--- guest output ---\n{}", console.trim_end())
     }
+}
+
+/// A result a guest returned that breaks the contract of its world
+/// (`wit/types.wit`): the host refuses it instead of building a batch from
+/// it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    /// A column (`values`, `keys`, `headers`, `accumulators`…) is malformed.
+    #[error("{column} {source}")]
+    Column {
+        /// Which column.
+        column: &'static str,
+        /// How it is malformed.
+        source: weir_record::ColumnError,
+    },
+    /// No `parents` but not one row per input row (or pane).
+    #[error("{rows} {output} rows for {inputs} {input} without `parents`")]
+    RowsWithoutParents {
+        /// Rows returned.
+        rows: usize,
+        /// `output` or `result`.
+        output: &'static str,
+        /// Input rows or panes.
+        inputs: usize,
+        /// `input rows` or `panes`.
+        input: &'static str,
+    },
+    /// `parents` is not one entry per output row.
+    #[error("{parents} parents for {rows} output rows")]
+    ParentCount {
+        /// Parents given.
+        parents: usize,
+        /// Rows returned.
+        rows: usize,
+    },
+    /// A parent names no input row (or pane).
+    #[error("parent {parent} is out of range for {inputs} {input}")]
+    ParentOutOfRange {
+        /// The parent.
+        parent: u32,
+        /// Input rows or panes.
+        inputs: usize,
+        /// `input rows` or `panes`.
+        input: &'static str,
+    },
+    /// Parents go back: the input's order was not kept.
+    #[error("parents decrease: the order of the input must be kept")]
+    ParentsDecrease,
+    /// A map returned rows for other parents than its own input row.
+    #[error("a map must return exactly one row per input row, in order")]
+    MapReorders,
+    /// A map returned more or fewer rows than it was given.
+    #[error("a map must return one row per input row: got {rows} for {inputs}")]
+    MapRowCount {
+        /// Rows returned.
+        rows: usize,
+        /// Rows given.
+        inputs: usize,
+    },
+    /// A per-row list (`timestamps`, output tags) of the wrong length.
+    #[error("{got} {list} for {rows} rows")]
+    ListLength {
+        /// Which list.
+        list: &'static str,
+        /// Its length.
+        got: usize,
+        /// Rows returned.
+        rows: usize,
+    },
+    /// An output tag past the listed side outputs.
+    #[error("output {tag} names no side output (only {listed} are listed)")]
+    UnknownSideOutput {
+        /// The tag.
+        tag: u32,
+        /// Side outputs listed.
+        listed: usize,
+    },
+    /// A filter's selection goes back or repeats a row.
+    #[error("selected rows must be strictly increasing, found {0} then {1}")]
+    SelectionNotIncreasing(u32, u32),
+    /// A filter selected a row past its input.
+    #[error("selected row {row} is out of range for {rows} rows")]
+    SelectionOutOfRange {
+        /// The row.
+        row: u32,
+        /// Input rows.
+        rows: usize,
+    },
+    /// Not one value back per value given (accumulators, migrated state).
+    #[error("returned {got} {what} for {expected}")]
+    Count {
+        /// `accumulators` or `state values`.
+        what: &'static str,
+        /// Values returned.
+        got: usize,
+        /// Values given.
+        expected: usize,
+    },
+    /// The job calls the module as a kind it is not.
+    #[error(
+        "a {kind} operator has no `{call}` function (the job uses the module as the wrong kind)"
+    )]
+    WrongKind {
+        /// The module's kind.
+        kind: crate::OperatorKind,
+        /// The call.
+        call: &'static str,
+    },
+    /// A state migration was asked of a module without the export.
+    #[error("the module does not export `state-migration`")]
+    NoStateMigration,
 }

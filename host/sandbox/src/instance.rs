@@ -16,7 +16,7 @@ use weir_record::{BatchBuilder, BytesColumn};
 use crate::bindings::{
     self, WitWindow, aggregate, filter, flat_map, keyed, map, migration, process_window, wit,
 };
-use crate::error::{GuestFailure, SandboxError};
+use crate::error::{GuestFailure, OutputError, SandboxError};
 use crate::guest::GuestState;
 use crate::keyed::{KeyedContext, TimeDomain};
 use crate::module::{KindPre, OperatorKind, OperatorModule};
@@ -351,9 +351,7 @@ impl OperatorInstance {
         let Some(migrator) = self.migrator.take() else {
             return Err(self.core.fail(
                 "migrate",
-                GuestFailure::InvalidOutput(
-                    "the module does not export `state-migration`".to_string(),
-                ),
+                GuestFailure::InvalidOutput(OutputError::NoStateMigration),
             ));
         };
         let n = values.len();
@@ -585,12 +583,25 @@ impl CallCore {
         } else {
             "accumulators"
         };
-        out.validate(rows)
-            .map_err(|m| self.fail(call, GuestFailure::InvalidOutput(format!("{what} {m}"))))?;
+        out.validate(rows).map_err(|source| {
+            self.fail(
+                call,
+                OutputError::Column {
+                    column: what,
+                    source,
+                }
+                .into(),
+            )
+        })?;
         if rows != expected {
             return Err(self.fail(
                 call,
-                GuestFailure::InvalidOutput(format!("returned {rows} {what} for {expected}")),
+                OutputError::Count {
+                    what,
+                    got: rows,
+                    expected,
+                }
+                .into(),
             ));
         }
         Ok(out)
@@ -599,10 +610,11 @@ impl CallCore {
     fn wrong_call(&self, call: &'static str) -> SandboxError {
         self.fail(
             call,
-            GuestFailure::InvalidOutput(format!(
-                "a {} operator has no `{call}` function (the job uses the module as the wrong kind)",
-                self.module.kind()
-            )),
+            OutputError::WrongKind {
+                kind: self.module.kind(),
+                call,
+            }
+            .into(),
         )
     }
 
@@ -614,35 +626,52 @@ impl CallCore {
 /// Builds the result batch of a window function: keys default to the pane's
 /// key, timestamps to the window's last millisecond, and every row gets
 /// `window.start` and `window.end` headers (after any the guest set).
-pub(crate) fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<RecordBatch, String> {
+pub(crate) fn window_output(
+    panes: &[WindowPane],
+    out: wit::Output,
+) -> Result<RecordBatch, OutputError> {
     let values = bindings::column_from_wit(out.values);
     let rows = values.len();
-    values.validate(rows).map_err(|e| format!("values {e}"))?;
+    values
+        .validate(rows)
+        .map_err(|source| OutputError::Column {
+            column: "values",
+            source,
+        })?;
     // No rows needs no parents either (`output` in wit/types.wit).
     let parents: Vec<u32> = if out.parents.is_empty() && rows != 0 {
         if rows != panes.len() {
-            return Err(format!(
-                "{rows} result rows for {} panes without `parents`",
-                panes.len()
-            ));
+            return Err(OutputError::RowsWithoutParents {
+                rows,
+                output: "result",
+                inputs: panes.len(),
+                input: "panes",
+            });
         }
         (0..rows as u32).collect()
     } else {
         if out.parents.len() != rows {
-            return Err(format!("{} parents for {rows} rows", out.parents.len()));
+            return Err(OutputError::ParentCount {
+                parents: out.parents.len(),
+                rows,
+            });
         }
         if let Some(p) = out.parents.iter().find(|&&p| p as usize >= panes.len()) {
-            return Err(format!(
-                "parent {p} is out of range for {} panes",
-                panes.len()
-            ));
+            return Err(OutputError::ParentOutOfRange {
+                parent: *p,
+                inputs: panes.len(),
+                input: "panes",
+            });
         }
         out.parents
     };
     let keys = match out.keys {
         Some(k) => {
             let k = bindings::column_from_wit(k);
-            k.validate(rows).map_err(|e| format!("keys {e}"))?;
+            k.validate(rows).map_err(|source| OutputError::Column {
+                column: "keys",
+                source,
+            })?;
             Some(k)
         }
         None => None,
@@ -650,12 +679,19 @@ pub(crate) fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<Re
     if let Some(t) = &out.timestamps
         && t.len() != rows
     {
-        return Err(format!("{} timestamps for {rows} rows", t.len()));
+        return Err(OutputError::ListLength {
+            list: "timestamps",
+            got: t.len(),
+            rows,
+        });
     }
     let headers = match out.headers {
         Some(h) => {
             let h = bindings::headers_from_wit(h);
-            h.validate(rows).map_err(|e| format!("headers {e}"))?;
+            h.validate(rows).map_err(|source| OutputError::Column {
+                column: "headers",
+                source,
+            })?;
             Some(h)
         }
         None => None,
@@ -683,26 +719,39 @@ pub(crate) fn window_output(panes: &[WindowPane], out: wit::Output) -> Result<Re
 /// Checks what a keyed-process call emitted.
 fn check_emitted(
     e: keyed::exports::weir::udf::keyed_processor::Emitted,
-) -> Result<Emitted, String> {
+) -> Result<Emitted, OutputError> {
     let values = bindings::column_from_wit(e.values);
     let rows = values.len();
-    values.validate(rows).map_err(|m| format!("values {m}"))?;
+    values
+        .validate(rows)
+        .map_err(|source| OutputError::Column {
+            column: "values",
+            source,
+        })?;
     if e.timestamps.len() != rows {
-        return Err(format!("{} timestamps for {rows} rows", e.timestamps.len()));
+        return Err(OutputError::ListLength {
+            list: "timestamps",
+            got: e.timestamps.len(),
+            rows,
+        });
     }
     if !e.outputs.is_empty() {
         if e.outputs.len() != rows {
-            return Err(format!("{} output tags for {rows} rows", e.outputs.len()));
+            return Err(OutputError::ListLength {
+                list: "output tags",
+                got: e.outputs.len(),
+                rows,
+            });
         }
         if let Some(&o) = e
             .outputs
             .iter()
             .find(|&&o| o as usize > e.side_outputs.len())
         {
-            return Err(format!(
-                "output {o} names no side output (only {} are listed)",
-                e.side_outputs.len()
-            ));
+            return Err(OutputError::UnknownSideOutput {
+                tag: u32::from(o),
+                listed: e.side_outputs.len(),
+            });
         }
     }
     Ok(Emitted {
@@ -719,20 +768,17 @@ enum Returned {
 }
 
 /// Applies a filter's selection, which must be strictly increasing indices.
-pub(crate) fn select(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String> {
+pub(crate) fn select(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, OutputError> {
     if let Some(w) = rows.windows(2).find(|w| w[1] <= w[0]) {
-        return Err(format!(
-            "selected rows must be strictly increasing, found {} then {}",
-            w[0], w[1]
-        ));
+        return Err(OutputError::SelectionNotIncreasing(w[0], w[1]));
     }
     if let Some(&last) = rows.last()
         && last as usize >= input.len()
     {
-        return Err(format!(
-            "selected row {last} is out of range for {} rows",
-            input.len()
-        ));
+        return Err(OutputError::SelectionOutOfRange {
+            row: last,
+            rows: input.len(),
+        });
     }
     Ok(input.take(rows))
 }
@@ -793,7 +839,7 @@ mod tests {
             .collect();
         assert_eq!(window_output(&panes, output(vec![], &[])).unwrap().len(), 0);
         let e = window_output(&panes, output(vec![], &[b"x"])).unwrap_err();
-        assert!(e.contains("1 result rows for 3 panes"), "{e}");
+        assert_eq!(e.to_string(), "1 result rows for 3 panes without `parents`");
         let out = window_output(&panes, output(vec![], &[b"a", b"b", b"c"])).unwrap();
         assert_eq!(out.len(), 3);
     }

@@ -43,7 +43,7 @@ mod guest;
 pub use budget::CompileBudget;
 pub use cache::{CacheStats, ModuleCache};
 pub use compiler::Compiler;
-pub use error::{GuestFailure, SandboxError};
+pub use error::{GuestFailure, OutputError, SandboxError};
 pub use instance::{Emitted, InstanceLabel, InstanceLimits, OperatorInstance, WindowPane};
 pub use keyed::{KeyedContext, StateCallError, TimeDomain};
 pub use module::{ModuleDigest, OperatorKind, OperatorModule};

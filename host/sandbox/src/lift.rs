@@ -7,6 +7,7 @@
 use weir_record::{BytesColumn, Headers, RecordBatch};
 
 use crate::bindings::{self, wit};
+use crate::error::OutputError;
 use crate::instance::WindowPane;
 
 /// A map or flat-map result, as the `output` record of `wit/types.wit`.
@@ -41,7 +42,11 @@ impl Output {
 ///
 /// # Errors
 /// An output that is inconsistent with itself or with the input.
-pub fn output(input: RecordBatch, out: Output, one_to_one: bool) -> Result<RecordBatch, String> {
+pub fn output(
+    input: RecordBatch,
+    out: Output,
+    one_to_one: bool,
+) -> Result<RecordBatch, OutputError> {
     bindings::assemble_output(input, out.into_wit(), one_to_one)
 }
 
@@ -49,7 +54,7 @@ pub fn output(input: RecordBatch, out: Output, one_to_one: bool) -> Result<Recor
 ///
 /// # Errors
 /// Rows not strictly increasing or out of range.
-pub fn selection(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String> {
+pub fn selection(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, OutputError> {
     crate::instance::select(input, rows)
 }
 
@@ -57,6 +62,6 @@ pub fn selection(input: RecordBatch, rows: &[u32]) -> Result<RecordBatch, String
 ///
 /// # Errors
 /// An output inconsistent with itself or with the panes.
-pub fn window(panes: &[WindowPane], out: Output) -> Result<RecordBatch, String> {
+pub fn window(panes: &[WindowPane], out: Output) -> Result<RecordBatch, OutputError> {
     crate::instance::window_output(panes, out.into_wit())
 }

@@ -34,7 +34,7 @@ impl StateKind {
 }
 
 /// A misuse of state, reported to the operator that made it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A name used with two kinds.
     #[error("state `{name}` is {was} state and cannot be used as {now} state")]
@@ -79,9 +79,25 @@ pub enum StateError {
     /// This build has no RocksDB.
     #[error("{}", crate::ROCKSDB_UNAVAILABLE)]
     RocksDbUnavailable,
-    /// A state value that a migration could not convert.
-    #[error("{0}")]
-    Migration(String),
+    /// The values of a state that a migration could not convert.
+    #[error("state `{state}`: {source}")]
+    Migration {
+        /// The state.
+        state: String,
+        /// The converter's error.
+        source: crate::BoxError,
+    },
+    /// A migration that returned another number of values than it was
+    /// given.
+    #[error("state `{state}`: {given} values converted into {returned}")]
+    MigrationCount {
+        /// The state.
+        state: String,
+        /// Values given.
+        given: usize,
+        /// Values returned.
+        returned: usize,
+    },
 }
 
 /// Keyed state of one operator subtask: named states, each scoped to the

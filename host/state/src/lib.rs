@@ -29,6 +29,9 @@ pub mod snapshot;
 pub mod store;
 pub mod timers;
 
+/// A boxed error from code the state layer calls (a migration's converter).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub use frozen::{Frozen, FrozenKeyed};
 pub use keyed::{KeyedState, StateError, StateId, StateKind};
 pub use rocks::{RocksCheckpoint, RocksStore};

@@ -132,7 +132,7 @@ impl KeyedSnapshot {
     pub fn map_values(
         &mut self,
         select: impl Fn(&str, StateKind) -> bool,
-        mut f: impl FnMut(&str, Vec<&[u8]>) -> Result<Vec<Vec<u8>>, String>,
+        mut f: impl FnMut(&str, Vec<&[u8]>) -> Result<Vec<Vec<u8>>, crate::BoxError>,
     ) -> Result<(), StateError> {
         let picked: Vec<bool> = self.states.iter().map(|(n, k)| select(n, *k)).collect();
         if !picked.contains(&true) {
@@ -160,15 +160,17 @@ impl KeyedSnapshot {
                 let out = if n == 0 {
                     Vec::new()
                 } else {
-                    f(&self.states[i].0, values).map_err(StateError::Migration)?
+                    f(&self.states[i].0, values).map_err(|source| StateError::Migration {
+                        state: self.states[i].0.clone(),
+                        source,
+                    })?
                 };
                 if out.len() != n {
-                    return Err(StateError::Migration(format!(
-                        "state `{}`: {} values converted into {}",
-                        self.states[i].0,
-                        n,
-                        out.len()
-                    )));
+                    return Err(StateError::MigrationCount {
+                        state: self.states[i].0.clone(),
+                        given: n,
+                        returned: out.len(),
+                    });
                 }
                 outputs.push(out.into_iter());
             }
@@ -428,6 +430,6 @@ mod tests {
             .map_values(|n, _| n == "acc", |_, _| Ok(Vec::new()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("2 values converted into 0"), "{err}");
+        assert_eq!(err, "state `acc`: 2 values converted into 0");
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::{CheckpointConfig, CheckpointId, CheckpointStorage, SubtaskState, prune, write};
+use super::{
+    CheckpointConfig, CheckpointId, CheckpointStorage, SnapshotError, SubtaskState, prune, write,
+};
 
 /// How barriers are handled at tasks with several inputs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub struct Ack {
     /// Subtask.
     pub subtask: usize,
     /// Its state, or why it could not be written.
-    pub state: Result<SubtaskState, String>,
+    pub state: Result<SubtaskState, SnapshotError>,
     /// What this message is.
     pub kind: AckKind,
 }
@@ -154,7 +156,28 @@ pub(crate) enum Action {
         /// Whether it is a savepoint (its requester gets `reason`).
         savepoint: bool,
         /// Why.
-        reason: String,
+        reason: Box<Abandoned>,
+    },
+}
+
+/// Why a checkpoint was given up.
+#[derive(Debug, thiserror::Error)]
+pub enum Abandoned {
+    /// A subtask could not take its part.
+    #[error("`{node}` subtask {subtask}: {source}")]
+    Declined {
+        /// The node.
+        node: String,
+        /// The subtask.
+        subtask: usize,
+        /// Why.
+        source: SnapshotError,
+    },
+    /// Not every subtask answered within the checkpoint timeout.
+    #[error("the {} timed out", if *.savepoint { "savepoint" } else { "checkpoint" })]
+    TimedOut {
+        /// Whether it was a savepoint.
+        savepoint: bool,
     },
 }
 
@@ -225,7 +248,7 @@ impl Protocol {
         id: CheckpointId,
         at: (usize, usize),
         kind: AckKind,
-        state: Result<SubtaskState, String>,
+        state: Result<SubtaskState, SnapshotError>,
         node_name: &str,
     ) -> Option<Action> {
         let p = self.pending.as_mut().filter(|p| p.id == id)?;
@@ -244,7 +267,11 @@ impl Protocol {
                 return Some(Action::Abandon {
                     id: p.id,
                     savepoint: p.savepoint,
-                    reason: format!("`{node_name}` subtask {}: {e}", at.1),
+                    reason: Box::new(Abandoned::Declined {
+                        node: node_name.to_string(),
+                        subtask: at.1,
+                        source: e,
+                    }),
                 });
             }
         }
@@ -296,11 +323,7 @@ impl Protocol {
             actions.push(Action::Abandon {
                 id: p.id,
                 savepoint,
-                reason: if savepoint {
-                    "the savepoint timed out".into()
-                } else {
-                    "the checkpoint timed out".into()
-                },
+                reason: Box::new(Abandoned::TimedOut { savepoint }),
             });
             self.final_savepoint &= !savepoint;
             self.pending = None;
@@ -424,7 +447,7 @@ impl Coordinator {
                 tracing::warn!(checkpoint = id, "checkpoint abandoned: {reason}");
                 self.shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
                 if savepoint {
-                    self.answer_savepoint(Err(reason));
+                    self.answer_savepoint(Err(&reason));
                     self.shared.savepoint.store(0, Ordering::SeqCst);
                 }
             }
@@ -446,10 +469,11 @@ impl Coordinator {
                 storage.display(&name)
             })
             .map_err(|e| format!("cannot write savepoint: {e}"));
-        self.answer_savepoint(answer);
+        self.answer_savepoint(answer.as_ref().map(String::as_str).map_err(|e| e as _));
     }
 
-    fn answer_savepoint(&self, answer: Result<String, String>) {
+    /// Answers the savepoint request (a location or why it failed).
+    fn answer_savepoint(&self, answer: Result<&str, &dyn std::fmt::Display>) {
         let Some(request) = self.config.savepoint_request.as_ref() else {
             return;
         };
@@ -536,8 +560,19 @@ mod tests {
         action.as_ref().map_or_else(|| "-".to_string(), said)
     }
 
-    fn ok() -> Result<SubtaskState, String> {
+    fn ok() -> Result<SubtaskState, SnapshotError> {
         Ok(SubtaskState::default())
+    }
+
+    fn disk_full() -> SnapshotError {
+        SnapshotError::Write(
+            crate::checkpoint::StorageError::Store {
+                op: "write",
+                object: "chk-1".into(),
+                source: "disk full".into(),
+            }
+            .into(),
+        )
     }
 
     /// Two node subtasks, a 10 s interval, a 60 s timeout.
@@ -601,10 +636,10 @@ mod tests {
         let t0 = Instant::now();
         let mut p = protocol(t0);
         p.on_tick(t0 + 10 * S, false, false);
-        let failed = Err("disk full".to_string());
+        let failed = Err(disk_full());
         assert_eq!(
             one(p.on_ack(1, (1, 3), AckKind::State, failed, "window")),
-            "abandon 1: `window` subtask 3: disk full"
+            "abandon 1: `window` subtask 3: cannot write `chk-1`: disk full"
         );
         assert_eq!(one(p.on_ack(1, (0, 0), AckKind::State, ok(), "a")), "-");
         assert_eq!(all(p.on_tick(t0 + 20 * S, false, false)), vec!["trigger 2"]);
@@ -621,7 +656,7 @@ mod tests {
                 ..SubtaskState::default()
             })
         };
-        let steps: Vec<(usize, AckKind, Result<SubtaskState, String>, &str)> = vec![
+        let steps: Vec<(usize, AckKind, Result<SubtaskState, SnapshotError>, &str)> = vec![
             (1, AckKind::ExpectInflight, ok(), "-"),
             (0, AckKind::State, ok(), "-"),
             (1, AckKind::State, ok(), "-"),
@@ -682,8 +717,8 @@ mod tests {
         let mut p = protocol(t0);
         assert_eq!(one(p.on_savepoint_request(true, false, t0)), "trigger sp1");
         assert_eq!(
-            one(p.on_ack(1, (0, 0), AckKind::State, Err("no space".into()), "a")),
-            "abandon 1: `a` subtask 0: no space"
+            one(p.on_ack(1, (0, 0), AckKind::State, Err(disk_full()), "a")),
+            "abandon 1: `a` subtask 0: cannot write `chk-1`: disk full"
         );
         assert_eq!(all(p.on_tick(t0 + 10 * S, false, false)), vec!["trigger 2"]);
         // A savepoint that times out also lets them go on.

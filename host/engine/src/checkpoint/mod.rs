@@ -39,8 +39,8 @@ use weir_record::codec::{Reader, Truncated, Writer};
 use weir_state::KeyedSnapshot;
 
 use crate::key_group::groups_of_subtask;
+pub use coordinator::{Abandoned, CheckpointStats, Mode};
 pub(crate) use coordinator::{Ack, AckKind, CheckpointHooks, Coordinator};
-pub use coordinator::{CheckpointStats, Mode};
 pub use storage::{CheckpointStorage, ObjectStorage, StorageError};
 
 /// A checkpoint's number, increasing from 1.
@@ -147,6 +147,9 @@ pub enum CheckpointError {
     /// Keyed state that cannot be frozen, read or merged.
     #[error(transparent)]
     State(#[from] weir_state::StateError),
+    /// Restored state that the new module version could not convert.
+    #[error(transparent)]
+    Migration(Box<MigrationError>),
     /// A local directory for restored files that cannot be made.
     #[error("cannot create `{}`: {source}", path.display())]
     Directory {
@@ -155,6 +158,53 @@ pub enum CheckpointError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// Restored state that the module running now could not convert.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot migrate the state of `{node}` written by version {} ({}) to version {} ({}): {source}",
+    from.version, from.digest, to.version, to.digest
+)]
+pub struct MigrationError {
+    /// The node.
+    pub node: String,
+    /// The module that wrote the state.
+    pub from: StateWriter,
+    /// The module running now.
+    pub to: StateWriter,
+    /// Why.
+    pub source: weir_state::StateError,
+}
+
+/// Why a subtask could not take its part of a checkpoint (it declines it).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Writing the state failed.
+    #[error(transparent)]
+    Write(#[from] CheckpointError),
+    /// The thread that writes the state asynchronously could not start.
+    #[error("cannot start a snapshot writer: {0}")]
+    WriterThread(#[source] std::io::Error),
+}
+
+/// Why [`request_savepoint`] got no savepoint.
+#[derive(Debug, thiserror::Error)]
+pub enum SavepointError {
+    /// The request file could not be written.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Request {
+        /// The request file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The job answered that the savepoint failed, and why.
+    #[error("savepoint failed: {0}")]
+    Failed(String),
+    /// No job answered in time.
+    #[error("no savepoint within {} ms: is the job running?", .0.as_millis())]
+    NoAnswer(std::time::Duration),
 }
 
 /// A subtask's state object that cannot be read.
@@ -806,7 +856,7 @@ pub fn request_savepoint(
     request: &std::path::Path,
     timeout: std::time::Duration,
     stop: bool,
-) -> Result<String, String> {
+) -> Result<String, SavepointError> {
     let mut done = request.to_path_buf().into_os_string();
     done.push(".done");
     let done = std::path::PathBuf::from(done);
@@ -819,26 +869,25 @@ pub fn request_savepoint(
             "savepoint\n"
         },
     )
-    .map_err(|e| format!("cannot write `{}`: {e}", request.display()))?;
+    .map_err(|source| SavepointError::Request {
+        path: request.to_path_buf(),
+        source,
+    })?;
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         if let Ok(answer) = std::fs::read_to_string(&done) {
             let _ = std::fs::remove_file(&done);
             return match answer.strip_prefix("ok ") {
                 Some(path) => Ok(path.to_string()),
-                None => Err(format!(
-                    "savepoint failed: {}",
-                    answer.trim_start_matches("error ")
+                None => Err(SavepointError::Failed(
+                    answer.trim_start_matches("error ").to_string(),
                 )),
             };
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = std::fs::remove_file(request);
-    Err(format!(
-        "no savepoint within {} ms: is the job running?",
-        timeout.as_millis()
-    ))
+    Err(SavepointError::NoAnswer(timeout))
 }
 
 #[cfg(test)]

@@ -23,7 +23,11 @@ pub trait StateMigration {
     ///
     /// # Errors
     /// Why the running module could not convert it.
-    fn run(&mut self, from: &StateWriter, snap: &mut KeyedSnapshot) -> Result<(), String>;
+    fn run(
+        &mut self,
+        from: &StateWriter,
+        snap: &mut KeyedSnapshot,
+    ) -> Result<(), weir_state::StateError>;
 }
 
 /// The synchronous part of a keyed operator's snapshot: freezes its state
@@ -177,16 +181,13 @@ pub fn open_keyed(
     if let Some(snap) = restored.and_then(|r| r.keyed) {
         let mut snap = snap;
         if let (Some(from), Some(m)) = (&migrate_from, migration.as_mut()) {
-            m.run(from, &mut snap).map_err(|e| {
-                format!(
-                    "cannot migrate the state of `{}` written by version {} ({}) to version {} \
-                     ({}): {e}",
-                    info.node,
-                    from.version,
-                    from.digest,
-                    m.writer().version,
-                    m.writer().digest
-                )
+            m.run(from, &mut snap).map_err(|source| {
+                CheckpointError::Migration(Box::new(crate::checkpoint::MigrationError {
+                    node: info.node.clone(),
+                    from: from.clone(),
+                    to: m.writer().clone(),
+                    source,
+                }))
             })?;
             tracing::info!(
                 node = %info.node,

@@ -5,6 +5,7 @@
 
 use super::chain::*;
 use super::*;
+use crate::checkpoint::SnapshotError;
 
 pub(super) struct SubtaskContext {
     pub(super) hooks: Option<CheckpointHooks>,
@@ -76,7 +77,7 @@ impl SubtaskContext {
         let Some(hooks) = &self.hooks else {
             return Ok(());
         };
-        let ack = |node: usize, state: Result<SubtaskState, String>| {
+        let ack = |node: usize, state: Result<SubtaskState, SnapshotError>| {
             // The coordinator may be gone at shutdown; nothing to do then.
             let _ = hooks.acks.send(Ack {
                 id,
@@ -113,7 +114,7 @@ impl SubtaskContext {
                     let spawned = std::thread::Builder::new()
                         .name(format!("weir-snapshot-{}", target.label))
                         .spawn(move || {
-                            let state = task(&target).map_err(|e| e.to_string());
+                            let state = task(&target).map_err(SnapshotError::from);
                             let _ = acks.send(Ack {
                                 id,
                                 node,
@@ -123,7 +124,7 @@ impl SubtaskContext {
                             });
                         });
                     if let Err(e) = spawned {
-                        ack(c.node, Err(format!("cannot start a snapshot writer: {e}")));
+                        ack(c.node, Err(SnapshotError::WriterThread(e)));
                     }
                 }
             }

@@ -254,7 +254,7 @@ topic = "out"
         )
     }
 
-    fn check(text: &str, egress: &[&str], credentials: &[&str]) -> Result<JobSpec, String> {
+    fn check(text: &str, egress: &[&str], credentials: &[&str]) -> Result<JobSpec, ServerError> {
         let creds = Credentials::parse(Path::new("creds.toml"), CREDS).unwrap();
         let rules = TenantRules {
             quotas: Quotas::default(),
@@ -265,7 +265,7 @@ topic = "out"
             credentials: &creds,
         };
         let mut spec = weir_job::parse_job(Path::new("job.toml"), text).unwrap();
-        check_connectors(&mut spec, "acme", &rules).map_err(|e| e.to_string())?;
+        check_connectors(&mut spec, "acme", &rules)?;
         Ok(spec)
     }
 
@@ -277,7 +277,7 @@ topic = "out"
             "properties = { \"fetch.min.bytes\" = \"1\", \"plugin.library.paths\" = \"/tmp/evil.so\" }",
             "",
         );
-        let e = check(&text, BOTH, &[]).unwrap_err();
+        let e = check(&text, BOTH, &[]).unwrap_err().to_string();
         assert!(e.contains("job.toml:8"), "{e}");
         assert!(e.contains("source `in`"), "{e}");
         assert!(e.contains("`plugin.library.paths`"), "{e}");
@@ -286,7 +286,7 @@ topic = "out"
             "",
             "[sink.out.properties]\n\"ssl.key.location\" = \"/etc/ssl/private/server.key\"\n",
         );
-        let e = check(&text, BOTH, &[]).unwrap_err();
+        let e = check(&text, BOTH, &[]).unwrap_err().to_string();
         assert!(
             e.contains("sink `out`") && e.contains("`ssl.key.location`"),
             "{e}"
@@ -301,14 +301,16 @@ topic = "out"
 
     #[test]
     fn every_address_must_be_granted() {
-        let e = check(&job("", ""), &[], &[]).unwrap_err();
+        let e = check(&job("", ""), &[], &[]).unwrap_err().to_string();
         assert!(e.contains("job.toml:6"), "{e}");
         assert!(e.contains("tenant `acme`, job `pay`"), "{e}");
         assert!(
             e.contains("source `in`") && e.contains("`127.0.0.1:9092` is not granted"),
             "{e}"
         );
-        let e = check(&job("", ""), &["127.0.0.1:9092"], &[]).unwrap_err();
+        let e = check(&job("", ""), &["127.0.0.1:9092"], &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("sink `out`") && e.contains("`10.1.2.3:9093`"),
             "{e}"
@@ -319,19 +321,21 @@ topic = "out"
             "\"127.0.0.1:9092\"",
             "\"127.0.0.1:9092,169.254.169.254:80\"",
         );
-        let e = check(&text, BOTH, &[]).unwrap_err();
+        let e = check(&text, BOTH, &[]).unwrap_err().to_string();
         assert!(e.contains("`169.254.169.254:80`"), "{e}");
     }
 
     #[test]
     fn a_credential_must_be_granted_and_its_settings_are_added() {
         let text = job("credential = \"acme-kafka\"", "");
-        let e = check(&text, BOTH, &[]).unwrap_err();
+        let e = check(&text, BOTH, &[]).unwrap_err().to_string();
         assert!(
             e.contains("credential `acme-kafka` is not granted to tenant `acme`"),
             "{e}"
         );
-        let e = check(&job("credential = \"other\"", ""), BOTH, &["acme-kafka"]).unwrap_err();
+        let e = check(&job("credential = \"other\"", ""), BOTH, &["acme-kafka"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("credential `other` is not granted"), "{e}");
         let spec = check(&text, BOTH, &["acme-kafka"]).unwrap();
         let weir_job::spec::SourceSpec::Kafka(o) = &spec.sources[0].spec else {
@@ -347,7 +351,8 @@ topic = "out"
             BOTH,
             &[],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("credential"), "{e}");
     }
 

@@ -4,14 +4,16 @@
 
 use super::*;
 
-/// Watches a run on probation until it passes (`Ok`), or fails and has
-/// stopped (`Err` with why).
-fn watch_probation(
-    live: &LiveJob,
-    operator: &str,
-    probation: Probation,
-    baseline: u64,
-) -> Result<(), String> {
+/// How a run on probation ended.
+enum Verdict {
+    /// It took its records or its time without failing.
+    Passed,
+    /// It failed (and has stopped), for the reason recorded in the job.
+    Failed(String),
+}
+
+/// Watches a run on probation until it passes or fails and has stopped.
+fn watch_probation(live: &LiveJob, operator: &str, probation: Probation, baseline: u64) -> Verdict {
     let started = std::time::Instant::now();
     loop {
         // `finished` first: a failure is recorded before the run's thread
@@ -21,17 +23,17 @@ fn watch_probation(
             while !live.finished() {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            return Err(why);
+            return Verdict::Failed(why);
         }
         if finished && live.pass_probation() {
             // Ended on probation without failing (its input ended).
-            return Ok(());
+            return Verdict::Passed;
         }
         let taken = records_into(live, operator).saturating_sub(baseline);
         if (taken >= probation.records || started.elapsed() >= probation.time)
             && live.pass_probation()
         {
-            return Ok(());
+            return Verdict::Passed;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -243,7 +245,7 @@ impl Server {
             r.history.push(upgrade.clone());
             self.inner.meta.put(&key(&["job", tenant, id]), &*r)?;
         }
-        let Err(why) = watch_probation(&live, operator, probation, baseline) else {
+        let Verdict::Failed(why) = watch_probation(&live, operator, probation, baseline) else {
             upgrade.outcome = "kept".into();
             let mut r = live.record.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = r.history.last_mut() {
