@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod etcd;
 pub mod kafka;
 pub mod s3;
 

@@ -102,6 +102,16 @@ check_node() {
     _prereq_version_at_least "$v" "$PREREQ_NODE_MIN"
 }
 
+# etcd 3.4 or later, the server itself (not etcdctl, which Debian's
+# etcd-client package installs alone): the cluster tests start real members.
+PREREQ_ETCD_MIN=3.4
+check_etcd() {
+    local v
+    v=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')
+    case "$v" in [0-9]*.[0-9]*) ;; *) return 1 ;; esac
+    _prereq_version_at_least "$v" "$PREREQ_ETCD_MIN"
+}
+
 # The Debian package that provides a prerequisite.
 prereq_package() {
     case "$1" in
@@ -115,6 +125,7 @@ prereq_package() {
         kcat) echo kcat ;;
         patch) echo patch ;;
         node) echo "nodejs npm" ;;
+        etcd) echo etcd-server ;;
         *) echo "prereq_package: unknown prerequisite $1" >&2; return 1 ;;
     esac
 }
@@ -124,7 +135,7 @@ prereq_package() {
 # and of the tests.
 PREREQS_DEMO=(cxx make pkg_config openssl_dev)
 PREREQS_BUILD=("${PREREQS_DEMO[@]}" libclang clang_headers protoc)
-PREREQS_TEST=(kcat patch node)
+PREREQS_TEST=(kcat patch node etcd)
 
 # The Debian packages to install for the named prerequisites that are
 # missing, one line; prints nothing when all are there.

@@ -6,6 +6,8 @@
 mod bench;
 #[cfg(feature = "server")]
 mod client;
+#[cfg(feature = "server")]
+mod cluster;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod progress;
@@ -67,6 +69,14 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Job(remote::JobCommand),
+    /// Run a worker: offer task slots to the cluster in etcd (Flink's
+    /// TaskManager).
+    #[cfg(feature = "server")]
+    Worker(Box<cluster::WorkerArgs>),
+    /// What the cluster in etcd holds: its workers and their slots.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Internal: compiles one component from stdin to an artifact on
     /// stdout, under the limits its parent set (weir_sandbox::compiler).
     #[command(name = "__compile-helper", hide = true)]
@@ -97,6 +107,10 @@ fn main() -> ExitCode {
         Command::Tenant(cmd) => remote::tenant(cmd),
         #[cfg(feature = "server")]
         Command::Job(cmd) => remote::job(cmd),
+        #[cfg(feature = "server")]
+        Command::Worker(args) => cluster::worker(*args),
+        #[cfg(feature = "server")]
+        Command::Cluster(cmd) => cluster::cluster(cmd),
         Command::CompileHelper { bytes } => return run::compile_helper(bytes),
     };
     match result {

@@ -15,4 +15,5 @@ mod nexmark;
 mod sandbox;
 mod server;
 mod setup;
+mod spread;
 mod windows;

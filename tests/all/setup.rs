@@ -243,6 +243,18 @@ fn node_is_new_enough_and_comes_with_npm() {
 }
 
 #[test]
+fn etcd_is_the_server_3_4_or_later_not_etcdctl() {
+    let lookalikes = Layout::new()
+        .tool("etcdctl", "etcdctl version: 3.4.23\nAPI version: 3.4")
+        .tool("etcd", "etcd Version: 3.2.26\nGit SHA: Not provided");
+    let real = Layout::new().tool(
+        "etcd",
+        "etcd Version: 3.4.23\nGit SHA: Not provided (use ./build instead of go build)\nGo Version: go1.19.8",
+    );
+    missing_with_lookalikes_present_with_the_real_thing("etcd", lookalikes, real);
+}
+
+#[test]
 fn setup_installs_every_prerequisite_it_checks() {
     // Every prerequisite the setup checks names a package to install, and
     // an empty machine needs them all.

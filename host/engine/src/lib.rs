@@ -56,4 +56,4 @@ pub use node::{
     Collector, Operator, OperatorFactory, Sink, SinkFactory, Source, SourceFactory, SplitInfo,
     SubtaskInfo,
 };
-pub use runtime::{Canceller, JobHandle, JobOutcome, run};
+pub use runtime::{Canceller, JobHandle, JobOutcome, Placement, run, run_placed};

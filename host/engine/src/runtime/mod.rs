@@ -25,7 +25,7 @@ use crate::checkpoint::{
     Ack, AckKind, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, PendingState,
     SnapshotTarget, SubtaskState,
 };
-use crate::error::EngineError;
+use crate::error::{BoxError, EngineError};
 use crate::graph::{Dataflow, NodeKind, NodeSpec};
 use crate::message::{Message, Signal};
 use crate::metrics::{JobMetrics, NodeMetrics, NodeRole, NodeSnapshot};
@@ -45,6 +45,11 @@ pub struct JobHandle {
     control: Arc<JobControl>,
     threads: Vec<(String, JoinHandle<()>)>,
     plan: TaskPlan,
+    /// Inputs open to other processes (a spread job), until the job ends.
+    _hosted: Vec<Box<dyn Send>>,
+    /// The placement of a spread job (its data port serves until the job
+    /// ends).
+    _placement: Option<Arc<dyn Placement>>,
 }
 
 /// Cancels a running job; cheap to clone, usable from any thread.
@@ -180,14 +185,70 @@ impl JobHandle {
     }
 }
 
+/// Where the subtasks of a job spread over several processes run, and how
+/// this process reaches the others. Task and subtask indices are those of
+/// [`plan`], which every process computes alike from the same dataflow.
+pub trait Placement: Send + Sync {
+    /// Whether subtask `subtask` of task `task` runs in this process.
+    fn is_local(&self, task: usize, subtask: usize) -> bool;
+
+    /// Opens the input exchange of a consumer subtask that runs elsewhere
+    /// (waiting, within a bound, for its process to host it).
+    ///
+    /// # Errors
+    /// The other process cannot be reached or refuses.
+    fn connect(&self, task: usize, subtask: usize) -> Result<Arc<dyn ExchangeSender>, BoxError>;
+
+    /// Opens the input exchange of a local consumer subtask to producers
+    /// elsewhere: what they send goes into `exchange`. `broken` hears of a
+    /// remote producer lost before the end of its data. The returned guard
+    /// keeps the exchange open until the job ends.
+    ///
+    /// # Errors
+    /// The exchange cannot be opened.
+    fn host(
+        &self,
+        task: usize,
+        subtask: usize,
+        exchange: Arc<dyn ExchangeSender>,
+        broken: Box<dyn Fn(String) + Send + Sync>,
+    ) -> Result<Box<dyn Send>, BoxError>;
+}
+
 /// Plans and starts `flow`; returns at once with a handle.
 ///
 /// # Errors
 /// [`EngineError::InvalidDataflow`] for a malformed graph,
 /// [`EngineError::Task`] if a thread cannot be started.
 pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
+    start(flow, None)
+}
+
+/// Starts this process's part of `flow`, spread over several processes by
+/// `placement`: the subtasks it places here, fed by local exchanges and by
+/// network exchanges from the others. Each process of the job calls it
+/// with the same dataflow; the job ends when every part has.
+///
+/// Checkpoints of a spread job are not supported yet: a dataflow that
+/// checkpoints is refused.
+///
+/// # Errors
+/// As [`run`]; [`EngineError::Task`] when a remote exchange cannot be
+/// opened.
+pub fn run_placed(flow: Dataflow, placement: Arc<dyn Placement>) -> Result<JobHandle, EngineError> {
+    if flow.checkpoints.is_some() {
+        return Err(EngineError::InvalidDataflow(format!(
+            "job `{}`: checkpoints of a job spread over several workers are not supported yet",
+            flow.name
+        )));
+    }
+    start(flow, Some(placement))
+}
+
+fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHandle, EngineError> {
     flow.validate()?;
     let plan = plan(&flow);
+    let local = |t: usize, s: usize| placement.as_ref().is_none_or(|p| p.is_local(t, s));
     let metrics = Arc::new(JobMetrics::new(
         flow.name.clone(),
         flow.nodes
@@ -197,21 +258,64 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
     ));
     let control = Arc::new(JobControl::default());
 
-    // One input exchange per consumer subtask.
+    // One input exchange per consumer subtask of this process, open to
+    // the producers elsewhere; a network exchange to each consumer subtask
+    // elsewhere.
     type Exchange = (Arc<dyn ExchangeSender>, Box<dyn ExchangeReceiver>);
     let mut inputs: Vec<Vec<Option<Exchange>>> = plan
         .tasks
         .iter()
-        .map(|t| {
-            (0..t.parallelism)
-                .map(|_| Some(crate::channel::local(flow.channel_capacity)))
+        .enumerate()
+        .map(|(t, task)| {
+            (0..task.parallelism)
+                .map(|s| local(t, s).then(|| crate::channel::local(flow.channel_capacity)))
                 .collect()
         })
         .collect();
-    let senders: Vec<Vec<Arc<dyn ExchangeSender>>> = inputs
-        .iter()
-        .map(|subs| subs.iter().flatten().map(|(s, _)| s.clone()).collect())
-        .collect();
+    let mut hosted: Vec<Box<dyn Send>> = Vec::new();
+    if let Some(p) = &placement {
+        for (t, subs) in inputs.iter().enumerate() {
+            for (s, exchange) in subs.iter().enumerate() {
+                let Some((sender, _)) = exchange else {
+                    continue;
+                };
+                let control = control.clone();
+                let task = plan.tasks[t].name.clone();
+                let broken = Box::new(move |why: String| {
+                    control.fail(
+                        EngineError::Task {
+                            task: format!("{task}#{s}"),
+                            message: format!("lost a remote producer: {why}"),
+                        },
+                        false,
+                    );
+                });
+                hosted.push(p.host(t, s, sender.clone(), broken).map_err(|e| {
+                    EngineError::Task {
+                        task: format!("{}#{s}", plan.tasks[t].name),
+                        message: format!("cannot open its input to other workers: {e}"),
+                    }
+                })?);
+            }
+        }
+    }
+    let mut senders: Vec<Vec<Arc<dyn ExchangeSender>>> = Vec::with_capacity(inputs.len());
+    for (t, subs) in inputs.iter().enumerate() {
+        let mut to_task = Vec::with_capacity(subs.len());
+        for (s, exchange) in subs.iter().enumerate() {
+            match (exchange, &placement) {
+                (Some((sender, _)), _) => to_task.push(sender.clone()),
+                (None, Some(p)) => {
+                    to_task.push(p.connect(t, s).map_err(|e| EngineError::Task {
+                        task: format!("{}#{s}", plan.tasks[t].name),
+                        message: format!("cannot reach it on its worker: {e}"),
+                    })?)
+                }
+                (None, None) => unreachable!("every subtask is local without a placement"),
+            }
+        }
+        senders.push(to_task);
+    }
 
     // Producer slots at each consumer: the edges into a task, in order, each
     // with one slot (forward) or one per producer subtask.
@@ -282,6 +386,9 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
     for (t, task) in plan.tasks.iter().enumerate() {
         let producers_per_subtask = producers[t];
         for (subtask, slot) in inputs[t].iter_mut().enumerate() {
+            if !local(t, subtask) {
+                continue;
+            }
             let (_, receiver) = slot.take().ok_or_else(|| EngineError::Task {
                 task: task.name.clone(),
                 message: "input channel taken twice".into(),
@@ -345,5 +452,7 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
         threads,
         plan,
         checkpoints: stats,
+        _hosted: hosted,
+        _placement: placement,
     })
 }

@@ -1,0 +1,319 @@
+//! The consumer's side: a worker's data port, which hands what remote
+//! producers send to the exchanges of the consumer subtasks it hosts and
+//! grants credit back as it does.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use weir_engine::Message;
+use weir_engine::Signal;
+use weir_engine::channel::ExchangeSender;
+
+use crate::{ChannelKey, NetError, SocketSettings, frame, read_frame, tune};
+
+/// Called when a remote producer's connection breaks before it sent the end
+/// of its data: the consumer cannot go on without it.
+pub type OnBroken = Arc<dyn Fn(NetError) + Send + Sync>;
+
+struct Hosted {
+    /// The consumer subtask's exchange (its local sender side).
+    into: Arc<dyn ExchangeSender>,
+    /// Buffers granted to each connection.
+    credits: u32,
+    on_broken: OnBroken,
+}
+
+type Hosts = Arc<Mutex<HashMap<ChannelKey, Hosted>>>;
+
+/// A worker's data port: accepts producers' connections and feeds the
+/// consumer exchanges registered on it.
+pub struct DataServer {
+    addr: SocketAddr,
+    hosted: Hosts,
+    stop: Arc<AtomicBool>,
+    received: Arc<Received>,
+}
+
+/// What a data port has received from remote producers.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Messages (batches and signals).
+    pub messages: AtomicU64,
+    /// Records in those batches.
+    pub records: AtomicU64,
+    /// Frame bytes.
+    pub bytes: AtomicU64,
+}
+
+/// A consumer exchange open to remote producers; dropping it closes it to
+/// new connections.
+pub struct Registration {
+    key: ChannelKey,
+    hosted: Hosts,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hosted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+impl DataServer {
+    /// Listens on `addr` (port 0: any free port).
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub fn bind(addr: &str, settings: SocketSettings) -> Result<Self, NetError> {
+        let io = |op: &'static str| {
+            let addr = addr.to_string();
+            move |source| NetError::Io { op, addr, source }
+        };
+        let listener = TcpListener::bind(addr).map_err(io("listen on"))?;
+        let local = listener.local_addr().map_err(io("listen on"))?;
+        let hosted: Hosts = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(Received::default());
+        let (h, s, r) = (hosted.clone(), stop.clone(), received.clone());
+        std::thread::Builder::new()
+            .name("weir-data-accept".into())
+            .spawn(move || accept(listener, &h, &s, &r, settings))
+            .map_err(io("start the acceptor of"))?;
+        Ok(Self {
+            addr: local,
+            hosted,
+            stop,
+            received,
+        })
+    }
+
+    /// The address producers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What this port has received so far.
+    pub fn received(&self) -> &Received {
+        &self.received
+    }
+
+    /// Opens consumer exchange `key` to remote producers: what they send goes
+    /// into `into`, with `credits` buffers granted to each connection.
+    /// `on_broken` hears of a connection that broke before its producers
+    /// ended their data.
+    pub fn register(
+        &self,
+        key: ChannelKey,
+        into: Arc<dyn ExchangeSender>,
+        credits: u32,
+        on_broken: OnBroken,
+    ) -> Registration {
+        self.hosted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key.clone(),
+                Hosted {
+                    into,
+                    credits: credits.max(1),
+                    on_broken,
+                },
+            );
+        Registration {
+            key,
+            hosted: self.hosted.clone(),
+        }
+    }
+}
+
+impl Drop for DataServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the acceptor so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn accept(
+    listener: TcpListener,
+    hosted: &Hosts,
+    stop: &AtomicBool,
+    received: &Arc<Received>,
+    settings: SocketSettings,
+) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("data port: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let hosted = hosted.clone();
+        let received = received.clone();
+        let spawned = std::thread::Builder::new()
+            .name("weir-data-in".into())
+            .spawn(move || {
+                let peer = stream
+                    .peer_addr()
+                    .map_or_else(|_| "?".to_string(), |a| a.to_string());
+                if let Err(e) = serve(stream, &hosted, &received, &settings) {
+                    tracing::debug!(peer, "data connection: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("data port: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// One producer connection: the hello, then messages forwarded against
+/// credit until the producer closes.
+fn serve(
+    stream: TcpStream,
+    hosted: &Hosts,
+    received: &Received,
+    settings: &SocketSettings,
+) -> Result<(), NetError> {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let io = |op: &'static str| {
+        let addr = peer.clone();
+        move |source| NetError::Io { op, addr, source }
+    };
+    tune(&stream, settings).map_err(io("configure"))?;
+    stream
+        .set_read_timeout(Some(settings.connect_timeout))
+        .map_err(io("configure"))?;
+    let mut out = stream.try_clone().map_err(io("configure"))?;
+    let mut input = BufReader::with_capacity(256 << 10, stream);
+    let mut buf = Vec::new();
+    let mut reply = Vec::new();
+    let key = match read_frame(&mut input, &mut buf).map_err(io("read from"))? {
+        Some(frame::HELLO) => frame::decode_hello(&buf)?,
+        Some(other) => return Err(NetError::Protocol(format!("frame {other} before hello"))),
+        None => return Ok(()),
+    };
+    let found = {
+        let hosts = hosted.lock().unwrap_or_else(PoisonError::into_inner);
+        match hosts.get(&key) {
+            Some(h) => Ok((h.into.clone(), h.credits, h.on_broken.clone())),
+            None => Err(refusal(&hosts, &key)),
+        }
+    };
+    let (into, credits, on_broken) = match found {
+        Ok(f) => f,
+        Err((code, reason)) => {
+            frame::begin(&mut reply, frame::REFUSE);
+            reply.push(code);
+            reply.extend_from_slice(reason.as_bytes());
+            frame::finish(&mut reply);
+            let _ = out.write_all(&reply);
+            return Err(NetError::Refused {
+                addr: peer,
+                channel: key,
+                reason,
+                retry: code == frame::NOT_HOSTED,
+            });
+        }
+    };
+    input
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(io("configure"))?;
+    grant(&mut out, frame::ACCEPT, credits, &mut reply).map_err(io("write to"))?;
+
+    // Slots seen on this connection, and those that ended their data: a
+    // connection that closes with a slot still open broke.
+    let mut open: HashSet<u32> = HashSet::new();
+    let mut owed = 0u32;
+    let result = loop {
+        let tag = match read_frame(&mut input, &mut buf) {
+            Ok(Some(tag)) => tag,
+            Ok(None) if open.is_empty() => break Ok(()),
+            Ok(None) => {
+                break Err(NetError::Protocol(format!(
+                    "the producer at `{peer}` closed with {} producer(s) not ended",
+                    open.len()
+                )));
+            }
+            Err(source) => break Err(io("read from")(source)),
+        };
+        let (slot, msg) = match frame::decode_message(tag, &buf) {
+            Ok(m) => m,
+            Err(e) => break Err(e),
+        };
+        received.messages.fetch_add(1, Ordering::Relaxed);
+        received
+            .bytes
+            .fetch_add(buf.len() as u64 + 5, Ordering::Relaxed);
+        if let Message::Data(b) = &msg {
+            received
+                .records
+                .fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        if matches!(msg, Message::Signal(Signal::EndOfData)) {
+            open.remove(&slot);
+        } else {
+            open.insert(slot);
+        }
+        if into.send((slot, msg)).is_err() {
+            // The consumer is gone (the job is ending or failed): nothing
+            // more to take.
+            break Ok(());
+        }
+        owed += 1;
+        // Credit goes back in bulk: when half the window is owed, or when
+        // nothing more is buffered (the producer waits for it).
+        if (owed >= credits.div_ceil(2) || input.buffer().is_empty())
+            && grant(&mut out, frame::CREDIT, owed, &mut reply).is_ok()
+        {
+            owed = 0;
+        }
+    };
+    let _ = out.shutdown(std::net::Shutdown::Both);
+    if let Err(e) = result {
+        tracing::warn!(channel = %key, "remote producer lost: {e}");
+        on_broken(NetError::Protocol(format!("{key}: {e}")));
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn grant(out: &mut TcpStream, tag: u8, n: u32, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    frame::begin(buf, tag);
+    buf.extend_from_slice(&n.to_le_bytes());
+    frame::finish(buf);
+    out.write_all(buf)
+}
+
+/// Why `key` is not hosted here, as plainly as the registry can tell, with
+/// its code: [`frame::NOT_HOSTED`] (maybe not yet) or [`frame::STALE`].
+fn refusal(hosts: &HashMap<ChannelKey, Hosted>, key: &ChannelKey) -> (u8, String) {
+    let current = hosts
+        .keys()
+        .filter(|k| k.job == key.job && k.task == key.task && k.subtask == key.subtask)
+        .map(|k| k.attempt)
+        .max();
+    match current {
+        Some(a) if a > key.attempt => (
+            frame::STALE,
+            format!(
+                "attempt {} of job `{}` is over (attempt {a} runs now)",
+                key.attempt, key.job
+            ),
+        ),
+        _ => (frame::NOT_HOSTED, format!("this worker hosts no {key}")),
+    }
+}

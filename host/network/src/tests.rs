@@ -1,0 +1,233 @@
+//! The network exchange over loopback, against the engine's local exchange.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use weir_engine::channel::{ExchangeReceiver, ExchangeSender, TrySend, local};
+use weir_engine::{Message, Signal};
+use weir_record::BatchBuilder;
+
+use super::*;
+
+fn key(attempt: u64) -> ChannelKey {
+    ChannelKey {
+        job: "acme/clicks".into(),
+        attempt,
+        task: 2,
+        subtask: 1,
+    }
+}
+
+fn batch(tag: &str, rows: usize) -> weir_record::RecordBatch {
+    let mut b = BatchBuilder::default();
+    for i in 0..rows {
+        b.push(tag.as_bytes(), format!("{tag}-{i}").as_bytes(), i as i64);
+    }
+    b.finish()
+}
+
+fn never_broken() -> receiver::OnBroken {
+    Arc::new(|e| panic!("unexpected broken connection: {e}"))
+}
+
+fn server() -> DataServer {
+    DataServer::bind("127.0.0.1:0", SocketSettings::default()).unwrap()
+}
+
+fn recv(rx: &dyn ExchangeReceiver) -> (u32, Message) {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a message within 10 s")
+}
+
+#[test]
+fn messages_of_several_producers_arrive_in_order_with_their_slots() {
+    let server = server();
+    let (into, rx) = local(4);
+    let _reg = server.register(key(1), into, 8, never_broken());
+    let tx = connect(
+        &server.local_addr().to_string(),
+        key(1),
+        &SocketSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(tx.capacity(), 8);
+    let sent = vec![
+        (0, Message::Data(batch("a", 3))),
+        (1, Message::Data(batch("b", 1000))),
+        (
+            0,
+            Message::Signal(Signal::Watermark(weir_engine::watermark::Watermark(5))),
+        ),
+        (1, Message::Signal(Signal::Barrier(7))),
+        (0, Message::Signal(Signal::Idle)),
+        (0, Message::Signal(Signal::EndOfData)),
+        (1, Message::Signal(Signal::EndOfData)),
+    ];
+    let expected: Vec<String> = sent.iter().map(|(s, m)| format!("{s} {m:?}")).collect();
+    let producer = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for env in sent {
+                tx.send(env).unwrap();
+            }
+        })
+    };
+    let got: Vec<String> = (0..expected.len())
+        .map(|_| {
+            let (s, m) = recv(&*rx);
+            format!("{s} {m:?}")
+        })
+        .collect();
+    producer.join().unwrap();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_producer_sends_only_against_credit_and_resumes_when_the_consumer_reads() {
+    let server = server();
+    // One local buffer and two credits: with the consumer not reading, at
+    // most 1 (in the local channel) + 1 (held by the forwarder) + 2 (on the
+    // wire) messages get out before the producer runs out of credit.
+    let (into, rx) = local(1);
+    let _reg = server.register(key(1), into, 2, never_broken());
+    let tx = connect(
+        &server.local_addr().to_string(),
+        key(1),
+        &SocketSettings::default(),
+    )
+    .unwrap();
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tx.try_send((0, Message::Data(batch("x", 10)))) {
+            Ok(()) => sent += 1,
+            Err(TrySend::Full(_)) => {
+                // Credit may still be on its way back: full for good only
+                // once no credit arrives for a while.
+                std::thread::sleep(Duration::from_millis(100));
+                if tx.credit() == 0 {
+                    break;
+                }
+            }
+            Err(TrySend::Disconnected) => panic!("disconnected"),
+        }
+        assert!(Instant::now() < deadline, "never ran out of credit");
+        assert!(sent <= 4, "sent {sent} messages past the credit window");
+    }
+    assert!(sent >= 2, "sent only {sent}");
+    // A blocking send waits for credit, which comes back once the consumer
+    // reads.
+    let blocked = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            tx.send((0, Message::Signal(Signal::EndOfData))).unwrap();
+            start.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..sent {
+        assert!(matches!(recv(&*rx), (0, Message::Data(_))));
+    }
+    assert!(matches!(
+        recv(&*rx),
+        (0, Message::Signal(Signal::EndOfData))
+    ));
+    assert!(blocked.join().unwrap() >= Duration::from_millis(150));
+}
+
+#[test]
+fn unknown_channels_and_earlier_attempts_are_refused() {
+    let server = server();
+    let (into, _rx) = local(1);
+    let _reg = server.register(key(3), into, 2, never_broken());
+    let addr = server.local_addr().to_string();
+    let e = connect(&addr, key(2), &SocketSettings::default())
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string()
+            .contains("attempt 2 of job `acme/clicks` is over (attempt 3 runs now)"),
+        "{e}"
+    );
+    assert!(matches!(e, NetError::Refused { retry: false, .. }), "{e}");
+    let mut other = key(3);
+    other.subtask = 9;
+    let e = connect(&addr, other, &SocketSettings::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(e, NetError::Refused { retry: true, .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("hosts no job `acme/clicks` attempt 3 task 2 subtask 9"),
+        "{e}"
+    );
+    // Nothing listens: a clear error naming the address.
+    drop(server);
+    let e = connect(&addr, key(3), &SocketSettings::default())
+        .err()
+        .expect("no server");
+    assert!(e.to_string().contains(&addr), "{e}");
+}
+
+#[test]
+fn a_producer_lost_before_its_end_is_reported_and_a_clean_end_is_not() {
+    let server = server();
+    let (into, rx) = local(16);
+    let (broken_tx, broken_rx) = mpsc::channel();
+    let broken_tx = std::sync::Mutex::new(broken_tx);
+    let _reg = server.register(
+        key(1),
+        into.clone(),
+        4,
+        Arc::new(move |e| {
+            let _ = broken_tx.lock().unwrap().send(e.to_string());
+        }),
+    );
+    let addr = server.local_addr().to_string();
+    // Ends its data, then closes: fine.
+    let tx = connect(&addr, key(1), &SocketSettings::default()).unwrap();
+    tx.send((0, Message::Data(batch("a", 1)))).unwrap();
+    tx.send((0, Message::Signal(Signal::EndOfData))).unwrap();
+    drop(tx);
+    recv(&*rx);
+    recv(&*rx);
+    assert!(broken_rx.recv_timeout(Duration::from_millis(300)).is_err());
+    // Closes with data not ended: reported.
+    let tx = connect(&addr, key(1), &SocketSettings::default()).unwrap();
+    tx.send((1, Message::Data(batch("b", 1)))).unwrap();
+    drop(tx);
+    let why = broken_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(why.contains("not ended"), "{why}");
+    assert!(why.contains("subtask 1"), "{why}");
+}
+
+#[test]
+fn a_consumer_that_goes_away_disconnects_its_producers() {
+    let server = server();
+    let (into, rx) = local(1);
+    let reg = server.register(key(1), into, 2, never_broken());
+    let tx = connect(
+        &server.local_addr().to_string(),
+        key(1),
+        &SocketSettings::default(),
+    )
+    .unwrap();
+    tx.send((0, Message::Data(batch("a", 1)))).unwrap();
+    drop(reg);
+    drop(rx);
+    // The forwarder finds the consumer gone on its next message and closes
+    // the connection; the producer's sends then fail instead of hanging.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tx.try_send((0, Message::Data(batch("b", 1)))) {
+            Err(TrySend::Disconnected) => break,
+            Ok(()) | Err(TrySend::Full(_)) => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the producer never saw the consumer go"
+        );
+    }
+}
