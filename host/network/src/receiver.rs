@@ -45,7 +45,7 @@ pub struct Received {
     pub messages: AtomicU64,
     /// Records in those batches.
     pub records: AtomicU64,
-    /// Frame bytes.
+    /// Key and value bytes of those batches.
     pub bytes: AtomicU64,
 }
 
@@ -239,8 +239,8 @@ fn serve(
     let mut open: HashSet<u32> = HashSet::new();
     let mut owed = 0u32;
     let result = loop {
-        let tag = match read_frame(&mut input, &mut buf) {
-            Ok(Some(tag)) => tag,
+        let (slot, msg) = match frame::read_message(&mut input, &mut buf, &peer) {
+            Ok(Some(m)) => m,
             Ok(None) if open.is_empty() => break Ok(()),
             Ok(None) => {
                 break Err(NetError::Protocol(format!(
@@ -248,20 +248,17 @@ fn serve(
                     open.len()
                 )));
             }
-            Err(source) => break Err(io("read from")(source)),
-        };
-        let (slot, msg) = match frame::decode_message(tag, &buf) {
-            Ok(m) => m,
             Err(e) => break Err(e),
         };
         received.messages.fetch_add(1, Ordering::Relaxed);
-        received
-            .bytes
-            .fetch_add(buf.len() as u64 + 5, Ordering::Relaxed);
         if let Message::Data(b) = &msg {
             received
                 .records
                 .fetch_add(b.len() as u64, Ordering::Relaxed);
+            received.bytes.fetch_add(
+                (b.keys.data.len() + b.values.data.len()) as u64,
+                Ordering::Relaxed,
+            );
         }
         if matches!(msg, Message::Signal(Signal::EndOfData)) {
             open.remove(&slot);
@@ -274,11 +271,11 @@ fn serve(
             break Ok(());
         }
         owed += 1;
-        // Credit goes back in bulk: when half the window is owed, or when
-        // nothing more is buffered (the producer waits for it).
-        if (owed >= credits.div_ceil(2) || input.buffer().is_empty())
-            && grant(&mut out, frame::CREDIT, owed, &mut reply).is_ok()
-        {
+        // Credit goes back in bulk, half the window at a time. That cannot
+        // stall the producer: while it waits for credit, every buffer of
+        // the window is on the wire, buffered here or owed, so reading on
+        // brings what is owed to half the window.
+        if owed >= credits.div_ceil(2) && grant(&mut out, frame::CREDIT, owed, &mut reply).is_ok() {
             owed = 0;
         }
     };

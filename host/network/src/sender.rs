@@ -1,7 +1,7 @@
 //! The producer's side: an [`ExchangeSender`] over a TCP connection that
 //! sends only against the credit its consumer granted.
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
@@ -166,8 +166,13 @@ impl NetworkSender {
     fn write(&self, envelope: &Envelope) -> Result<(), Disconnected> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let (stream, buf) = &mut *out;
-        frame::message(envelope.0, &envelope.1, buf);
-        if let Err(e) = stream.write_all(buf) {
+        let tail = frame::message(envelope.0, &envelope.1, buf);
+        let mut parts = [
+            IoSlice::new(buf),
+            IoSlice::new(tail[0]),
+            IoSlice::new(tail[1]),
+        ];
+        if let Err(e) = write_all_vectored(stream, &mut parts) {
             tracing::debug!(channel = %self.channel, "send failed: {e}");
             let _ = stream.shutdown(std::net::Shutdown::Both);
             drop(out);
@@ -223,4 +228,19 @@ impl Drop for NetworkSender {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Writes every slice, in order, with as few system calls as the socket
+/// allows.
+fn write_all_vectored(w: &mut impl Write, mut parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match w.write_vectored(parts) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
