@@ -2,12 +2,17 @@
 //! member of the cluster in etcd) and `weir cluster` (what the cluster
 //! holds).
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use weir_cluster::{Membership, WorkerInfo};
+use weir_cluster::{Membership, Part, PartState, SlotPolicy, WorkerInfo};
+use weir_job::ModulePath;
+use weir_network::{DataServer, SocketSettings, SpreadPlacement};
 
 /// Where etcd is, for every cluster command.
 #[derive(Args)]
@@ -49,11 +54,32 @@ pub struct WorkerArgs {
     /// it (killed, or cut off from etcd) leaves the cluster after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     lease_ttl: Duration,
+    /// Extra directories where the modules jobs name are looked up (before
+    /// `WEIR_MODULE_PATH` and `target/udfs`).
+    #[arg(long = "module-dir", value_name = "DIR")]
+    module_dirs: Vec<PathBuf>,
 }
 
 /// `weir cluster …`.
 #[derive(Subcommand)]
 pub enum ClusterCommand {
+    /// Run a job file on the cluster's workers and wait for it to end: its
+    /// slots are placed on free worker slots (slot sharing: one slice of
+    /// the pipeline per slot), each worker runs its part, and keyed and
+    /// rebalanced edges between workers go over the network.
+    Run {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// The job file.
+        job: PathBuf,
+        /// Spread the slots over the workers (`spread`) or fill one worker
+        /// first (`pack`).
+        #[arg(long, value_name = "POLICY", default_value = "spread", value_parser = ["spread", "pack"])]
+        policy: String,
+        /// Extra directories where named modules are looked up.
+        #[arg(long = "module-dir", value_name = "DIR")]
+        module_dirs: Vec<PathBuf>,
+    },
     /// List the workers registered in etcd, with their slots.
     Workers {
         #[command(flatten)]
@@ -78,8 +104,11 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         format!("{host}-{}", std::process::id())
     });
-    let data = weir_network::DataServer::bind(&args.data_listen, Default::default())
-        .with_context(|| format!("worker `{id}`: data port"))?;
+    let data = Arc::new(
+        DataServer::bind(&args.data_listen, SocketSettings::default())
+            .with_context(|| format!("worker `{id}`: data port"))?,
+    );
+    let sandbox = Arc::new(weir_job::launch::sandbox(None, crate::run::compiler())?);
     let data_addr = args
         .advertise
         .clone()
@@ -100,15 +129,33 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         );
         let stop = crate::serve::shutdown();
         tokio::pin!(stop);
+        let mut started: HashSet<(String, u64)> = HashSet::new();
+        let mut poll = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
+                _ = poll.tick() => {
+                    // New parts of jobs handed to this worker.
+                    let Ok(parts) = members.parts().await else { continue };
+                    for (worker, part) in parts {
+                        if worker != id || !started.insert((part.job.clone(), part.attempt)) {
+                            continue;
+                        }
+                        let run = PartRun {
+                            worker: id.clone(),
+                            members: members.clone(),
+                            server: data.clone(),
+                            sandbox: sandbox.clone(),
+                            module_dirs: args.module_dirs.clone(),
+                        };
+                        tokio::spawn(run.run(part));
+                    }
+                }
                 () = &mut stop => {
                     let leaving = lease.revoke().await;
                     if let Err(e) = leaving {
                         eprintln!("weir worker: `{id}` could not leave cleanly ({e}); its record expires with its lease");
                     }
                     eprintln!("weir worker: `{id}` stopped");
-                    drop(data);
                     return Ok(ExitCode::SUCCESS);
                 }
                 why = lease.lost() => {
@@ -125,6 +172,201 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// What a worker needs to run its part of a job.
+struct PartRun {
+    worker: String,
+    members: Membership,
+    server: Arc<DataServer>,
+    sandbox: Arc<weir_sandbox::Sandbox>,
+    module_dirs: Vec<PathBuf>,
+}
+
+impl PartRun {
+    /// Runs `part` to its end, reporting as it goes.
+    async fn run(self, part: Part) {
+        let (job, attempt) = (part.job.clone(), part.attempt);
+        let report = |state: PartState| {
+            let members = self.members.clone();
+            let (worker, job) = (self.worker.clone(), job.clone());
+            async move {
+                if let Err(e) = members.report(&worker, &job, attempt, &state).await {
+                    eprintln!("weir worker: `{worker}` cannot report on job `{job}`: {e}");
+                }
+            }
+        };
+        report(PartState::Running).await;
+        println!(
+            "weir worker: `{}` runs its part of job `{job}` (attempt {attempt})",
+            self.worker
+        );
+        let (server, sandbox, dirs) = (
+            self.server.clone(),
+            self.sandbox.clone(),
+            self.module_dirs.clone(),
+        );
+        let state = tokio::task::spawn_blocking(move || run_part(part, server, &sandbox, &dirs))
+            .await
+            .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
+        match &state {
+            PartState::Failed(why) => eprintln!(
+                "weir worker: `{}`: its part of job `{job}` failed: {why}",
+                self.worker
+            ),
+            _ => println!(
+                "weir worker: `{}`: its part of job `{job}` ended",
+                self.worker
+            ),
+        }
+        report(state).await;
+    }
+}
+
+fn run_part(
+    part: Part,
+    server: Arc<DataServer>,
+    sandbox: &weir_sandbox::Sandbox,
+    module_dirs: &[PathBuf],
+) -> PartState {
+    let path = PathBuf::from(&part.job_file);
+    let prepared = weir_job::parse_job(&path, &part.job_toml).and_then(|spec| {
+        weir_job::prepare(spec, sandbox, &ModulePath::for_job(&path, module_dirs))
+    });
+    let flow = match prepared {
+        Ok(p) => p.dataflow,
+        Err(e) => return PartState::Failed(e.to_string()),
+    };
+    let placement = SpreadPlacement {
+        job: part.job,
+        attempt: part.attempt,
+        here: part.here,
+        workers: part.workers,
+        assignment: part.assignment,
+        server,
+        credits: 8,
+        settings: SocketSettings::default(),
+    };
+    match weir_engine::run_placed(flow, Arc::new(placement)) {
+        Err(e) => PartState::Failed(e.to_string()),
+        Ok(handle) => match handle.join().result {
+            Ok(()) => PartState::Finished,
+            Err(e) => PartState::Failed(e.to_string()),
+        },
+    }
+}
+
+/// `weir cluster run`: places the job, hands out its parts, waits for them.
+async fn run_job(
+    members: &Membership,
+    file: &std::path::Path,
+    policy: SlotPolicy,
+    module_dirs: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    // Built here once to check it and to plan its tasks, as every worker
+    // will build it.
+    let sandbox = weir_job::launch::sandbox(None, crate::run::compiler())?;
+    let spec = weir_job::parse_job(&abs, &text)?;
+    let name = spec.name.clone();
+    let flow = weir_job::prepare(spec, &sandbox, &ModulePath::for_job(&abs, module_dirs))?.dataflow;
+    let plan = weir_engine::plan::plan(&flow);
+    let needed = plan.tasks.iter().map(|t| t.parallelism).max().unwrap_or(1) as u32;
+    let workers = members.workers().await?;
+    let used = members.used_slots().await?;
+    let slots = weir_cluster::place_slots(&name, &workers, &used, needed, policy)?;
+    // The job's workers, in order of their first slot.
+    let mut involved: Vec<usize> = Vec::new();
+    for &w in &slots {
+        if !involved.contains(&w) {
+            involved.push(w);
+        }
+    }
+    let index = |w: usize| involved.iter().position(|&x| x == w).unwrap_or(0);
+    let assignment: Vec<Vec<usize>> = plan
+        .tasks
+        .iter()
+        .map(|t| (0..t.parallelism).map(|s| index(slots[s])).collect())
+        .collect();
+    let attempt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    let ids: Vec<String> = involved.iter().map(|&w| workers[w].id.clone()).collect();
+    for (here, &w) in involved.iter().enumerate() {
+        let part = Part {
+            job: name.clone(),
+            attempt,
+            job_file: abs.display().to_string(),
+            job_toml: text.clone(),
+            workers: involved
+                .iter()
+                .map(|&x| workers[x].data_addr.clone())
+                .collect(),
+            worker_ids: ids.clone(),
+            here,
+            assignment: assignment.clone(),
+            slots: slots.iter().filter(|&&x| x == w).count() as u32,
+        };
+        members.assign(&workers[w].id, &part).await?;
+    }
+    let placed: Vec<String> = involved
+        .iter()
+        .map(|&w| {
+            format!(
+                "{} ({} slot(s))",
+                workers[w].id,
+                slots.iter().filter(|&&x| x == w).count()
+            )
+        })
+        .collect();
+    println!(
+        "weir cluster: job `{name}` (attempt {attempt}) placed on {}",
+        placed.join(", ")
+    );
+    // Wait for every part to end; the first failure is the job's.
+    let outcome = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let states = members.states(&name, attempt).await?;
+        if let Some((w, PartState::Failed(why))) = states
+            .iter()
+            .find(|(_, s)| matches!(s, PartState::Failed(_)))
+        {
+            break Err(format!("worker `{w}`: {why}"));
+        }
+        if ids
+            .iter()
+            .all(|id| states.get(id) == Some(&PartState::Finished))
+        {
+            break Ok(());
+        }
+        if let Ok(live) = members.workers().await
+            && let Some(gone) = ids.iter().find(|id| {
+                !live.iter().any(|w| &w.id == *id) && states.get(*id) != Some(&PartState::Finished)
+            })
+        {
+            break Err(format!(
+                "worker `{gone}` left the cluster while running its part"
+            ));
+        }
+    };
+    for id in &ids {
+        let _ = members.unassign(id, &name, attempt).await;
+    }
+    match outcome {
+        Ok(()) => {
+            println!(
+                "weir cluster: job `{name}` finished on {} worker(s)",
+                ids.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("weir cluster: job `{name}` failed: {why}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// Registers again after a lost lease, retrying every second while etcd is
@@ -157,6 +399,20 @@ async fn rejoin(
 /// `weir cluster …`.
 pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        ClusterCommand::Run {
+            etcd,
+            job,
+            policy,
+            module_dirs,
+        } => runtime()?.block_on(async move {
+            let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;
+            let policy = if policy == "pack" {
+                SlotPolicy::Pack
+            } else {
+                SlotPolicy::Spread
+            };
+            run_job(&members, &job, policy, &module_dirs).await
+        }),
         ClusterCommand::Workers { etcd, json } => runtime()?.block_on(async move {
             let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;
             let workers = members.workers().await?;

@@ -9,8 +9,16 @@ use std::time::{Duration, Instant};
 
 use weir_tests::etcd::EtcdServer;
 
+/// `weir` with the test module cache and the built UDFs.
 fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.env("WEIR_CACHE_DIR", root.join("target/test-module-cache"))
+        .env("WEIR_MODULE_PATH", root.join("target/udfs"));
+    c
 }
 
 /// A `weir` process whose output lines (stdout and stderr) are collected.
@@ -220,4 +228,122 @@ fn an_unreachable_etcd_is_a_clear_error_not_a_hang() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&url));
+}
+
+fn nexmark_job(
+    dir: &std::path::Path,
+    query: weir_job::nexmark::Query,
+    parallelism: usize,
+) -> String {
+    let job = weir_job::nexmark::NexmarkJob {
+        query,
+        events: 100_000,
+        parallelism,
+        rate: None,
+        sink: "kind = \"file\"\npath = \"out.jsonl\"\nformat = \"value\"".into(),
+    };
+    let file = dir.join("job.toml");
+    std::fs::write(&file, job.toml()).unwrap();
+    file.display().to_string()
+}
+
+fn sorted_lines(path: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_job_runs_over_three_worker_processes_and_gives_the_single_process_rows() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _workers: Vec<Running> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|id| worker(url, id, "1"))
+        .collect();
+
+    let single = tempfile::tempdir().unwrap();
+    let job = nexmark_job(single.path(), Query::Q5, 3);
+    let out = weir().args(["run", &job]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = sorted_lines(&single.path().join("out.jsonl"));
+    assert!(!want.is_empty());
+
+    let spread = tempfile::tempdir().unwrap();
+    let job = nexmark_job(spread.path(), Query::Q5, 3);
+    let out = weir()
+        .args(["cluster", "run", "--etcd", url, &job])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("placed on w1 (1 slot(s)), w2 (1 slot(s)), w3 (1 slot(s))"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("finished on 3 worker(s)"), "{stdout}");
+    assert_eq!(sorted_lines(&spread.path().join("out.jsonl")), want);
+
+    // The slots are free again; a job needing more than there are is
+    // refused, naming what it needs and what is free.
+    let big = tempfile::tempdir().unwrap();
+    let job = nexmark_job(big.path(), Query::Q5, 4);
+    let out = weir()
+        .args(["cluster", "run", "--etcd", url, &job])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs 4 slot(s) (its largest parallelism) and the cluster has 3 free of 3 on 3 worker(s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_job_fails_the_job_with_a_clear_error_not_a_hang() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let mut workers: Vec<Running> = ["k1", "k2"].iter().map(|id| worker(url, id, "1")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    // Paced: about a minute of events, so the job is surely running when
+    // the worker dies.
+    let job = weir_job::nexmark::NexmarkJob {
+        query: Query::Q5,
+        events: 3_000_000,
+        parallelism: 2,
+        rate: Some(50_000),
+        sink: "kind = \"discard\"".into(),
+    };
+    let file = dir.path().join("job.toml");
+    std::fs::write(&file, job.toml()).unwrap();
+    let mut run = Running::start(&["cluster", "run", "--etcd", url, &file.display().to_string()]);
+    run.wait_for("placed on", Duration::from_secs(60));
+    workers[1].wait_for("runs its part of job", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    workers[1].signal("KILL");
+    let status = run.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1));
+    let failed = run.wait_for("failed:", Duration::from_secs(5));
+    assert!(
+        failed.contains("k2") || failed.contains("lost a remote producer"),
+        "{failed}"
+    );
+    // The surviving worker's part ended too: its slot is free again.
+    let ended = workers[0].wait_for(": its part of job", Duration::from_secs(30));
+    eprintln!("controller: {failed}\nsurviving worker: {ended}");
 }

@@ -9,10 +9,14 @@
 //! names keys.
 //!
 //! Keys, all under [`PREFIX`]:
-//! - `workers/<id>`: a [`WorkerInfo`] as JSON, attached to the worker's lease.
+//! - `workers/<id>`: a [`WorkerInfo`] as JSON, attached to the worker's lease;
+//! - `parts/…` and `status/…`: jobs' parts handed to workers and how they
+//!   end ([`deploy`]).
 
+pub mod deploy;
 pub mod membership;
 
+pub use deploy::{NotEnoughSlots, Part, PartState, SlotPolicy, place_slots};
 pub use membership::{LeaseEvent, Membership, WorkerInfo, WorkerLease};
 
 /// The root of every key weir writes in etcd.

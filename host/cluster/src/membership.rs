@@ -224,8 +224,13 @@ impl Membership {
         Ok(workers)
     }
 
+    /// A handle on the client (cheap: a shared channel).
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Runs one etcd call with this connection's timeout.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         f: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, ClusterError> {

@@ -97,6 +97,15 @@ pub enum NetError {
         /// Whether it may be hosted soon (its worker is still starting).
         retry: bool,
     },
+    /// A producer's connection closed before its end of data (its worker
+    /// died, or its part of the job failed).
+    #[error("the producer at `{peer}` closed the connection with {open} producer(s) not ended")]
+    ProducerLost {
+        /// The producer's address.
+        peer: String,
+        /// Producer slots on it that had not ended.
+        open: usize,
+    },
     /// The peer broke the protocol (or is not weir).
     #[error("network exchange protocol: {0}")]
     Protocol(String),

@@ -243,10 +243,10 @@ fn serve(
             Ok(Some(m)) => m,
             Ok(None) if open.is_empty() => break Ok(()),
             Ok(None) => {
-                break Err(NetError::Protocol(format!(
-                    "the producer at `{peer}` closed with {} producer(s) not ended",
-                    open.len()
-                )));
+                break Err(NetError::ProducerLost {
+                    peer: peer.clone(),
+                    open: open.len(),
+                });
             }
             Err(e) => break Err(e),
         };
@@ -282,8 +282,9 @@ fn serve(
     let _ = out.shutdown(std::net::Shutdown::Both);
     if let Err(e) = result {
         tracing::warn!(channel = %key, "remote producer lost: {e}");
-        on_broken(NetError::Protocol(format!("{key}: {e}")));
-        return Err(e);
+        let message = e.to_string();
+        on_broken(e);
+        return Err(NetError::Protocol(message));
     }
     Ok(())
 }

@@ -92,6 +92,52 @@ struct JobControl {
     no_drain: AtomicBool,
     /// First primary error, first secondary (disconnection) error.
     errors: Mutex<(Option<EngineError>, Option<EngineError>)>,
+    /// How a part of a spread job ends its inputs when it fails (set once).
+    teardown: std::sync::OnceLock<Teardown>,
+}
+
+/// The inputs of a spread job's local consumers. In one process a failure
+/// winds a job down by disconnection: a failed task's channels close, and a
+/// consumer whose producers are all gone ends. A consumer fed from other
+/// workers cannot count on that (its exchange stays open to them), so when
+/// the part fails, every local input is ended here instead: an end of data
+/// for every producer slot, without draining, as a stop does.
+struct Teardown {
+    inputs: Vec<(Arc<dyn ExchangeSender>, u32)>,
+    started: AtomicBool,
+}
+
+impl Teardown {
+    fn run(&self) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut pending: Vec<(Arc<dyn ExchangeSender>, u32)> = self
+            .inputs
+            .iter()
+            .flat_map(|(tx, producers)| (0..*producers).map(move |slot| (tx.clone(), slot)))
+            .collect();
+        // Never blocks the failing thread: a full input is retried until its
+        // consumer takes the end or is gone.
+        let spawned = std::thread::Builder::new()
+            .name("weir-teardown".into())
+            .spawn(move || {
+                while !pending.is_empty() {
+                    pending.retain(|(tx, slot)| {
+                        matches!(
+                            tx.try_send((*slot, Message::Signal(Signal::EndOfData))),
+                            Err(crate::channel::TrySend::Full(_))
+                        )
+                    });
+                    if !pending.is_empty() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the teardown of a failed job part: {e}");
+        }
+    }
 }
 
 impl JobControl {
@@ -104,6 +150,14 @@ impl JobControl {
         };
         if slot.is_none() {
             *slot = Some(e);
+        }
+        drop(errors);
+        if let Some(t) = self.teardown.get() {
+            // A failed part of a spread job commits nothing and fires
+            // nothing: it stops, as a stop does.
+            self.no_drain.store(true, Ordering::SeqCst);
+            self.cancel.store(true, Ordering::SeqCst);
+            t.run();
         }
         self.cancel.store(true, Ordering::SeqCst);
     }
@@ -258,6 +312,19 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
     ));
     let control = Arc::new(JobControl::default());
 
+    // Producer slots at each consumer: the edges into a task, in order, each
+    // with one slot (forward) or one per producer subtask.
+    let slots_of = |e: &crate::plan::TaskEdge| match e.partitioning {
+        Partitioning::Forward => 1,
+        Partitioning::Rebalance | Partitioning::Hash { .. } => plan.tasks[e.from].parallelism,
+    };
+    let mut slot_base = vec![0u32; plan.edges.len()];
+    let mut producers = vec![0usize; plan.tasks.len()];
+    for (i, e) in plan.edges.iter().enumerate() {
+        slot_base[i] = producers[e.to] as u32;
+        producers[e.to] += slots_of(e);
+    }
+
     // One input exchange per consumer subtask of this process, open to
     // the producers elsewhere; a network exchange to each consumer subtask
     // elsewhere.
@@ -299,6 +366,20 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
             }
         }
     }
+    if placement.is_some() {
+        let inputs = inputs
+            .iter()
+            .enumerate()
+            .flat_map(|(t, subs)| {
+                let n = producers[t] as u32;
+                subs.iter().flatten().map(move |(tx, _)| (tx.clone(), n))
+            })
+            .collect();
+        let _ = control.teardown.set(Teardown {
+            inputs,
+            started: AtomicBool::new(false),
+        });
+    }
     let mut senders: Vec<Vec<Arc<dyn ExchangeSender>>> = Vec::with_capacity(inputs.len());
     for (t, subs) in inputs.iter().enumerate() {
         let mut to_task = Vec::with_capacity(subs.len());
@@ -315,19 +396,6 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
             }
         }
         senders.push(to_task);
-    }
-
-    // Producer slots at each consumer: the edges into a task, in order, each
-    // with one slot (forward) or one per producer subtask.
-    let slots_of = |e: &crate::plan::TaskEdge| match e.partitioning {
-        Partitioning::Forward => 1,
-        Partitioning::Rebalance | Partitioning::Hash { .. } => plan.tasks[e.from].parallelism,
-    };
-    let mut slot_base = vec![0u32; plan.edges.len()];
-    let mut producers = vec![0usize; plan.tasks.len()];
-    for (i, e) in plan.edges.iter().enumerate() {
-        slot_base[i] = producers[e.to] as u32;
-        producers[e.to] += slots_of(e);
     }
 
     // The checkpoint coordinator, if the job checkpoints.

@@ -1,0 +1,312 @@
+//! Jobs onto workers: placing a job's slots, handing each worker its part
+//! through etcd, and hearing how the parts end.
+//!
+//! Keys (under [`PREFIX`]):
+//! - `parts/<worker>/<job>#<attempt>`: a [`Part`], the worker's share of a
+//!   job; the worker polls its prefix and starts what is new.
+//! - `status/<job>#<attempt>/<worker>`: a [`PartState`] the worker writes
+//!   as its part runs and ends.
+//!
+//! Slots follow Flink's slot sharing: subtask `s` of every task runs in slot
+//! `s`, so a job needs as many slots as its largest parallelism, and a slot
+//! holds one slice of the whole pipeline.
+
+use std::collections::BTreeMap;
+
+use etcd_client::GetOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::{ClusterError, Membership, PREFIX, WorkerInfo};
+
+/// How slots are spread over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SlotPolicy {
+    /// Round-robin over the workers with free slots: a job's slices on as
+    /// many workers as possible.
+    #[default]
+    Spread,
+    /// Fill one worker before the next: fewer network exchanges.
+    Pack,
+}
+
+/// A job that does not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "job `{job}` needs {needed} slot(s) (its largest parallelism) and the cluster has {free} free \
+     of {total} on {workers} worker(s)"
+)]
+pub struct NotEnoughSlots {
+    /// The job.
+    pub job: String,
+    /// Slots it needs.
+    pub needed: u32,
+    /// Free slots.
+    pub free: u32,
+    /// All slots of compatible workers.
+    pub total: u32,
+    /// Compatible workers.
+    pub workers: usize,
+}
+
+/// Places `needed` slots of job `job` on `workers` (only compatible ones),
+/// given the slots each already uses: the worker index of each slot.
+///
+/// # Errors
+/// [`NotEnoughSlots`] naming the slots needed and free.
+pub fn place_slots(
+    job: &str,
+    workers: &[WorkerInfo],
+    used: &BTreeMap<String, u32>,
+    needed: u32,
+    policy: SlotPolicy,
+) -> Result<Vec<usize>, NotEnoughSlots> {
+    let mut free: Vec<(usize, u32)> = workers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.compatible())
+        .map(|(i, w)| (i, w.slots.saturating_sub(*used.get(&w.id).unwrap_or(&0))))
+        .collect();
+    let total_free: u32 = free.iter().map(|(_, f)| f).sum();
+    if total_free < needed || needed == 0 {
+        return Err(NotEnoughSlots {
+            job: job.to_string(),
+            needed,
+            free: total_free,
+            total: workers
+                .iter()
+                .filter(|w| w.compatible())
+                .map(|w| w.slots)
+                .sum(),
+            workers: free.len(),
+        });
+    }
+    let mut slots = Vec::with_capacity(needed as usize);
+    match policy {
+        SlotPolicy::Pack => {
+            for (i, f) in &mut free {
+                while *f > 0 && slots.len() < needed as usize {
+                    slots.push(*i);
+                    *f -= 1;
+                }
+            }
+        }
+        SlotPolicy::Spread => {
+            while slots.len() < needed as usize {
+                for (i, f) in free.iter_mut().filter(|(_, f)| *f > 0) {
+                    if slots.len() == needed as usize {
+                        break;
+                    }
+                    slots.push(*i);
+                    *f -= 1;
+                }
+            }
+        }
+    }
+    Ok(slots)
+}
+
+/// One worker's share of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The job's name.
+    pub job: String,
+    /// Its attempt.
+    pub attempt: u64,
+    /// The job file's path on the submitting machine (relative paths in it
+    /// resolve against its directory; named in errors).
+    pub job_file: String,
+    /// The job file's text.
+    pub job_toml: String,
+    /// The data ports of the job's workers, by index.
+    pub workers: Vec<String>,
+    /// The ids of the job's workers, by index.
+    pub worker_ids: Vec<String>,
+    /// This part's worker index.
+    pub here: usize,
+    /// `assignment[task][subtask]`: the worker index that runs it.
+    pub assignment: Vec<Vec<usize>>,
+    /// Slots this part takes on its worker.
+    pub slots: u32,
+}
+
+/// How a part is doing, as its worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartState {
+    /// Started.
+    Running,
+    /// Its subtasks ended normally.
+    Finished,
+    /// It failed, and why.
+    Failed(String),
+}
+
+fn run_id(job: &str, attempt: u64) -> String {
+    format!("{job}#{attempt}")
+}
+
+fn part_key(worker: &str, job: &str, attempt: u64) -> String {
+    format!("{PREFIX}parts/{worker}/{}", run_id(job, attempt))
+}
+
+impl Membership {
+    /// Hands `part` to worker `worker`.
+    ///
+    /// # Errors
+    /// etcd failing.
+    pub async fn assign(&self, worker: &str, part: &Part) -> Result<(), ClusterError> {
+        let key = part_key(worker, &part.job, part.attempt);
+        let value = serde_json::to_vec(part).map_err(|e| ClusterError::BadRecord {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut client = self.client();
+        self.call(client.put(key, value, None)).await?;
+        Ok(())
+    }
+
+    /// Takes a part back (its job ended or is cancelled).
+    ///
+    /// # Errors
+    /// etcd failing.
+    pub async fn unassign(
+        &self,
+        worker: &str,
+        job: &str,
+        attempt: u64,
+    ) -> Result<(), ClusterError> {
+        let mut client = self.client();
+        self.call(client.delete(part_key(worker, job, attempt), None))
+            .await?;
+        Ok(())
+    }
+
+    /// Every part assigned now, by worker id.
+    ///
+    /// # Errors
+    /// etcd failing, or a record that is not a part.
+    pub async fn parts(&self) -> Result<Vec<(String, Part)>, ClusterError> {
+        let prefix = format!("{PREFIX}parts/");
+        let mut client = self.client();
+        let answer = self
+            .call(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        answer
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let worker = key
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap_or_default()
+                    .to_string();
+                serde_json::from_slice::<Part>(kv.value())
+                    .map(|p| (worker, p))
+                    .map_err(|e| ClusterError::BadRecord {
+                        key,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Slots in use on each worker (the parts assigned to it).
+    ///
+    /// # Errors
+    /// As [`Membership::parts`].
+    pub async fn used_slots(&self) -> Result<BTreeMap<String, u32>, ClusterError> {
+        let mut used = BTreeMap::new();
+        for (worker, part) in self.parts().await? {
+            *used.entry(worker).or_insert(0) += part.slots;
+        }
+        Ok(used)
+    }
+
+    /// Reports how `worker`'s part of a job is doing.
+    ///
+    /// # Errors
+    /// etcd failing.
+    pub async fn report(
+        &self,
+        worker: &str,
+        job: &str,
+        attempt: u64,
+        state: &PartState,
+    ) -> Result<(), ClusterError> {
+        let key = format!("{PREFIX}status/{}/{worker}", run_id(job, attempt));
+        let value = serde_json::to_vec(state).map_err(|e| ClusterError::BadRecord {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut client = self.client();
+        self.call(client.put(key, value, None)).await?;
+        Ok(())
+    }
+
+    /// What the workers of a job's attempt reported, by worker id.
+    ///
+    /// # Errors
+    /// etcd failing, or a record that is not a state.
+    pub async fn states(
+        &self,
+        job: &str,
+        attempt: u64,
+    ) -> Result<BTreeMap<String, PartState>, ClusterError> {
+        let prefix = format!("{PREFIX}status/{}/", run_id(job, attempt));
+        let mut client = self.client();
+        let answer = self
+            .call(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        answer
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let worker = key.strip_prefix(&prefix).unwrap_or_default().to_string();
+                serde_json::from_slice::<PartState>(kv.value())
+                    .map(|s| (worker, s))
+                    .map_err(|e| ClusterError::BadRecord {
+                        key,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, slots: u32) -> WorkerInfo {
+        WorkerInfo::new(id, slots, "127.0.0.1:1")
+    }
+
+    #[test]
+    fn slots_are_spread_or_packed_over_free_slots() {
+        let workers = [worker("a", 2), worker("b", 2), worker("c", 2)];
+        let none = BTreeMap::new();
+        let spread = place_slots("j", &workers, &none, 4, SlotPolicy::Spread).unwrap();
+        assert_eq!(spread, vec![0, 1, 2, 0]);
+        let pack = place_slots("j", &workers, &none, 3, SlotPolicy::Pack).unwrap();
+        assert_eq!(pack, vec![0, 0, 1]);
+        // Used slots are not offered again.
+        let used = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 1)]);
+        let spread = place_slots("j", &workers, &used, 3, SlotPolicy::Spread).unwrap();
+        assert_eq!(spread, vec![1, 2, 2]);
+    }
+
+    #[test]
+    fn a_job_that_does_not_fit_names_needed_and_free_slots() {
+        let mut old = worker("old", 8);
+        old.protocol = 0;
+        let workers = [worker("a", 2), old];
+        let used = BTreeMap::from([("a".to_string(), 1)]);
+        let e = place_slots("acme/q5", &workers, &used, 3, SlotPolicy::Spread).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "job `acme/q5` needs 3 slot(s) (its largest parallelism) and the cluster has 1 free \
+             of 2 on 1 worker(s)"
+        );
+    }
+}
