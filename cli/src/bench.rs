@@ -70,6 +70,10 @@ pub struct NexmarkArgs {
     /// Print one JSON object per query instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print each query's job file (with a discarding sink) instead of
+    /// running it: to run it elsewhere, e.g. `weir cluster run`.
+    #[arg(long)]
+    print_job: bool,
 }
 
 /// One query's figures.
@@ -123,6 +127,17 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The job `weir bench nexmark` runs for `query`.
+fn nexmark_job(args: &NexmarkArgs, query: Query) -> NexmarkJob {
+    NexmarkJob {
+        query,
+        events: args.events,
+        parallelism: args.parallelism,
+        rate: args.rate,
+        sink: "kind = \"discard\"".into(),
+    }
+}
+
 fn queries(list: &str) -> anyhow::Result<Vec<Query>> {
     if list == "all" {
         return Ok(Query::ALL.to_vec());
@@ -136,6 +151,12 @@ fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
     let queries = queries(&args.query)?;
     if args.parallelism == 0 {
         bail!("--parallelism must be at least 1");
+    }
+    if args.print_job {
+        for q in queries {
+            print!("{}", nexmark_job(args, q).toml());
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let figures = if let [q] = queries[..] {
         vec![run_query(args, q)?]
@@ -210,13 +231,7 @@ fn nexmark(args: &NexmarkArgs) -> anyhow::Result<ExitCode> {
 
 fn run_query(args: &NexmarkArgs, query: Query) -> anyhow::Result<Figures> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let job = NexmarkJob {
-        query,
-        events: args.events,
-        parallelism: args.parallelism,
-        rate: args.rate,
-        sink: "kind = \"discard\"".into(),
-    };
+    let job = nexmark_job(args, query);
     let file = dir.path().join(format!("nexmark-{query}.toml"));
     std::fs::write(&file, job.toml())?;
     let sandbox = weir_job::launch::sandbox(args.cache_dir.clone(), crate::run::compiler())?;
