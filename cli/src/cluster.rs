@@ -2,10 +2,10 @@
 //! member of the cluster in etcd) and `weir cluster` (what the cluster
 //! holds).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -130,27 +130,51 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let stop = crate::serve::shutdown();
         tokio::pin!(stop);
         let mut started: HashSet<(String, u64)> = HashSet::new();
+        // The parts running here, each with the way to stop it.
+        let mut running: HashMap<(String, u64), Stopper> = HashMap::new();
         let mut poll = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = poll.tick() => {
-                    // New parts of jobs handed to this worker.
                     let Ok(parts) = members.parts().await else { continue };
+                    let mine: HashSet<(String, u64)> = parts
+                        .iter()
+                        .filter(|(worker, _)| *worker == id)
+                        .map(|(_, p)| (p.job.clone(), p.attempt))
+                        .collect();
+                    // A part taken back (the job was cancelled, or failed
+                    // elsewhere) stops without draining.
+                    running.retain(|run, stopper| {
+                        if mine.contains(run) {
+                            return !stopper.finished();
+                        }
+                        if stopper.stop() {
+                            println!("weir worker: `{id}` stops its part of job `{}`: taken back", run.0);
+                        }
+                        false
+                    });
+                    // New parts of jobs handed to this worker.
                     for (worker, part) in parts {
                         if worker != id || !started.insert((part.job.clone(), part.attempt)) {
                             continue;
                         }
+                        let stopper = Stopper::default();
+                        running.insert((part.job.clone(), part.attempt), stopper.clone());
                         let run = PartRun {
                             worker: id.clone(),
                             members: members.clone(),
                             server: data.clone(),
                             sandbox: sandbox.clone(),
                             module_dirs: args.module_dirs.clone(),
+                            stopper,
                         };
                         tokio::spawn(run.run(part));
                     }
                 }
                 () = &mut stop => {
+                    for stopper in running.values() {
+                        stopper.stop();
+                    }
                     let leaving = lease.revoke().await;
                     if let Err(e) = leaving {
                         eprintln!("weir worker: `{id}` could not leave cleanly ({e}); its record expires with its lease");
@@ -160,8 +184,13 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 }
                 why = lease.lost() => {
                     // The cluster no longer counts this worker: what it ran
-                    // is being run elsewhere. Join again as a new member.
-                    eprintln!("weir worker: `{id}` lost its membership: {why}; joining again");
+                    // may be run elsewhere, so it stops (a zombie must not
+                    // go on). Join again as a new member.
+                    eprintln!("weir worker: `{id}` lost its membership: {why}; stopping its parts and joining again");
+                    for stopper in running.values() {
+                        stopper.stop();
+                    }
+                    running.clear();
                     let Some(again) = rejoin(&members, &info, args.lease_ttl, &mut stop).await else {
                         eprintln!("weir worker: `{id}` stopped");
                         return Ok(ExitCode::SUCCESS);
@@ -181,6 +210,54 @@ struct PartRun {
     server: Arc<DataServer>,
     sandbox: Arc<weir_sandbox::Sandbox>,
     module_dirs: Vec<PathBuf>,
+    stopper: Stopper,
+}
+
+/// Stops a running part: its job's canceller once it has started, or a
+/// flag it checks before it starts.
+#[derive(Clone, Default)]
+struct Stopper(Arc<Mutex<StopState>>);
+
+#[derive(Default)]
+struct StopState {
+    canceller: Option<weir_engine::Canceller>,
+    stopped: bool,
+    finished: bool,
+}
+
+impl Stopper {
+    /// Stops the part (without draining); whether it was still running.
+    fn stop(&self) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_running = !s.stopped && !s.finished;
+        s.stopped = true;
+        if let Some(c) = &s.canceller {
+            c.stop();
+        }
+        was_running
+    }
+
+    fn finished(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finished
+    }
+
+    /// Hands over the running job's canceller; false if the part was
+    /// stopped meanwhile (the caller stops it).
+    fn started(&self, canceller: weir_engine::Canceller) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.canceller = Some(canceller);
+        !s.stopped
+    }
+
+    fn done(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finished = true;
+    }
 }
 
 impl PartRun {
@@ -206,9 +283,12 @@ impl PartRun {
             self.sandbox.clone(),
             self.module_dirs.clone(),
         );
-        let state = tokio::task::spawn_blocking(move || run_part(part, server, &sandbox, &dirs))
-            .await
-            .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
+        let stopper = self.stopper.clone();
+        let state =
+            tokio::task::spawn_blocking(move || run_part(part, server, &sandbox, &dirs, &stopper))
+                .await
+                .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
+        self.stopper.done();
         match &state {
             PartState::Failed(why) => eprintln!(
                 "weir worker: `{}`: its part of job `{job}` failed: {why}",
@@ -228,6 +308,7 @@ fn run_part(
     server: Arc<DataServer>,
     sandbox: &weir_sandbox::Sandbox,
     module_dirs: &[PathBuf],
+    stopper: &Stopper,
 ) -> PartState {
     let path = PathBuf::from(&part.job_file);
     let prepared = weir_job::parse_job(&path, &part.job_toml).and_then(|spec| {
@@ -249,10 +330,15 @@ fn run_part(
     };
     match weir_engine::run_placed(flow, Arc::new(placement)) {
         Err(e) => PartState::Failed(e.to_string()),
-        Ok(handle) => match handle.join().result {
-            Ok(()) => PartState::Finished,
-            Err(e) => PartState::Failed(e.to_string()),
-        },
+        Ok(handle) => {
+            if !stopper.started(handle.canceller()) {
+                handle.canceller().stop();
+            }
+            match handle.join().result {
+                Ok(()) => PartState::Finished,
+                Err(e) => PartState::Failed(e.to_string()),
+            }
+        }
     }
 }
 
@@ -325,15 +411,21 @@ async fn run_job(
         "weir cluster: job `{name}` (attempt {attempt}) placed on {}",
         placed.join(", ")
     );
-    // Wait for every part to end; the first failure is the job's.
+    // Wait for every part to end; the first failure is the job's. Ctrl-C
+    // or SIGTERM takes the parts back: the workers stop them.
+    let stop = crate::serve::shutdown();
+    tokio::pin!(stop);
     let outcome = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = &mut stop => break Err(None),
+        }
         let states = members.states(&name, attempt).await?;
         if let Some((w, PartState::Failed(why))) = states
             .iter()
             .find(|(_, s)| matches!(s, PartState::Failed(_)))
         {
-            break Err(format!("worker `{w}`: {why}"));
+            break Err(Some(format!("worker `{w}`: {why}")));
         }
         if ids
             .iter()
@@ -346,9 +438,9 @@ async fn run_job(
                 !live.iter().any(|w| &w.id == *id) && states.get(*id) != Some(&PartState::Finished)
             })
         {
-            break Err(format!(
+            break Err(Some(format!(
                 "worker `{gone}` left the cluster while running its part"
-            ));
+            )));
         }
     };
     for id in &ids {
@@ -362,9 +454,13 @@ async fn run_job(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(why) => {
+        Err(Some(why)) => {
             eprintln!("weir cluster: job `{name}` failed: {why}");
             Ok(ExitCode::from(1))
+        }
+        Err(None) => {
+            eprintln!("weir cluster: job `{name}` cancelled; its workers stop their parts");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

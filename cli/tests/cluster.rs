@@ -347,3 +347,60 @@ fn a_worker_killed_mid_job_fails_the_job_with_a_clear_error_not_a_hang() {
     let ended = workers[0].wait_for(": its part of job", Duration::from_secs(30));
     eprintln!("controller: {failed}\nsurviving worker: {ended}");
 }
+
+/// A paced job that runs for about a minute unless stopped.
+fn long_job(dir: &std::path::Path) -> String {
+    let job = weir_job::nexmark::NexmarkJob {
+        query: weir_job::nexmark::Query::Q5,
+        events: 3_000_000,
+        parallelism: 2,
+        rate: Some(50_000),
+        sink: "kind = \"discard\"".into(),
+    };
+    let file = dir.join("job.toml");
+    std::fs::write(&file, job.toml()).unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn cancelling_a_cluster_run_stops_the_parts_on_every_worker() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let mut running: Vec<Running> = ["c1", "c2"].iter().map(|id| worker(url, id, "1")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let job = long_job(dir.path());
+    let mut run = Running::start(&["cluster", "run", "--etcd", url, &job]);
+    for w in &mut running {
+        w.wait_for("runs its part of job", Duration::from_secs(60));
+    }
+    run.signal("INT");
+    assert!(run.wait(Duration::from_secs(30)).success());
+    run.wait_for("cancelled", Duration::from_secs(5));
+    for w in &mut running {
+        w.wait_for(
+            "stops its part of job `nexmark-q5`: taken back",
+            Duration::from_secs(20),
+        );
+        w.wait_for(": its part of job", Duration::from_secs(30));
+    }
+    // The workers themselves go on.
+    let list = workers(url);
+    assert!(list.contains("c1") && list.contains("c2"), "{list}");
+}
+
+#[test]
+fn a_worker_that_loses_its_lease_stops_its_parts() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let mut w = worker(url, "z1", "2");
+    let dir = tempfile::tempdir().unwrap();
+    let job = long_job(dir.path());
+    let _run = Running::start(&["cluster", "run", "--etcd", url, &job]);
+    w.wait_for("runs its part of job", Duration::from_secs(60));
+    // Cut off from etcd past its lease: the cluster no longer counts it,
+    // so it must not go on running (another worker may take the part).
+    etcd.pause();
+    w.wait_for("stopping its parts", Duration::from_secs(20));
+    w.wait_for(": its part of job", Duration::from_secs(30));
+    etcd.resume();
+}
