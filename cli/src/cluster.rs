@@ -80,6 +80,12 @@ pub enum ClusterCommand {
         #[arg(long = "module-dir", value_name = "DIR")]
         module_dirs: Vec<PathBuf>,
     },
+    /// List the jobs running on the workers: which worker runs which slice
+    /// (subtask `i` of every task) and how each part is doing.
+    Jobs {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
     /// List the workers registered in etcd, with their slots.
     Workers {
         #[command(flatten)]
@@ -508,6 +514,45 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
                 SlotPolicy::Spread
             };
             run_job(&members, &job, policy, &module_dirs).await
+        }),
+        ClusterCommand::Jobs { etcd } => runtime()?.block_on(async move {
+            let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;
+            let mut parts = members.parts().await?;
+            if parts.is_empty() {
+                println!("no jobs running at {}", members.endpoints());
+                return Ok(ExitCode::SUCCESS);
+            }
+            parts.sort_by(|a, b| {
+                (&a.1.job, a.1.attempt, a.1.here).cmp(&(&b.1.job, b.1.attempt, b.1.here))
+            });
+            println!(
+                "{:<24} {:<14} {:<16} {:>5}  {:<12} STATE",
+                "JOB", "ATTEMPT", "WORKER", "SLOTS", "SLICES"
+            );
+            for (worker, part) in &parts {
+                let states = members.states(&part.job, part.attempt).await?;
+                let state = match states.get(worker) {
+                    None => "assigned".to_string(),
+                    Some(PartState::Running) => "running".to_string(),
+                    Some(PartState::Finished) => "finished".to_string(),
+                    Some(PartState::Failed(why)) => format!("failed: {why}"),
+                };
+                // Slot sharing: slice `s` is subtask `s` of every task.
+                let width = part.assignment.iter().map(Vec::len).max().unwrap_or(0);
+                let slices: Vec<String> = (0..width)
+                    .filter(|&s| part.assignment.iter().any(|t| t.get(s) == Some(&part.here)))
+                    .map(|s| s.to_string())
+                    .collect();
+                println!(
+                    "{:<24} {:<14} {:<16} {:>5}  {:<12} {state}",
+                    part.job,
+                    part.attempt,
+                    worker,
+                    part.slots,
+                    slices.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }),
         ClusterCommand::Workers { etcd, json } => runtime()?.block_on(async move {
             let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;

@@ -373,6 +373,28 @@ fn cancelling_a_cluster_run_stops_the_parts_on_every_worker() {
     for w in &mut running {
         w.wait_for("runs its part of job", Duration::from_secs(60));
     }
+    // Which worker runs which slice, and how.
+    let jobs = weir()
+        .args(["cluster", "jobs", "--etcd", url])
+        .output()
+        .unwrap();
+    let jobs = String::from_utf8_lossy(&jobs.stdout).into_owned();
+    let line = |w: &str| {
+        jobs.lines()
+            .find(|l| l.contains(w))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        line("c1")[..],
+        ["nexmark-q5", line("c1")[1], "c1", "1", "0", "running"],
+        "{jobs}"
+    );
+    assert_eq!(
+        line("c2")[..],
+        ["nexmark-q5", line("c2")[1], "c2", "1", "1", "running"],
+        "{jobs}"
+    );
     run.signal("INT");
     assert!(run.wait(Duration::from_secs(30)).success());
     run.wait_for("cancelled", Duration::from_secs(5));
@@ -383,6 +405,11 @@ fn cancelling_a_cluster_run_stops_the_parts_on_every_worker() {
         );
         w.wait_for(": its part of job", Duration::from_secs(30));
     }
+    let jobs = weir()
+        .args(["cluster", "jobs", "--etcd", url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&jobs.stdout).contains("no jobs running"));
     // The workers themselves go on.
     let list = workers(url);
     assert!(list.contains("c1") && list.contains("c2"), "{list}");
