@@ -161,7 +161,18 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                     });
                     // New parts of jobs handed to this worker.
                     for (worker, part) in parts {
-                        if worker != id || !started.insert((part.job.clone(), part.attempt)) {
+                        if worker != id || started.contains(&(part.job.clone(), part.attempt)) {
+                            continue;
+                        }
+                        started.insert((part.job.clone(), part.attempt));
+                        if part.incarnation != lease.id() {
+                            // Placed on an earlier incarnation of this id
+                            // (before a restart or a lost lease): its job
+                            // has written this worker off.
+                            eprintln!(
+                                "weir worker: `{id}` ignores its part of job `{}` (attempt {}): placed on an earlier incarnation",
+                                part.job, part.attempt
+                            );
                             continue;
                         }
                         let stopper = Stopper::default();
@@ -348,6 +359,10 @@ fn run_part(
     }
 }
 
+/// How long a worker may take to pick up its part (it polls every 250 ms;
+/// compiling modules comes after).
+const PART_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// `weir cluster run`: places the job, hands out its parts, waits for them.
 async fn run_job(
     members: &Membership,
@@ -400,6 +415,7 @@ async fn run_job(
             here,
             assignment: assignment.clone(),
             slots: slots.iter().filter(|&&x| x == w).count() as u32,
+            incarnation: workers[w].lease,
         };
         members.assign(&workers[w].id, &part).await?;
     }
@@ -421,6 +437,7 @@ async fn run_job(
     // or SIGTERM takes the parts back: the workers stop them.
     let stop = crate::serve::shutdown();
     tokio::pin!(stop);
+    let placed_at = std::time::Instant::now();
     let outcome = loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -438,6 +455,14 @@ async fn run_job(
             .all(|id| states.get(id) == Some(&PartState::Finished))
         {
             break Ok(());
+        }
+        if placed_at.elapsed() > PART_START_TIMEOUT
+            && let Some(idle) = ids.iter().find(|id| !states.contains_key(*id))
+        {
+            break Err(Some(format!(
+                "worker `{idle}` did not start its part within {}s",
+                PART_START_TIMEOUT.as_secs()
+            )));
         }
         if let Ok(live) = members.workers().await
             && let Some(gone) = ids.iter().find(|id| {

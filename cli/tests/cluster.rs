@@ -431,3 +431,30 @@ fn a_worker_that_loses_its_lease_stops_its_parts() {
     w.wait_for(": its part of job", Duration::from_secs(30));
     etcd.resume();
 }
+
+#[test]
+fn a_part_placed_on_an_earlier_incarnation_of_a_worker_is_not_run() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let mut w = worker(url, "w1", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let job = long_job(dir.path());
+    // A part for `w1` placed before it restarted (another lease): as a
+    // controller that has not yet seen the restart would have left it.
+    let part = serde_json::json!({
+        "job": "stale", "attempt": 7, "job_file": job,
+        "job_toml": std::fs::read_to_string(&job).unwrap(),
+        "workers": ["127.0.0.1:1"], "worker_ids": ["w1"], "here": 0,
+        "assignment": [[0, 0]], "slots": 1, "incarnation": 42
+    });
+    etcd.put("/weir/v1/parts/w1/stale#7", part.to_string().as_bytes());
+    w.wait_for(
+        "ignores its part of job `stale` (attempt 7): placed on an earlier incarnation",
+        Duration::from_secs(20),
+    );
+    assert!(
+        !w.seen.iter().any(|l| l.contains("runs its part")),
+        "{:?}",
+        w.seen
+    );
+}

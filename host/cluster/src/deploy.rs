@@ -127,6 +127,11 @@ pub struct Part {
     pub assignment: Vec<Vec<usize>>,
     /// Slots this part takes on its worker.
     pub slots: u32,
+    /// The incarnation of the worker it was placed on
+    /// ([`WorkerInfo::lease`]): a later incarnation with the same id does
+    /// not run it.
+    #[serde(default)]
+    pub incarnation: i64,
 }
 
 /// How a part is doing, as its worker reports it.

@@ -25,6 +25,12 @@ pub struct WorkerInfo {
     pub protocol: u32,
     /// When it registered (ms since the Unix epoch).
     pub started_ms: u64,
+    /// Its incarnation: the etcd lease it registered under (set by
+    /// [`Membership::register`]). A worker that rejoins, or restarts with
+    /// the same id, is another incarnation, and parts placed on an earlier
+    /// one are not run by it.
+    #[serde(default)]
+    pub lease: i64,
 }
 
 impl WorkerInfo {
@@ -39,6 +45,7 @@ impl WorkerInfo {
             started_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            lease: 0,
         }
     }
 
@@ -148,7 +155,11 @@ impl Membership {
         let mut client = self.client.clone();
         let lease = self.call(client.lease_grant(ttl_s, None)).await?.id();
         let key = worker_key(&info.id);
-        let value = serde_json::to_vec(info).map_err(|e| ClusterError::BadRecord {
+        let info = WorkerInfo {
+            lease,
+            ..info.clone()
+        };
+        let value = serde_json::to_vec(&info).map_err(|e| ClusterError::BadRecord {
             key: key.clone(),
             reason: e.to_string(),
         })?;
