@@ -38,6 +38,9 @@ use crate::{ChannelKey, NetError};
 pub(crate) const MAGIC: &[u8; 8] = b"WEIRNET1";
 /// A frame larger than this is refused (a batch is far smaller).
 pub(crate) const MAX_FRAME: usize = 256 << 20;
+/// A control frame (hello, accept, refuse, credit) or a signal larger than
+/// this is refused.
+pub(crate) const MAX_CONTROL_FRAME: usize = 64 << 10;
 
 pub(crate) const HELLO: u8 = 1;
 pub(crate) const ACCEPT: u8 = 2;
@@ -199,6 +202,12 @@ pub(crate) fn read_message(
     r.read_exact(&mut tag).map_err(io)?;
     let body = len - 1;
     if tag[0] != DATA {
+        if len > MAX_CONTROL_FRAME {
+            return Err(NetError::Protocol(format!(
+                "a frame of {len} bytes with tag {}",
+                tag[0]
+            )));
+        }
         buf.clear();
         buf.resize(body, 0);
         r.read_exact(buf).map_err(io)?;
@@ -462,6 +471,21 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_peer_cannot_make_this_side_allocate_a_huge_signal_or_control_frame() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&(200u32 << 20).to_le_bytes());
+        stream.push(IDLE);
+        let e = read_message(&mut &stream[..], &mut Vec::new(), "peer").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a frame of 209715200 bytes with tag 12"),
+            "{e}"
+        );
+        stream[4] = HELLO;
+        assert!(crate::read_frame(&mut &stream[..], &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -140,8 +140,10 @@ fn tune(stream: &std::net::TcpStream, settings: &SocketSettings) -> std::io::Res
     socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
 }
 
-/// Reads one frame into `buf`: returns its tag; `buf` holds the body.
-/// `Ok(None)` at a clean end of stream before a frame.
+/// Reads one control frame (hello, accept, refuse, credit) into `buf`:
+/// returns its tag; `buf` holds the body. `Ok(None)` at a clean end of
+/// stream before a frame. Control frames are small: a longer one is an
+/// error, so a peer cannot make this side allocate.
 fn read_frame(r: &mut impl std::io::Read, buf: &mut Vec<u8>) -> std::io::Result<Option<u8>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
@@ -150,7 +152,7 @@ fn read_frame(r: &mut impl std::io::Read, buf: &mut Vec<u8>) -> std::io::Result<
         Err(e) => return Err(e),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len == 0 || len > frame::MAX_FRAME {
+    if len == 0 || len > frame::MAX_CONTROL_FRAME {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("a frame of {len} bytes"),
