@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::GetOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::{ClusterError, Membership, PREFIX, WorkerInfo};
@@ -159,14 +158,8 @@ impl Membership {
     /// # Errors
     /// etcd failing.
     pub async fn assign(&self, worker: &str, part: &Part) -> Result<(), ClusterError> {
-        let key = part_key(worker, &part.job, part.attempt);
-        let value = serde_json::to_vec(part).map_err(|e| ClusterError::BadRecord {
-            key: key.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut client = self.client();
-        self.call(client.put(key, value, None)).await?;
-        Ok(())
+        self.put_json(part_key(worker, &part.job, part.attempt), part)
+            .await
     }
 
     /// Takes a part back (its job ended or is cancelled).
@@ -190,29 +183,14 @@ impl Membership {
     /// # Errors
     /// etcd failing, or a record that is not a part.
     pub async fn parts(&self) -> Result<Vec<(String, Part)>, ClusterError> {
-        let prefix = format!("{PREFIX}parts/");
-        let mut client = self.client();
-        let answer = self
-            .call(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
-            .await?;
-        answer
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let worker = key
-                    .strip_prefix(&prefix)
-                    .and_then(|rest| rest.split('/').next())
-                    .unwrap_or_default()
-                    .to_string();
-                serde_json::from_slice::<Part>(kv.value())
-                    .map(|p| (worker, p))
-                    .map_err(|e| ClusterError::BadRecord {
-                        key,
-                        reason: e.to_string(),
-                    })
+        let parts = self.list_json::<Part>(&format!("{PREFIX}parts/")).await?;
+        Ok(parts
+            .into_iter()
+            .map(|(rest, part)| {
+                let worker = rest.split('/').next().unwrap_or_default().to_string();
+                (worker, part)
             })
-            .collect()
+            .collect())
     }
 
     /// Slots in use on each worker (the parts assigned to it).
@@ -239,12 +217,17 @@ impl Membership {
         state: &PartState,
     ) -> Result<(), ClusterError> {
         let key = format!("{PREFIX}status/{}/{worker}", run_id(job, attempt));
-        let value = serde_json::to_vec(state).map_err(|e| ClusterError::BadRecord {
+        self.put_json(key, state).await
+    }
+
+    /// Writes `value` as JSON at `key`.
+    async fn put_json(&self, key: String, value: &impl Serialize) -> Result<(), ClusterError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ClusterError::BadRecord {
             key: key.clone(),
             reason: e.to_string(),
         })?;
         let mut client = self.client();
-        self.call(client.put(key, value, None)).await?;
+        self.call(client.put(key, bytes, None)).await?;
         Ok(())
     }
 
@@ -258,24 +241,11 @@ impl Membership {
         attempt: u64,
     ) -> Result<BTreeMap<String, PartState>, ClusterError> {
         let prefix = format!("{PREFIX}status/{}/", run_id(job, attempt));
-        let mut client = self.client();
-        let answer = self
-            .call(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
-            .await?;
-        answer
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let worker = key.strip_prefix(&prefix).unwrap_or_default().to_string();
-                serde_json::from_slice::<PartState>(kv.value())
-                    .map(|s| (worker, s))
-                    .map_err(|e| ClusterError::BadRecord {
-                        key,
-                        reason: e.to_string(),
-                    })
-            })
-            .collect()
+        Ok(self
+            .list_json::<PartState>(&prefix)
+            .await?
+            .into_iter()
+            .collect())
     }
 }
 

@@ -214,25 +214,40 @@ impl Membership {
     /// # Errors
     /// etcd failing, or a record that is not a worker's.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClusterError> {
+        let mut workers: Vec<WorkerInfo> = self
+            .list_json::<WorkerInfo>(&format!("{PREFIX}workers/"))
+            .await?
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(workers)
+    }
+
+    /// Every JSON record under `prefix`: the rest of its key, and the
+    /// record.
+    pub(crate) async fn list_json<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, ClusterError> {
         let mut client = self.client.clone();
-        let prefix = format!("{PREFIX}workers/");
         let answer = self
-            .call(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
+            .call(client.get(prefix, Some(GetOptions::new().with_prefix())))
             .await?;
-        let mut workers = answer
+        answer
             .kvs()
             .iter()
             .map(|kv| {
-                serde_json::from_slice::<WorkerInfo>(kv.value()).map_err(|e| {
-                    ClusterError::BadRecord {
-                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let rest = key.strip_prefix(prefix).unwrap_or_default().to_string();
+                serde_json::from_slice::<T>(kv.value())
+                    .map(|record| (rest, record))
+                    .map_err(|e| ClusterError::BadRecord {
+                        key,
                         reason: e.to_string(),
-                    }
-                })
+                    })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        workers.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(workers)
+            .collect()
     }
 
     /// A handle on the client (cheap: a shared channel).

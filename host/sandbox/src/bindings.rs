@@ -169,10 +169,7 @@ pub(crate) fn assemble_output(
     let rows = values.len();
     values
         .validate(rows)
-        .map_err(|source| OutputError::Column {
-            column: "values",
-            source,
-        })?;
+        .map_err(OutputError::column("values"))?;
     let in_rows = input.len();
     // No rows at all (a flat-map that dropped a whole batch) needs no
     // parents either: that is not the identity.
@@ -233,10 +230,7 @@ pub(crate) fn assemble_output(
     let keys = match out.keys {
         Some(k) => {
             let k = column_from_wit(k);
-            k.validate(rows).map_err(|source| OutputError::Column {
-                column: "keys",
-                source,
-            })?;
+            k.validate(rows).map_err(OutputError::column("keys"))?;
             k
         }
         None => parent_keys,
@@ -255,10 +249,7 @@ pub(crate) fn assemble_output(
     let headers = match out.headers {
         Some(h) => {
             let h = headers_from_wit(h);
-            h.validate(rows).map_err(|source| OutputError::Column {
-                column: "headers",
-                source,
-            })?;
+            h.validate(rows).map_err(OutputError::column("headers"))?;
             h
         }
         None => parent_headers,

@@ -286,3 +286,10 @@ pub enum OutputError {
     #[error("the module does not export `state-migration`")]
     NoStateMigration,
 }
+
+impl OutputError {
+    /// A mapper from a column's layout error to this error naming it.
+    pub(crate) fn column(column: &'static str) -> impl FnOnce(weir_record::ColumnError) -> Self {
+        move |source| Self::Column { column, source }
+    }
+}

@@ -583,16 +583,8 @@ impl CallCore {
         } else {
             "accumulators"
         };
-        out.validate(rows).map_err(|source| {
-            self.fail(
-                call,
-                OutputError::Column {
-                    column: what,
-                    source,
-                }
-                .into(),
-            )
-        })?;
+        out.validate(rows)
+            .map_err(|e| self.fail(call, OutputError::column(what)(e).into()))?;
         if rows != expected {
             return Err(self.fail(
                 call,
@@ -634,10 +626,7 @@ pub(crate) fn window_output(
     let rows = values.len();
     values
         .validate(rows)
-        .map_err(|source| OutputError::Column {
-            column: "values",
-            source,
-        })?;
+        .map_err(OutputError::column("values"))?;
     // No rows needs no parents either (`output` in wit/types.wit).
     let parents: Vec<u32> = if out.parents.is_empty() && rows != 0 {
         if rows != panes.len() {
@@ -668,10 +657,7 @@ pub(crate) fn window_output(
     let keys = match out.keys {
         Some(k) => {
             let k = bindings::column_from_wit(k);
-            k.validate(rows).map_err(|source| OutputError::Column {
-                column: "keys",
-                source,
-            })?;
+            k.validate(rows).map_err(OutputError::column("keys"))?;
             Some(k)
         }
         None => None,
@@ -688,10 +674,7 @@ pub(crate) fn window_output(
     let headers = match out.headers {
         Some(h) => {
             let h = bindings::headers_from_wit(h);
-            h.validate(rows).map_err(|source| OutputError::Column {
-                column: "headers",
-                source,
-            })?;
+            h.validate(rows).map_err(OutputError::column("headers"))?;
             Some(h)
         }
         None => None,
@@ -724,10 +707,7 @@ fn check_emitted(
     let rows = values.len();
     values
         .validate(rows)
-        .map_err(|source| OutputError::Column {
-            column: "values",
-            source,
-        })?;
+        .map_err(OutputError::column("values"))?;
     if e.timestamps.len() != rows {
         return Err(OutputError::ListLength {
             list: "timestamps",
