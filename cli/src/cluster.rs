@@ -592,9 +592,10 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
                 println!("no workers registered at {}", members.endpoints());
                 return Ok(ExitCode::SUCCESS);
             }
+            let used = members.used_slots().await?;
             println!(
-                "{:<24} {:>5}  {:<22} {:<8} STATUS",
-                "WORKER", "SLOTS", "DATA PORT", "VERSION"
+                "{:<24} {:>5} {:>5}  {:<22} {:<8} STATUS",
+                "WORKER", "SLOTS", "USED", "DATA PORT", "VERSION"
             );
             for w in &workers {
                 let status = if w.compatible() {
@@ -607,16 +608,24 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
                     )
                 };
                 println!(
-                    "{:<24} {:>5}  {:<22} {:<8} {status}",
-                    w.id, w.slots, w.data_addr, w.version
+                    "{:<24} {:>5} {:>5}  {:<22} {:<8} {status}",
+                    w.id,
+                    w.slots,
+                    used.get(&w.id).copied().unwrap_or(0),
+                    w.data_addr,
+                    w.version
                 );
             }
-            let slots: u32 = workers
-                .iter()
-                .filter(|w| w.compatible())
-                .map(|w| w.slots)
+            let compatible = workers.iter().filter(|w| w.compatible());
+            let slots: u32 = compatible.clone().map(|w| w.slots).sum();
+            let busy: u32 = compatible
+                .map(|w| used.get(&w.id).copied().unwrap_or(0).min(w.slots))
                 .sum();
-            println!("{} worker(s), {slots} slot(s)", workers.len());
+            println!(
+                "{} worker(s), {slots} slot(s), {} free",
+                workers.len(),
+                slots - busy
+            );
             Ok(ExitCode::SUCCESS)
         }),
     }

@@ -151,7 +151,7 @@ fn workers_join_leave_and_expire_with_their_lease() {
     let w2 = worker(url, "w2", "3");
     let list = workers(url);
     assert!(list.contains("w1") && list.contains("w2"), "{list}");
-    assert!(list.contains("2 worker(s), 5 slot(s)"), "{list}");
+    assert!(list.contains("2 worker(s), 5 slot(s), 5 free"), "{list}");
     assert!(list.contains("ready"), "{list}");
 
     // A second worker with a live worker's id is refused, naming it.
@@ -373,6 +373,9 @@ fn cancelling_a_cluster_run_stops_the_parts_on_every_worker() {
     for w in &mut running {
         w.wait_for("runs its part of job", Duration::from_secs(60));
     }
+    // Their slots are taken.
+    let list = workers(url);
+    assert!(list.contains("2 worker(s), 2 slot(s), 0 free"), "{list}");
     // Which worker runs which slice, and how.
     let jobs = weir()
         .args(["cluster", "jobs", "--etcd", url])

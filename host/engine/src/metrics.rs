@@ -163,6 +163,12 @@ impl NodeMetrics {
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Time spent blocked on full outputs (no capacity, or no credit on a
+    /// network exchange) so far.
+    pub fn backpressured(&self) -> Duration {
+        Duration::from_nanos(self.backpressured_ns.load(Ordering::Relaxed))
+    }
+
     fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
         (
             self.records_in.load(Ordering::Relaxed),

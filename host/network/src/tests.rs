@@ -233,3 +233,44 @@ fn a_consumer_that_goes_away_disconnects_its_producers() {
         );
     }
 }
+
+#[test]
+fn time_waiting_for_credit_is_the_backpressure_figure() {
+    use weir_engine::NodeMetrics;
+    use weir_engine::channel::EdgeSender;
+    use weir_engine::plan::Partitioning;
+
+    let server = server();
+    let (into, rx) = local(1);
+    let _reg = server.register(key(1), into, 2, never_broken());
+    let tx = connect(
+        &server.local_addr().to_string(),
+        key(1),
+        &SocketSettings::default(),
+    )
+    .unwrap();
+    let metrics = Arc::new(NodeMetrics::new(1));
+    let edge = EdgeSender::new(vec![tx], Partitioning::Forward, 0, 0, 0);
+    let mut out = weir_engine::channel::TaskOutput::new(vec![edge], metrics.clone());
+    // The consumer starts reading after 300 ms: until then the producer
+    // runs out of credit and waits.
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut n = 0;
+        while let Ok((_, m)) = rx.recv_timeout(Duration::from_secs(10)) {
+            if matches!(m, Message::Signal(Signal::EndOfData)) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    });
+    for _ in 0..10 {
+        out.send(batch("x", 10)).unwrap();
+    }
+    out.signal(Signal::EndOfData).unwrap();
+    assert_eq!(reader.join().unwrap(), 10);
+    // At least most of the consumer's 300 ms pause (a lower bound only).
+    let blocked = metrics.backpressured();
+    assert!(blocked >= Duration::from_millis(200), "{blocked:?}");
+}
