@@ -79,6 +79,10 @@ pub enum ClusterCommand {
         /// Extra directories where named modules are looked up.
         #[arg(long = "module-dir", value_name = "DIR")]
         module_dirs: Vec<PathBuf>,
+        /// When the job does not fit, wait for slots to free up instead of
+        /// refusing it.
+        #[arg(long)]
+        queue: bool,
     },
     /// List the jobs running on the workers: which worker runs which slice
     /// (subtask `i` of every task) and how each part is doing.
@@ -139,10 +143,49 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         // The parts running here, each with the way to stop it.
         let mut running: HashMap<(String, u64), Stopper> = HashMap::new();
         let mut poll = tokio::time::interval(Duration::from_millis(250));
+        // A poll that waited on an unreachable etcd must not be followed by
+        // a burst of the ticks it missed.
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Stopping and a lost lease come first: a poll may wait on etcd
+            // for its whole timeout, and must not keep them waiting.
             tokio::select! {
+                biased;
+                () = &mut stop => {
+                    for stopper in running.values() {
+                        stopper.stop();
+                    }
+                    let leaving = lease.revoke().await;
+                    if let Err(e) = leaving {
+                        eprintln!("weir worker: `{id}` could not leave cleanly ({e}); its record expires with its lease");
+                    }
+                    eprintln!("weir worker: `{id}` stopped");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                why = lease.lost() => {
+                    // The cluster no longer counts this worker: what it ran
+                    // may be run elsewhere, so it stops (a zombie must not
+                    // go on). Join again as a new member.
+                    eprintln!("weir worker: `{id}` lost its membership: {why}; stopping its parts and joining again");
+                    for stopper in running.values() {
+                        stopper.stop();
+                    }
+                    running.clear();
+                    let Some(again) = rejoin(&members, &info, args.lease_ttl, &mut stop).await else {
+                        eprintln!("weir worker: `{id}` stopped");
+                        return Ok(ExitCode::SUCCESS);
+                    };
+                    println!("weir worker: `{id}` joined the cluster again");
+                    lease = again;
+                }
                 _ = poll.tick() => {
-                    let Ok(parts) = members.parts().await else { continue };
+                    // Bounded well under the lease's time, so that a lost
+                    // lease is acted on promptly.
+                    let Ok(Ok(parts)) =
+                        tokio::time::timeout(Duration::from_secs(1), members.parts()).await
+                    else {
+                        continue;
+                    };
                     let mine: HashSet<(String, u64)> = parts
                         .iter()
                         .filter(|(worker, _)| *worker == id)
@@ -187,33 +230,6 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                         };
                         tokio::spawn(run.run(part));
                     }
-                }
-                () = &mut stop => {
-                    for stopper in running.values() {
-                        stopper.stop();
-                    }
-                    let leaving = lease.revoke().await;
-                    if let Err(e) = leaving {
-                        eprintln!("weir worker: `{id}` could not leave cleanly ({e}); its record expires with its lease");
-                    }
-                    eprintln!("weir worker: `{id}` stopped");
-                    return Ok(ExitCode::SUCCESS);
-                }
-                why = lease.lost() => {
-                    // The cluster no longer counts this worker: what it ran
-                    // may be run elsewhere, so it stops (a zombie must not
-                    // go on). Join again as a new member.
-                    eprintln!("weir worker: `{id}` lost its membership: {why}; stopping its parts and joining again");
-                    for stopper in running.values() {
-                        stopper.stop();
-                    }
-                    running.clear();
-                    let Some(again) = rejoin(&members, &info, args.lease_ttl, &mut stop).await else {
-                        eprintln!("weir worker: `{id}` stopped");
-                        return Ok(ExitCode::SUCCESS);
-                    };
-                    println!("weir worker: `{id}` joined the cluster again");
-                    lease = again;
                 }
             }
         }
@@ -369,6 +385,7 @@ async fn run_job(
     file: &std::path::Path,
     policy: SlotPolicy,
     module_dirs: &[PathBuf],
+    queue: bool,
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read `{}`", file.display()))?;
@@ -381,9 +398,30 @@ async fn run_job(
     let flow = weir_job::prepare(spec, &sandbox, &ModulePath::for_job(&abs, module_dirs))?.dataflow;
     let plan = weir_engine::plan::plan(&flow);
     let needed = plan.tasks.iter().map(|t| t.parallelism).max().unwrap_or(1) as u32;
-    let workers = members.workers().await?;
-    let used = members.used_slots().await?;
-    let slots = weir_cluster::place_slots(&name, &workers, &used, needed, policy)?;
+    let stop = crate::serve::shutdown();
+    tokio::pin!(stop);
+    let mut waiting = false;
+    let (workers, slots) = loop {
+        let workers = members.workers().await?;
+        let used = members.used_slots().await?;
+        match weir_cluster::place_slots(&name, &workers, &used, needed, policy) {
+            Ok(slots) => break (workers, slots),
+            Err(e) if queue && e.total >= needed => {
+                if !waiting {
+                    println!("weir cluster: {e}; waiting for slots (--queue)");
+                    waiting = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = &mut stop => {
+                        eprintln!("weir cluster: job `{name}` cancelled while waiting for slots");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     // The job's workers, in order of their first slot.
     let mut involved: Vec<usize> = Vec::new();
     for &w in &slots {
@@ -435,8 +473,6 @@ async fn run_job(
     );
     // Wait for every part to end; the first failure is the job's. Ctrl-C
     // or SIGTERM takes the parts back: the workers stop them.
-    let stop = crate::serve::shutdown();
-    tokio::pin!(stop);
     let placed_at = std::time::Instant::now();
     let outcome = loop {
         tokio::select! {
@@ -531,6 +567,7 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             job,
             policy,
             module_dirs,
+            queue,
         } => runtime()?.block_on(async move {
             let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;
             let policy = if policy == "pack" {
@@ -538,7 +575,7 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             } else {
                 SlotPolicy::Spread
             };
-            run_job(&members, &job, policy, &module_dirs).await
+            run_job(&members, &job, policy, &module_dirs, queue).await
         }),
         ClusterCommand::Jobs { etcd } => runtime()?.block_on(async move {
             let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;

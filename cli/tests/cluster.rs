@@ -461,3 +461,47 @@ fn a_part_placed_on_an_earlier_incarnation_of_a_worker_is_not_run() {
         w.seen
     );
 }
+
+#[test]
+fn a_queued_job_waits_for_slots_and_one_that_can_never_fit_is_refused() {
+    use weir_job::nexmark::{NexmarkJob, Query};
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _w = worker(url, "q1", "1");
+    let write = |name: &str, events: u64, parallelism: usize, rate: Option<u64>| {
+        let dir = tempfile::tempdir().unwrap();
+        let job = NexmarkJob {
+            query: Query::Q0,
+            events,
+            parallelism,
+            rate,
+            sink: "kind = \"discard\"".into(),
+        };
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, job.toml()).unwrap();
+        (dir, file.display().to_string())
+    };
+    let (_a_dir, a) = write("a", 3_000_000, 1, Some(50_000));
+    let (_b_dir, b) = write("b", 1_000, 1, None);
+    let mut first = Running::start(&["cluster", "run", "--etcd", url, &a]);
+    first.wait_for("placed on q1", Duration::from_secs(60));
+    // The only slot is taken: the second job waits for it.
+    let mut second = Running::start(&["cluster", "run", "--etcd", url, "--queue", &b]);
+    second.wait_for(
+        "needs 1 slot(s) (its largest parallelism) and the cluster has 0 free of 1 on 1 worker(s); waiting for slots",
+        Duration::from_secs(60),
+    );
+    first.signal("INT");
+    assert!(first.wait(Duration::from_secs(30)).success());
+    second.wait_for("placed on q1", Duration::from_secs(30));
+    second.wait_for("finished on 1 worker(s)", Duration::from_secs(60));
+    assert!(second.wait(Duration::from_secs(10)).success());
+    // More slots than the cluster has at all: refused even with --queue.
+    let (_c_dir, c) = write("c", 1_000, 2, None);
+    let out = weir()
+        .args(["cluster", "run", "--etcd", url, "--queue", &c])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs 2 slot(s)"));
+}

@@ -118,10 +118,12 @@ fn a_producer_sends_only_against_credit_and_resumes_when_the_consumer_reads() {
     assert!(sent >= 2, "sent only {sent}");
     // A blocking send waits for credit, which comes back once the consumer
     // reads.
+    // Timed from here: the consumer reads only after the sleep below, so
+    // the send cannot return sooner, however late its thread starts.
+    let start = Instant::now();
     let blocked = {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            let start = Instant::now();
             tx.send((0, Message::Signal(Signal::EndOfData))).unwrap();
             start.elapsed()
         })
@@ -134,7 +136,7 @@ fn a_producer_sends_only_against_credit_and_resumes_when_the_consumer_reads() {
         recv(&*rx),
         (0, Message::Signal(Signal::EndOfData))
     ));
-    assert!(blocked.join().unwrap() >= Duration::from_millis(150));
+    assert!(blocked.join().unwrap() >= Duration::from_millis(200));
 }
 
 #[test]
