@@ -401,11 +401,16 @@ async fn run_job(
     let stop = crate::serve::shutdown();
     tokio::pin!(stop);
     let mut waiting = false;
-    let (workers, slots) = loop {
+    let attempt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    // Place, and commit the placement only if no other job was placed
+    // meanwhile (else place again on what is free then).
+    let (workers, slots, involved, ids) = loop {
         let workers = members.workers().await?;
-        let used = members.used_slots().await?;
-        match weir_cluster::place_slots(&name, &workers, &used, needed, policy) {
-            Ok(slots) => break (workers, slots),
+        let (used, seen) = members.slots_in_use().await?;
+        let slots = match weir_cluster::place_slots(&name, &workers, &used, needed, policy) {
+            Ok(slots) => slots,
             Err(e) if queue && e.total >= needed => {
                 if !waiting {
                     println!("weir cluster: {e}; waiting for slots (--queue)");
@@ -418,45 +423,50 @@ async fn run_job(
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
+                continue;
             }
             Err(e) => return Err(e.into()),
+        };
+        // The job's workers, in order of their first slot.
+        let mut involved: Vec<usize> = Vec::new();
+        for &w in &slots {
+            if !involved.contains(&w) {
+                involved.push(w);
+            }
+        }
+        let index = |w: usize| involved.iter().position(|&x| x == w).unwrap_or(0);
+        let assignment: Vec<Vec<usize>> = plan
+            .tasks
+            .iter()
+            .map(|t| (0..t.parallelism).map(|s| index(slots[s])).collect())
+            .collect();
+        let ids: Vec<String> = involved.iter().map(|&w| workers[w].id.clone()).collect();
+        let parts: Vec<(String, Part)> = involved
+            .iter()
+            .enumerate()
+            .map(|(here, &w)| {
+                let part = Part {
+                    job: name.clone(),
+                    attempt,
+                    job_file: abs.display().to_string(),
+                    job_toml: text.clone(),
+                    workers: involved
+                        .iter()
+                        .map(|&x| workers[x].data_addr.clone())
+                        .collect(),
+                    worker_ids: ids.clone(),
+                    here,
+                    assignment: assignment.clone(),
+                    slots: slots.iter().filter(|&&x| x == w).count() as u32,
+                    incarnation: workers[w].lease,
+                };
+                (workers[w].id.clone(), part)
+            })
+            .collect();
+        if members.assign_all(&parts, seen).await? {
+            break (workers, slots, involved, ids);
         }
     };
-    // The job's workers, in order of their first slot.
-    let mut involved: Vec<usize> = Vec::new();
-    for &w in &slots {
-        if !involved.contains(&w) {
-            involved.push(w);
-        }
-    }
-    let index = |w: usize| involved.iter().position(|&x| x == w).unwrap_or(0);
-    let assignment: Vec<Vec<usize>> = plan
-        .tasks
-        .iter()
-        .map(|t| (0..t.parallelism).map(|s| index(slots[s])).collect())
-        .collect();
-    let attempt = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as u64);
-    let ids: Vec<String> = involved.iter().map(|&w| workers[w].id.clone()).collect();
-    for (here, &w) in involved.iter().enumerate() {
-        let part = Part {
-            job: name.clone(),
-            attempt,
-            job_file: abs.display().to_string(),
-            job_toml: text.clone(),
-            workers: involved
-                .iter()
-                .map(|&x| workers[x].data_addr.clone())
-                .collect(),
-            worker_ids: ids.clone(),
-            here,
-            assignment: assignment.clone(),
-            slots: slots.iter().filter(|&&x| x == w).count() as u32,
-            incarnation: workers[w].lease,
-        };
-        members.assign(&workers[w].id, &part).await?;
-    }
     let placed: Vec<String> = involved
         .iter()
         .map(|&w| {

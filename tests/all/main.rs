@@ -5,6 +5,7 @@
 mod bad_input;
 mod cache;
 mod checkpoints;
+mod cluster;
 mod conformance;
 mod engine;
 mod event_time;

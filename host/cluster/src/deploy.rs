@@ -4,6 +4,9 @@
 //! Keys (under [`PREFIX`]):
 //! - `parts/<worker>/<job>#<attempt>`: a [`Part`], the worker's share of a
 //!   job; the worker polls its prefix and starts what is new.
+//! - `placements`: its version counts placements; a job's parts are put in
+//!   one transaction that holds only if no placement came between reading
+//!   the free slots and committing.
 //! - `status/<job>#<attempt>/<worker>`: a [`PartState`] the worker writes
 //!   as its part runs and ends.
 //!
@@ -13,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use crate::{ClusterError, Membership, PREFIX, WorkerInfo};
@@ -152,14 +156,53 @@ fn part_key(worker: &str, job: &str, attempt: u64) -> String {
     format!("{PREFIX}parts/{worker}/{}", run_id(job, attempt))
 }
 
+/// The key whose version counts placements: a placement commits only if no
+/// other committed since it read the slots in use.
+fn placements_key() -> String {
+    format!("{PREFIX}placements")
+}
+
 impl Membership {
-    /// Hands `part` to worker `worker`.
+    /// The slots in use on each worker, and the placement count they were
+    /// read at (for [`Membership::assign_all`]).
+    ///
+    /// # Errors
+    /// As [`Membership::parts`].
+    pub async fn slots_in_use(&self) -> Result<(BTreeMap<String, u32>, i64), ClusterError> {
+        let mut client = self.client();
+        let answer = self.call(client.get(placements_key(), None)).await?;
+        let seen = answer.kvs().first().map_or(0, |kv| kv.version());
+        Ok((self.used_slots().await?, seen))
+    }
+
+    /// Hands out every part of a job at once, if no other placement
+    /// committed since the slots were read at `seen`
+    /// ([`Membership::slots_in_use`]): two jobs placed at the same time
+    /// cannot both take the same free slots. `false`: another placement
+    /// came first; read the slots again and retry.
     ///
     /// # Errors
     /// etcd failing.
-    pub async fn assign(&self, worker: &str, part: &Part) -> Result<(), ClusterError> {
-        self.put_json(part_key(worker, &part.job, part.attempt), part)
-            .await
+    pub async fn assign_all(
+        &self,
+        parts: &[(String, Part)],
+        seen: i64,
+    ) -> Result<bool, ClusterError> {
+        let mut puts = Vec::with_capacity(parts.len() + 1);
+        for (worker, part) in parts {
+            let key = part_key(worker, &part.job, part.attempt);
+            let value = serde_json::to_vec(part).map_err(|e| ClusterError::BadRecord {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            puts.push(TxnOp::put(key, value, None));
+        }
+        puts.push(TxnOp::put(placements_key(), "placed", None));
+        let txn = Txn::new()
+            .when([Compare::version(placements_key(), CompareOp::Equal, seen)])
+            .and_then(puts);
+        let mut client = self.client();
+        Ok(self.call(client.txn(txn)).await?.succeeded())
     }
 
     /// Takes a part back (its job ended or is cancelled).
