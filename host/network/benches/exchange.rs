@@ -19,7 +19,7 @@ use weir_engine::channel::{EdgeSender, ExchangeReceiver, ExchangeSender, TaskOut
 use weir_engine::metrics::NodeMetrics;
 use weir_engine::plan::Partitioning;
 use weir_engine::{Message, Signal};
-use weir_network::{ChannelKey, DataServer, SocketSettings, connect};
+use weir_network::{ChannelKey, DataServer, Inbound, SocketSettings, connect};
 use weir_record::{BatchBuilder, RecordBatch};
 
 const CONSUMERS: usize = 4;
@@ -123,10 +123,14 @@ fn network_case(input: &[RecordBatch], round: u64) -> (f64, f64) {
             subtask: c as u32,
         };
         let (into, rx) = local(CAPACITY);
+        let inbound = Inbound {
+            credits: CAPACITY as u32,
+            producers: 1,
+        };
         registrations.push(server.register(
             key.clone(),
             into,
-            CAPACITY as u32,
+            inbound,
             Arc::new(|e| panic!("{e}")),
         ));
         receivers.push(rx);

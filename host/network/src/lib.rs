@@ -45,7 +45,7 @@ mod receiver;
 mod sender;
 
 pub use placement::SpreadPlacement;
-pub use receiver::{DataServer, OnBroken, Received, Registration};
+pub use receiver::{DataServer, Inbound, OnBroken, Received, Registration};
 pub use sender::{NetworkSender, connect};
 
 /// One consumer subtask's input exchange, as producers address it.

@@ -8,7 +8,7 @@ use weir_engine::channel::ExchangeSender;
 use weir_engine::plan::TaskPlan;
 use weir_engine::{BoxError, Placement};
 
-use crate::{ChannelKey, DataServer, NetError, SocketSettings, connect};
+use crate::{ChannelKey, DataServer, Inbound, NetError, SocketSettings, connect};
 
 /// Slot sharing, as Flink does it: subtask `s` of every task goes to slot
 /// `s`, so one slot holds one slice of the whole pipeline; slots go to the
@@ -89,14 +89,18 @@ impl Placement for SpreadPlacement {
         &self,
         task: usize,
         subtask: usize,
+        producers: usize,
         exchange: Arc<dyn ExchangeSender>,
         broken: Box<dyn Fn(String) + Send + Sync>,
     ) -> Result<Box<dyn Send>, BoxError> {
         let registration = self.server.register(
             self.key(task, subtask),
             exchange,
-            self.credits,
-            Arc::new(move |e: NetError| broken(e.to_string())),
+            Inbound {
+                credits: self.credits,
+                producers: u32::try_from(producers)?,
+            },
+            Arc::new(move |e: &NetError| broken(e.to_string())),
         );
         Ok(Box::new(registration))
     }

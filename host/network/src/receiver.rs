@@ -17,13 +17,22 @@ use crate::{ChannelKey, NetError, SocketSettings, frame, read_frame, tune};
 
 /// Called when a remote producer's connection breaks before it sent the end
 /// of its data: the consumer cannot go on without it.
-pub type OnBroken = Arc<dyn Fn(NetError) + Send + Sync>;
+pub type OnBroken = Arc<dyn Fn(&NetError) + Send + Sync>;
+
+/// What a hosted consumer exchange takes from each connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Inbound {
+    /// Buffers granted to each connection (at least 1).
+    pub credits: u32,
+    /// The consumer's producer slots, `0..producers`: a message for another
+    /// slot breaks the connection.
+    pub producers: u32,
+}
 
 struct Hosted {
     /// The consumer subtask's exchange (its local sender side).
     into: Arc<dyn ExchangeSender>,
-    /// Buffers granted to each connection.
-    credits: u32,
+    inbound: Inbound,
     on_broken: OnBroken,
 }
 
@@ -104,14 +113,14 @@ impl DataServer {
     }
 
     /// Opens consumer exchange `key` to remote producers: what they send goes
-    /// into `into`, with `credits` buffers granted to each connection.
-    /// `on_broken` hears of a connection that broke before its producers
-    /// ended their data.
+    /// into `into`, as `inbound` allows. `on_broken` hears of a connection
+    /// that broke before its producers ended their data, or that broke the
+    /// protocol.
     pub fn register(
         &self,
         key: ChannelKey,
         into: Arc<dyn ExchangeSender>,
-        credits: u32,
+        inbound: Inbound,
         on_broken: OnBroken,
     ) -> Registration {
         self.hosted
@@ -121,7 +130,10 @@ impl DataServer {
                 key.clone(),
                 Hosted {
                     into,
-                    credits: credits.max(1),
+                    inbound: Inbound {
+                        credits: inbound.credits.max(1),
+                        ..inbound
+                    },
                     on_broken,
                 },
             );
@@ -208,11 +220,11 @@ fn serve(
     let found = {
         let hosts = hosted.lock().unwrap_or_else(PoisonError::into_inner);
         match hosts.get(&key) {
-            Some(h) => Ok((h.into.clone(), h.credits, h.on_broken.clone())),
+            Some(h) => Ok((h.into.clone(), h.inbound, h.on_broken.clone())),
             None => Err(refusal(&hosts, &key)),
         }
     };
-    let (into, credits, on_broken) = match found {
+    let (into, Inbound { credits, producers }, on_broken) = match found {
         Ok(f) => f,
         Err((code, reason)) => {
             frame::begin(&mut reply, frame::REFUSE);
@@ -250,6 +262,11 @@ fn serve(
             }
             Err(e) => break Err(e),
         };
+        if slot >= producers {
+            break Err(NetError::Protocol(format!(
+                "a message for producer slot {slot} of a consumer with {producers}"
+            )));
+        }
         received.messages.fetch_add(1, Ordering::Relaxed);
         if let Message::Data(b) = &msg {
             received
@@ -280,13 +297,11 @@ fn serve(
         }
     };
     let _ = out.shutdown(std::net::Shutdown::Both);
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::warn!(channel = %key, "remote producer lost: {e}");
-        let message = e.to_string();
         on_broken(e);
-        return Err(NetError::Protocol(message));
     }
-    Ok(())
+    result
 }
 
 fn grant(out: &mut TcpStream, tag: u8, n: u32, buf: &mut Vec<u8>) -> std::io::Result<()> {

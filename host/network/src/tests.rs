@@ -9,6 +9,7 @@ use weir_engine::{Message, Signal};
 use weir_record::BatchBuilder;
 
 use super::*;
+use crate::sender::NetworkSender;
 
 fn key(attempt: u64) -> ChannelKey {
     ChannelKey {
@@ -35,6 +36,33 @@ fn server() -> DataServer {
     DataServer::bind("127.0.0.1:0", SocketSettings::default()).unwrap()
 }
 
+/// Hosts consumer exchange `key` (a local channel of `capacity`) on
+/// `server` for 4 producer slots with `credits` per connection.
+fn host(
+    server: &DataServer,
+    key: ChannelKey,
+    capacity: usize,
+    credits: u32,
+    on_broken: receiver::OnBroken,
+) -> (Registration, Box<dyn ExchangeReceiver>) {
+    let (into, rx) = local(capacity);
+    let inbound = Inbound {
+        credits,
+        producers: 4,
+    };
+    (server.register(key, into, inbound, on_broken), rx)
+}
+
+/// A producer's end of `key` on `server`.
+fn open(server: &DataServer, key: ChannelKey) -> Arc<NetworkSender> {
+    connect(
+        &server.local_addr().to_string(),
+        key,
+        &SocketSettings::default(),
+    )
+    .unwrap()
+}
+
 fn recv(rx: &dyn ExchangeReceiver) -> (u32, Message) {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("a message within 10 s")
@@ -43,14 +71,8 @@ fn recv(rx: &dyn ExchangeReceiver) -> (u32, Message) {
 #[test]
 fn messages_of_several_producers_arrive_in_order_with_their_slots() {
     let server = server();
-    let (into, rx) = local(4);
-    let _reg = server.register(key(1), into, 8, never_broken());
-    let tx = connect(
-        &server.local_addr().to_string(),
-        key(1),
-        &SocketSettings::default(),
-    )
-    .unwrap();
+    let (_reg, rx) = host(&server, key(1), 4, 8, never_broken());
+    let tx = open(&server, key(1));
     assert_eq!(tx.capacity(), 8);
     let sent = vec![
         (0, Message::Data(batch("a", 3))),
@@ -89,14 +111,8 @@ fn a_producer_sends_only_against_credit_and_resumes_when_the_consumer_reads() {
     // One local buffer and two credits: with the consumer not reading, at
     // most 1 (in the local channel) + 1 (held by the forwarder) + 2 (on the
     // wire) messages get out before the producer runs out of credit.
-    let (into, rx) = local(1);
-    let _reg = server.register(key(1), into, 2, never_broken());
-    let tx = connect(
-        &server.local_addr().to_string(),
-        key(1),
-        &SocketSettings::default(),
-    )
-    .unwrap();
+    let (_reg, rx) = host(&server, key(1), 1, 2, never_broken());
+    let tx = open(&server, key(1));
     let mut sent = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -142,8 +158,7 @@ fn a_producer_sends_only_against_credit_and_resumes_when_the_consumer_reads() {
 #[test]
 fn unknown_channels_and_earlier_attempts_are_refused() {
     let server = server();
-    let (into, _rx) = local(1);
-    let _reg = server.register(key(3), into, 2, never_broken());
+    let (_reg, _rx) = host(&server, key(3), 1, 2, never_broken());
     let addr = server.local_addr().to_string();
     let e = connect(&addr, key(2), &SocketSettings::default())
         .err()
@@ -176,12 +191,12 @@ fn unknown_channels_and_earlier_attempts_are_refused() {
 #[test]
 fn a_producer_lost_before_its_end_is_reported_and_a_clean_end_is_not() {
     let server = server();
-    let (into, rx) = local(16);
     let (broken_tx, broken_rx) = mpsc::channel();
     let broken_tx = std::sync::Mutex::new(broken_tx);
-    let _reg = server.register(
+    let (_reg, rx) = host(
+        &server,
         key(1),
-        into.clone(),
+        16,
         4,
         Arc::new(move |e| {
             let _ = broken_tx.lock().unwrap().send(e.to_string());
@@ -205,19 +220,22 @@ fn a_producer_lost_before_its_end_is_reported_and_a_clean_end_is_not() {
         why.contains("closed the connection with 1 producer(s) not ended"),
         "{why}"
     );
+    // A message for a slot the consumer does not have breaks the
+    // connection (it would index past the consumer's producers).
+    let tx = connect(&addr, key(1), &SocketSettings::default()).unwrap();
+    tx.send((9, Message::Data(batch("c", 1)))).unwrap();
+    let why = broken_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        why.contains("a message for producer slot 9 of a consumer with 4"),
+        "{why}"
+    );
 }
 
 #[test]
 fn a_consumer_that_goes_away_disconnects_its_producers() {
     let server = server();
-    let (into, rx) = local(1);
-    let reg = server.register(key(1), into, 2, never_broken());
-    let tx = connect(
-        &server.local_addr().to_string(),
-        key(1),
-        &SocketSettings::default(),
-    )
-    .unwrap();
+    let (reg, rx) = host(&server, key(1), 1, 2, never_broken());
+    let tx = open(&server, key(1));
     tx.send((0, Message::Data(batch("a", 1)))).unwrap();
     drop(reg);
     drop(rx);
@@ -243,14 +261,8 @@ fn time_waiting_for_credit_is_the_backpressure_figure() {
     use weir_engine::plan::Partitioning;
 
     let server = server();
-    let (into, rx) = local(1);
-    let _reg = server.register(key(1), into, 2, never_broken());
-    let tx = connect(
-        &server.local_addr().to_string(),
-        key(1),
-        &SocketSettings::default(),
-    )
-    .unwrap();
+    let (_reg, rx) = host(&server, key(1), 1, 2, never_broken());
+    let tx = open(&server, key(1));
     let metrics = Arc::new(NodeMetrics::new(1));
     let edge = EdgeSender::new(vec![tx], Partitioning::Forward, 0, 0, 0);
     let mut out = weir_engine::channel::TaskOutput::new(vec![edge], metrics.clone());

@@ -152,14 +152,16 @@ impl JobControl {
             *slot = Some(e);
         }
         drop(errors);
-        if let Some(t) = self.teardown.get() {
+        let teardown = self.teardown.get();
+        if teardown.is_some() {
             // A failed part of a spread job commits nothing and fires
             // nothing: it stops, as a stop does.
             self.no_drain.store(true, Ordering::SeqCst);
-            self.cancel.store(true, Ordering::SeqCst);
-            t.run();
         }
         self.cancel.store(true, Ordering::SeqCst);
+        if let Some(t) = teardown {
+            t.run();
+        }
     }
 
     fn cancelled(&self) -> bool {
@@ -254,9 +256,10 @@ pub trait Placement: Send + Sync {
     fn connect(&self, task: usize, subtask: usize) -> Result<Arc<dyn ExchangeSender>, BoxError>;
 
     /// Opens the input exchange of a local consumer subtask to producers
-    /// elsewhere: what they send goes into `exchange`. `broken` hears of a
-    /// remote producer lost before the end of its data. The returned guard
-    /// keeps the exchange open until the job ends.
+    /// elsewhere: what they send goes into `exchange`, whose producers hold
+    /// slots `0..producers` (a message for another slot is refused). `broken`
+    /// hears of a remote producer lost before the end of its data. The
+    /// returned guard keeps the exchange open until the job ends.
     ///
     /// # Errors
     /// The exchange cannot be opened.
@@ -264,6 +267,7 @@ pub trait Placement: Send + Sync {
         &self,
         task: usize,
         subtask: usize,
+        producers: usize,
         exchange: Arc<dyn ExchangeSender>,
         broken: Box<dyn Fn(String) + Send + Sync>,
     ) -> Result<Box<dyn Send>, BoxError>;
@@ -341,6 +345,17 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
         .collect();
     let mut hosted: Vec<Box<dyn Send>> = Vec::new();
     if let Some(p) = &placement {
+        let _ = control.teardown.set(Teardown {
+            inputs: inputs
+                .iter()
+                .enumerate()
+                .flat_map(|(t, subs)| {
+                    let n = producers[t] as u32;
+                    subs.iter().flatten().map(move |(tx, _)| (tx.clone(), n))
+                })
+                .collect(),
+            started: AtomicBool::new(false),
+        });
         for (t, subs) in inputs.iter().enumerate() {
             for (s, exchange) in subs.iter().enumerate() {
                 let Some((sender, _)) = exchange else {
@@ -357,43 +372,30 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
                         false,
                     );
                 });
-                hosted.push(p.host(t, s, sender.clone(), broken).map_err(|e| {
-                    EngineError::Task {
-                        task: format!("{}#{s}", plan.tasks[t].name),
-                        message: format!("cannot open its input to other workers: {e}"),
-                    }
-                })?);
+                hosted.push(
+                    p.host(t, s, producers[t], sender.clone(), broken)
+                        .map_err(|e| EngineError::Task {
+                            task: format!("{}#{s}", plan.tasks[t].name),
+                            message: format!("cannot open its input to other workers: {e}"),
+                        })?,
+                );
             }
         }
-    }
-    if placement.is_some() {
-        let inputs = inputs
-            .iter()
-            .enumerate()
-            .flat_map(|(t, subs)| {
-                let n = producers[t] as u32;
-                subs.iter().flatten().map(move |(tx, _)| (tx.clone(), n))
-            })
-            .collect();
-        let _ = control.teardown.set(Teardown {
-            inputs,
-            started: AtomicBool::new(false),
-        });
     }
     let mut senders: Vec<Vec<Arc<dyn ExchangeSender>>> = Vec::with_capacity(inputs.len());
     for (t, subs) in inputs.iter().enumerate() {
         let mut to_task = Vec::with_capacity(subs.len());
         for (s, exchange) in subs.iter().enumerate() {
-            match (exchange, &placement) {
-                (Some((sender, _)), _) => to_task.push(sender.clone()),
-                (None, Some(p)) => {
-                    to_task.push(p.connect(t, s).map_err(|e| EngineError::Task {
-                        task: format!("{}#{s}", plan.tasks[t].name),
-                        message: format!("cannot reach it on its worker: {e}"),
-                    })?)
-                }
-                (None, None) => unreachable!("every subtask is local without a placement"),
-            }
+            let sender = match (exchange, &placement) {
+                (Some((sender, _)), _) => Ok(sender.clone()),
+                (None, Some(p)) => p.connect(t, s),
+                // Without a placement every subtask is local.
+                (None, None) => Err("no exchange".into()),
+            };
+            to_task.push(sender.map_err(|e| EngineError::Task {
+                task: format!("{}#{s}", plan.tasks[t].name),
+                message: format!("cannot reach it on its worker: {e}"),
+            })?);
         }
         senders.push(to_task);
     }
