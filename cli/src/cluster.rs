@@ -191,6 +191,9 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                         .filter(|(worker, _)| *worker == id)
                         .map(|(_, p)| (p.job.clone(), p.attempt))
                         .collect();
+                    // Parts no longer assigned are forgotten (the set stays
+                    // as small as what is assigned).
+                    started.retain(|run| mine.contains(run));
                     // A part taken back (the job was cancelled, or failed
                     // elsewhere) stops without draining.
                     running.retain(|run, stopper| {
