@@ -80,6 +80,36 @@ impl Running {
         );
     }
 
+    /// Waits until `n` lines contain `text`; returns the `n`th.
+    fn wait_for_nth(&mut self, text: &str, n: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let found: Vec<&String> = self.seen.iter().filter(|l| l.contains(text)).collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "fewer than {n} lines with `{text}` within {within:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Everything the process printed, once it has exited.
+    fn drain(&mut self) -> String {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
     fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
@@ -348,6 +378,268 @@ fn a_worker_killed_mid_job_fails_the_job_with_a_clear_error_not_a_hang() {
     eprintln!("controller: {failed}\nsurviving worker: {ended}");
 }
 
+/// Waits for a completed checkpoint in directory `storage`; its name.
+fn completed_checkpoint(storage: &std::path::Path, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let done = std::fs::read_dir(storage)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.path().join("_metadata").exists());
+        if let Some(chk) = done {
+            return chk.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "no checkpoint completed in {} within {within:?}",
+        storage.display()
+    );
+}
+
+#[test]
+fn a_checkpointing_job_restarts_from_its_latest_checkpoint_when_a_worker_is_killed() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    // Three slots for the job and a spare for its restart.
+    let workers: Vec<Running> = ["f1", "f2", "f3", "f4"]
+        .iter()
+        .map(|id| worker(url, id, "1"))
+        .collect();
+
+    let single = tempfile::tempdir().unwrap();
+    let job = nexmark_job(single.path(), Query::Q5, 3);
+    let out = weir().args(["run", &job]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = sorted_lines(&single.path().join("out.jsonl"));
+    assert!(!want.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = nexmark_job(dir.path(), Query::Q5, 3);
+    // Paced (about 5 s), so that the worker dies mid-job.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("events = 100000", "events = 100000\nrate = 20000");
+    assert!(text.contains("rate = 20000"), "{text}");
+    std::fs::write(&job, text).unwrap();
+    let storage = dir.path().join("checkpoints");
+    let mut run = Running::start(&[
+        "cluster",
+        "run",
+        "--etcd",
+        url,
+        &job,
+        "--checkpoint-storage",
+        &storage.display().to_string(),
+        "--checkpoint-interval",
+        "300ms",
+    ]);
+    let placed = run.wait_for("placed on", Duration::from_secs(60));
+    assert!(placed.contains("f2"), "{placed}");
+    let first = completed_checkpoint(&storage, Duration::from_secs(60));
+    workers[1].signal("KILL");
+    let status = run.wait(Duration::from_secs(180));
+    let output = run.drain();
+    assert!(status.success(), "{output}");
+    let restarted = run.wait_for("restarting job", Duration::from_secs(1));
+    assert!(restarted.contains("/chk-"), "{restarted}");
+    run.wait_for("finished on 3 worker(s)", Duration::from_secs(1));
+    // Placed again on the workers left, the spare included.
+    let placements: Vec<&String> = run
+        .seen
+        .iter()
+        .filter(|l| l.contains("placed on"))
+        .collect();
+    assert_eq!(placements.len(), 2, "{placements:?}");
+    assert!(
+        placements[1].contains("f4") && !placements[1].contains("f2"),
+        "{placements:?}"
+    );
+    eprintln!("first checkpoint {first}; {restarted}");
+    // Every row exactly once: the restart resumed from the checkpoint, the
+    // file sink cut back what followed it.
+    let got = sorted_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(got.len(), want.len(), "row count");
+    assert!(got == want, "the rows differ from a single-process run");
+}
+
+#[test]
+fn checkpoint_storage_that_refuses_writes_declines_checkpoints_and_the_job_goes_on() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _workers: Vec<Running> = ["s1", "s2"].iter().map(|id| worker(url, id, "1")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let job = nexmark_job(dir.path(), Query::Q5, 2);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("events = 100000", "events = 100000\nrate = 50000");
+    std::fs::write(&job, text).unwrap();
+    // Where each checkpoint's directory would go stands a file: every
+    // write under it fails.
+    let storage = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&storage).unwrap();
+    for n in 1..=200 {
+        std::fs::write(storage.join(format!("chk-{n}")), "in the way").unwrap();
+    }
+    let out = weir()
+        .args([
+            "cluster",
+            "run",
+            "--etcd",
+            url,
+            &job,
+            "--checkpoint-storage",
+            &storage.display().to_string(),
+            "--checkpoint-interval",
+            "200ms",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // The job ran to its end, saying why its checkpoints were declined.
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("finished on 2 worker(s)"), "{stdout}");
+    let declined = stderr
+        .lines()
+        .find(|l| l.contains("checkpoint abandoned"))
+        .unwrap_or_else(|| panic!("no declined checkpoint reported: {stderr}"));
+    assert!(
+        declined.contains("worker `s") && declined.contains("cannot write its state"),
+        "{declined}"
+    );
+    assert!(sorted_lines(&dir.path().join("out.jsonl")).len() > 1);
+}
+
+/// The highest completed checkpoint's number in directory `storage`.
+fn last_checkpoint(storage: &std::path::Path) -> u64 {
+    std::fs::read_dir(storage)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("_metadata").exists())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Proof (b) of the cluster issue: Kafka → keyed window → Kafka with
+/// exactly-once delivery over worker processes; ten times in a row, once
+/// the running attempt has completed a checkpoint, a worker running a part
+/// is killed with SIGKILL at a random moment (and a fresh worker joins).
+/// The job restarts from its latest checkpoint each time, and a
+/// `read_committed` consumer finds every window's count exactly once.
+#[test]
+fn kafka_exactly_once_across_workers_survives_a_worker_killed_ten_times() {
+    use weir_tests::kafka::{
+        Broker, assert_same_windows, counted_windows, kafka_job, sample_input, window_counts,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 3);
+    let records = sample_input(40_000, 23);
+    broker.produce("in", &records);
+    // Two source subtasks at 400 records/s each: about 50 s without
+    // failures, so the job is still running at the tenth kill.
+    let job = kafka_job(
+        dir.path(),
+        &broker.bootstrap(),
+        "exactly-once",
+        Some(400),
+        1_000,
+    );
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    // The job needs two slots; a third worker stands by.
+    let mut workers: std::collections::BTreeMap<String, Running> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|id| (id.to_string(), worker(url, id, "1")))
+        .collect();
+    let storage = dir.path().join("checkpoints");
+    let mut run = Running::start(&[
+        "cluster",
+        "run",
+        "--etcd",
+        url,
+        job.to_str().unwrap(),
+        "--checkpoint-storage",
+        &storage.display().to_string(),
+        "--checkpoint-interval",
+        "200ms",
+        "--restarts",
+        "20",
+    ]);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut killed = Vec::new();
+    for kill in 1..=10 {
+        let placed = run.wait_for_nth("placed on", kill, Duration::from_secs(120));
+        let before = last_checkpoint(&storage);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while last_checkpoint(&storage) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "attempt {kill} completed no checkpoint: {placed}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let running: Vec<&String> = workers
+            .keys()
+            .filter(|id| placed.contains(&format!("{id} (")))
+            .collect();
+        assert!(!running.is_empty(), "{placed}");
+        let victim = running[random(running.len() as u64) as usize].clone();
+        let wait = random(400);
+        std::thread::sleep(Duration::from_millis(wait));
+        workers[&victim].signal("KILL");
+        workers.remove(&victim);
+        killed.push(format!(
+            "{victim} {wait} ms after chk-{}",
+            last_checkpoint(&storage)
+        ));
+        let fresh = format!("k{}", 3 + kill);
+        workers.insert(fresh.clone(), worker(url, &fresh, "1"));
+    }
+    let status = run.wait(Duration::from_secs(240));
+    let output = run.drain();
+    assert!(status.success(), "{output}");
+    let restarts = run
+        .seen
+        .iter()
+        .filter(|l| l.contains("restarting job"))
+        .count();
+    assert!(restarts >= 10, "{output}");
+    for line in output.lines().filter(|l| {
+        l.contains("runs again") || l.contains("failed:") || l.contains("checkpoint(s)")
+    }) {
+        eprintln!("{line}");
+    }
+    assert_same_windows(
+        &counted_windows(&broker.read_committed("out")),
+        &window_counts(&records),
+        &format!("after killing {killed:?}"),
+    );
+}
+
 /// A paced job that runs for about a minute unless stopped.
 fn long_job(dir: &std::path::Path) -> String {
     let job = weir_job::nexmark::NexmarkJob {
@@ -504,4 +796,51 @@ fn a_queued_job_waits_for_slots_and_one_that_can_never_fit_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs 2 slot(s)"));
+}
+
+#[test]
+fn a_worker_of_an_incompatible_version_is_listed_as_such_and_given_no_work() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _w = worker(url, "v1", "1");
+    // A worker of a later weir, speaking another controller–worker
+    // protocol, as it registers itself.
+    let newer = serde_json::json!({
+        "id": "v2",
+        "slots": 8,
+        "data_addr": "127.0.0.1:9",
+        "version": "9.0.0",
+        "protocol": 99,
+        "started_ms": 0,
+        "lease": 0,
+    });
+    etcd.put("/weir/v1/workers/v2", newer.to_string().as_bytes());
+    let listed = workers(url);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("v2"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains("incompatible: protocol 99 (this build speaks"),
+        "{listed}"
+    );
+    // Only compatible workers' slots count.
+    assert!(
+        listed.contains("2 worker(s), 1 slot(s), 1 free"),
+        "{listed}"
+    );
+    // Its 8 slots are not offered: a job needing 2 does not fit.
+    let dir = tempfile::tempdir().unwrap();
+    let job = nexmark_job(dir.path(), Query::Q0, 2);
+    let out = weir()
+        .args(["cluster", "run", "--etcd", url, &job])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs 2 slot(s) (its largest parallelism) and the cluster has 1 free of 1 on 1 worker(s)"),
+        "{err}"
+    );
 }

@@ -17,6 +17,8 @@ fn part(job: &str) -> Part {
         assignment: vec![vec![0]],
         slots: 1,
         incarnation: 0,
+        parallelism: None,
+        checkpoints: None,
     }
 }
 
@@ -62,5 +64,42 @@ fn two_placements_read_at_the_same_time_cannot_both_commit() {
             .map(|(_, p)| p.job)
             .collect();
         assert_eq!(jobs, ["a", "b"]);
+    });
+}
+
+#[test]
+fn checkpoint_commands_reach_a_follower_in_order_and_only_for_its_attempt() {
+    use weir_cluster::checkpoints::command_key;
+    let etcd = EtcdServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let members = Membership::connect(std::slice::from_ref(&etcd.url), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let _follow = members
+            .follow(command_key("j", 2), false, move |_, n: u64| {
+                tx.send(n).is_ok()
+            })
+            .await
+            .unwrap();
+        let writer = members.writer();
+        for n in 1..=50u64 {
+            // The same job's earlier attempt is another key: never heard.
+            writer.put(command_key("j", 1), &(1000 + n));
+            writer.put(command_key("j", 2), &n);
+        }
+        let got: Vec<u64> = tokio::task::spawn_blocking(move || {
+            (0..50)
+                .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+                .collect()
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, (1..=50).collect::<Vec<u64>>());
     });
 }

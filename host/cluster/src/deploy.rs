@@ -135,6 +135,29 @@ pub struct Part {
     /// not run it.
     #[serde(default)]
     pub incarnation: i64,
+    /// Every parallelism above this is lowered to it (the job restarted on
+    /// fewer slots than it asks for).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// How the job checkpoints, if it does.
+    #[serde(default)]
+    pub checkpoints: Option<PartCheckpoints>,
+}
+
+/// How a spread job checkpoints, as each of its parts needs to know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartCheckpoints {
+    /// The checkpoint storage every worker writes to (`s3://bucket/prefix`,
+    /// or a directory every worker sees).
+    pub storage: String,
+    /// Where savepoints go, if anywhere.
+    pub savepoints: Option<String>,
+    /// Time between checkpoints, in ms.
+    pub interval_ms: u64,
+    /// Unaligned barriers.
+    pub unaligned: bool,
+    /// The checkpoint or savepoint this attempt starts from.
+    pub restore: Option<String>,
 }
 
 /// How a part is doing, as its worker reports it.

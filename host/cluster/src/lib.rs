@@ -11,12 +11,15 @@
 //! Keys, all under [`PREFIX`]:
 //! - `workers/<id>`: a [`WorkerInfo`] as JSON, attached to the worker's lease;
 //! - `parts/…` and `status/…`: jobs' parts handed to workers and how they
-//!   end ([`deploy`]).
+//!   end ([`deploy`]);
+//! - `checkpoints/…`: checkpoint commands and acknowledgements between a
+//!   spread job's controller and its parts ([`checkpoints`]).
 
+pub mod checkpoints;
 pub mod deploy;
 pub mod membership;
 
-pub use deploy::{NotEnoughSlots, Part, PartState, SlotPolicy, place_slots};
+pub use deploy::{NotEnoughSlots, Part, PartCheckpoints, PartState, SlotPolicy, place_slots};
 pub use membership::{LeaseEvent, Membership, WorkerInfo, WorkerLease};
 
 /// The root of every key weir writes in etcd.

@@ -148,6 +148,17 @@ impl Dataflow {
         self.nodes.len() - 1
     }
 
+    /// Lowers every parallelism above `max` to `max` (at least 1): the job
+    /// on fewer slots, as when a spread job restarts on the slots left
+    /// after losing a worker. Keyed state follows by key group when it is
+    /// restored; nodes joined by forward edges keep equal parallelism.
+    pub fn cap_parallelism(&mut self, max: usize) {
+        let max = max.max(1);
+        for n in &mut self.nodes {
+            n.parallelism = n.parallelism.min(max);
+        }
+    }
+
     /// The ids of the nodes that read from `id`.
     pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
         (0..self.nodes.len())

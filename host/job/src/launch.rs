@@ -45,6 +45,30 @@ pub fn sandbox(cache_dir: Option<PathBuf>, compiler: Compiler) -> Result<Sandbox
     .map_err(|e| JobError::Sandbox(e.to_string()))
 }
 
+/// Opens checkpoint or savepoint storage at `location` (a directory or an
+/// `s3://` URL).
+///
+/// # Errors
+/// [`JobError::Storage`] naming a location that cannot be opened.
+pub fn open_storage(location: &str) -> Result<checkpoint::CheckpointStorage, JobError> {
+    weir_storage::open(location).map_err(|source| JobError::Storage {
+        location: location.to_string(),
+        source,
+    })
+}
+
+/// Reads the checkpoint or savepoint at `location` for job `job`.
+///
+/// # Errors
+/// [`JobError::Restore`] naming the location and what is wrong.
+pub fn read_checkpoint(job: &str, location: &str) -> Result<checkpoint::RestoredJob, JobError> {
+    weir_storage::read_checkpoint(location).map_err(|source| JobError::Restore {
+        job: job.to_string(),
+        location: location.to_string(),
+        source: Box::new(source),
+    })
+}
+
 /// Builds a job's dataflow for each attempt of its supervision.
 pub struct Launcher<'a> {
     /// Where its modules compile and run.

@@ -42,7 +42,9 @@ use weir_record::codec::{Reader, Truncated, Writer};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use weir_engine::{BoxError, Sink, SinkFactory, SubtaskInfo};
@@ -91,6 +93,9 @@ pub struct KafkaSinkOptions {
 
 /// How long transactional calls may take before the sink fails.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a cancelled sink waits for its open transaction to abort.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The marker of a transaction committed at the natural end of the input
 /// (above every checkpoint id).
@@ -493,8 +498,16 @@ impl Sink for KafkaSink {
     fn cancel(&mut self) -> Result<(), BoxError> {
         if self.in_txn {
             // What follows the last completed checkpoint is written again
-            // after a restart.
-            let _ = self.producer.abort_transaction(TXN_TIMEOUT);
+            // after a restart, and the next producer with this
+            // transactional id aborts whatever is left open (fencing this
+            // one): the abort is a courtesy, and must not hold up the end
+            // of a failed or stopped job. Purged first, since aborting
+            // flushes what is still queued or in flight and could wait on
+            // it for the whole transaction timeout (seen: a minute, when a
+            // worker of a spread job died).
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let _ = self.producer.abort_transaction(CANCEL_TIMEOUT);
             self.in_txn = false;
         }
         Ok(())

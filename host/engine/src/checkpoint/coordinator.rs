@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{
-    CheckpointConfig, CheckpointId, CheckpointStorage, SnapshotError, SubtaskState, prune, write,
+    CheckpointConfig, CheckpointId, CheckpointStorage, SnapshotError, SubtaskState, Written, prune,
+    write,
 };
 
 /// How barriers are handled at tasks with several inputs.
@@ -80,6 +81,19 @@ pub struct CheckpointStats {
     pub restore_ms: AtomicU64,
 }
 
+impl CheckpointStats {
+    /// Counts checkpoint `id`, triggered at `started`, as complete.
+    pub(crate) fn record_completed(&self, id: CheckpointId, started: Instant, written: &Written) {
+        self.last_completed.store(id, Ordering::Relaxed);
+        self.last_duration_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_size.store(written.full, Ordering::Relaxed);
+        self.last_incremental_size
+            .store(written.written, Ordering::Relaxed);
+        self.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What subtasks share with the coordinator.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckpointHooks {
@@ -128,9 +142,34 @@ impl From<&CheckpointHooks> for Shared {
 /// The states collected for a checkpoint, by (node, subtask).
 pub(crate) type States = HashMap<(usize, usize), SubtaskState>;
 
+/// What the protocol collects from each acknowledger: a node subtask's
+/// state in one process, a part's [`Written`] at a spread job's controller.
+pub(crate) trait Payload: Default + Send {
+    /// Sets the in-flight records of an unaligned checkpoint.
+    fn set_inflight(&mut self, records: Vec<u8>);
+    /// Takes them out.
+    fn take_inflight(&mut self) -> Vec<u8>;
+}
+
+impl Payload for SubtaskState {
+    fn set_inflight(&mut self, records: Vec<u8>) {
+        self.inflight = records;
+    }
+    fn take_inflight(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.inflight)
+    }
+}
+
+impl Payload for Written {
+    fn set_inflight(&mut self, _: Vec<u8>) {}
+    fn take_inflight(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
 /// What the coordinator must do, as decided by [`Protocol`].
 #[derive(Debug)]
-pub(crate) enum Action {
+pub(crate) enum Action<T = SubtaskState> {
     /// Ask the sources for checkpoint `id` (a savepoint if `savepoint`).
     Trigger {
         /// The checkpoint.
@@ -147,7 +186,7 @@ pub(crate) enum Action {
         /// When it was triggered.
         started: Instant,
         /// The subtasks' states, in-flight records included.
-        states: States,
+        states: HashMap<(usize, usize), T>,
     },
     /// Give the checkpoint up.
     Abandon {
@@ -173,6 +212,18 @@ pub enum Abandoned {
         /// Why.
         source: SnapshotError,
     },
+    /// A part of a job spread over several workers could not take its
+    /// part (its message names the node subtask).
+    #[error("worker `{worker}`: {reason}")]
+    OnWorker {
+        /// The worker.
+        worker: String,
+        /// Why, as the worker said.
+        reason: String,
+    },
+    /// A source has ended: no checkpoint can complete after that.
+    #[error("a source has ended")]
+    SourcesEnded,
     /// Not every subtask answered within the checkpoint timeout.
     #[error("the {} timed out", if *.savepoint { "savepoint" } else { "checkpoint" })]
     TimedOut {
@@ -181,10 +232,10 @@ pub enum Abandoned {
     },
 }
 
-struct Pending {
+struct Pending<T> {
     id: CheckpointId,
     started: Instant,
-    states: States,
+    states: HashMap<(usize, usize), T>,
     savepoint: bool,
     /// In-flight records still expected (unaligned mode).
     awaiting: usize,
@@ -196,21 +247,21 @@ struct Pending {
 /// checkpoint is pending at a time. It does no I/O and reads no clock but
 /// the `now` it is given: each call returns the actions to carry out
 /// ([`Coordinator`] does), and the table tests below drive it alone.
-pub(crate) struct Protocol {
+pub(crate) struct Protocol<T = SubtaskState> {
     /// Node subtasks that acknowledge each checkpoint.
     expected: usize,
     interval: Duration,
     timeout: Duration,
     next_id: CheckpointId,
     next_trigger: Instant,
-    pending: Option<Pending>,
+    pending: Option<Pending<T>>,
     /// A savepoint asked for with `stop` is pending or taken: the job is
     /// about to be stopped (an upgrade, a cancel with savepoint), so no
     /// checkpoint may follow it and commit output past it.
     final_savepoint: bool,
 }
 
-impl Protocol {
+impl<T: Payload> Protocol<T> {
     /// A protocol for `expected` node subtasks, continuing after
     /// checkpoint `last_id`, first triggering one `interval` after `now`.
     pub fn new(
@@ -248,31 +299,28 @@ impl Protocol {
         id: CheckpointId,
         at: (usize, usize),
         kind: AckKind,
-        state: Result<SubtaskState, SnapshotError>,
+        state: Result<T, SnapshotError>,
         node_name: &str,
-    ) -> Option<Action> {
+    ) -> Option<Action<T>> {
         let p = self.pending.as_mut().filter(|p| p.id == id)?;
         match (kind, state) {
             (AckKind::ExpectInflight, _) => p.awaiting += 1,
-            (AckKind::Inflight, Ok(state)) => {
+            (AckKind::Inflight, Ok(mut state)) => {
                 p.awaiting = p.awaiting.saturating_sub(1);
-                p.inflight.insert(at, state.inflight);
+                p.inflight.insert(at, state.take_inflight());
             }
             (AckKind::State, Ok(state)) => {
                 p.states.insert(at, state);
             }
             (_, Err(e)) => {
-                let p = self.pending.take()?;
-                self.final_savepoint &= !p.savepoint;
-                return Some(Action::Abandon {
-                    id: p.id,
-                    savepoint: p.savepoint,
-                    reason: Box::new(Abandoned::Declined {
+                return self.on_decline(
+                    id,
+                    Abandoned::Declined {
                         node: node_name.to_string(),
                         subtask: at.1,
                         source: e,
-                    }),
-                });
+                    },
+                );
             }
         }
         if p.states.len() < self.expected || p.awaiting > 0 {
@@ -280,7 +328,7 @@ impl Protocol {
         }
         let mut p = self.pending.take()?;
         for (at, records) in p.inflight.drain() {
-            p.states.entry(at).or_default().inflight = records;
+            p.states.entry(at).or_default().set_inflight(records);
         }
         Some(Action::Complete {
             id: p.id,
@@ -288,6 +336,26 @@ impl Protocol {
             started: p.started,
             states: p.states,
         })
+    }
+
+    /// Checkpoint `id` is given up for `reason` (if it is the pending one).
+    pub fn on_decline(&mut self, id: CheckpointId, reason: Abandoned) -> Option<Action<T>> {
+        self.pending.as_ref().filter(|p| p.id == id)?;
+        let p = self.pending.take()?;
+        self.final_savepoint &= !p.savepoint;
+        Some(Action::Abandon {
+            id: p.id,
+            savepoint: p.savepoint,
+            reason: Box::new(reason),
+        })
+    }
+
+    /// Checkpoint `id`, triggered elsewhere (by a spread job's controller),
+    /// is the one pending now: an earlier one still pending is dropped
+    /// (the controller gave it up).
+    pub fn begin(&mut self, id: CheckpointId, savepoint: bool, now: Instant) {
+        self.next_id = id;
+        self.start(savepoint, now);
     }
 
     /// A savepoint was asked for (`stop`: the job stops after it). Taken
@@ -298,7 +366,7 @@ impl Protocol {
         stop: bool,
         sources_ending: bool,
         now: Instant,
-    ) -> Option<Action> {
+    ) -> Option<Action<T>> {
         if self.pending.is_some() || sources_ending {
             return None;
         }
@@ -310,7 +378,7 @@ impl Protocol {
     /// is abandoned, and a new one is triggered unless one is pending, a
     /// final savepoint was taken, checkpoints are `held`, or the sources
     /// are ending (no checkpoint can complete then).
-    pub fn on_tick(&mut self, now: Instant, held: bool, sources_ending: bool) -> Vec<Action> {
+    pub fn on_tick(&mut self, now: Instant, held: bool, sources_ending: bool) -> Vec<Action<T>> {
         let mut actions = Vec::new();
         if now < self.next_trigger {
             return actions;
@@ -334,7 +402,7 @@ impl Protocol {
         actions
     }
 
-    fn start(&mut self, savepoint: bool, now: Instant) -> Action {
+    fn start(&mut self, savepoint: bool, now: Instant) -> Action<T> {
         let id = self.next_id;
         self.next_id += 1;
         self.pending = Some(Pending {
@@ -347,6 +415,40 @@ impl Protocol {
         });
         Action::Trigger { id, savepoint }
     }
+}
+
+/// Whether a savepoint is asked for (through the request file), and if so
+/// whether the job stops after it.
+pub(crate) fn savepoint_requested(config: &CheckpointConfig) -> Option<bool> {
+    let request = config.savepoint_request.as_ref()?;
+    let text = std::fs::read_to_string(request).ok()?;
+    Some(text.split_whitespace().any(|w| w == "stop"))
+}
+
+/// Whether periodic checkpoints are held (a module on probation).
+pub(crate) fn held(config: &CheckpointConfig) -> bool {
+    config
+        .hold
+        .as_ref()
+        .is_some_and(|h| h.load(Ordering::SeqCst))
+}
+
+/// Answers the savepoint request (a location or why it failed).
+pub(crate) fn answer_savepoint(
+    config: &CheckpointConfig,
+    answer: Result<&str, &dyn std::fmt::Display>,
+) {
+    let Some(request) = config.savepoint_request.as_ref() else {
+        return;
+    };
+    let text = match answer {
+        Ok(location) => format!("ok {location}"),
+        Err(e) => format!("error {e}"),
+    };
+    let mut done = request.clone().into_os_string();
+    done.push(".done");
+    let _ = std::fs::write(&done, text);
+    let _ = std::fs::remove_file(request);
 }
 
 /// The checkpoint coordinator: runs the [`Protocol`] against the
@@ -396,23 +498,13 @@ impl Coordinator {
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            let requested = self
-                .config
-                .savepoint_request
-                .as_ref()
-                .and_then(|r| std::fs::read_to_string(r).ok());
             let ending = self.sources_ending.load(Ordering::SeqCst);
-            if let Some(request) = requested {
-                let stop = request.split_whitespace().any(|w| w == "stop");
-                if let Some(action) = protocol.on_savepoint_request(stop, ending, Instant::now()) {
-                    self.act(action);
-                }
+            if let Some(stop) = savepoint_requested(&self.config)
+                && let Some(action) = protocol.on_savepoint_request(stop, ending, Instant::now())
+            {
+                self.act(action);
             }
-            let held = self
-                .config
-                .hold
-                .as_ref()
-                .is_some_and(|h| h.load(Ordering::SeqCst));
+            let held = held(&self.config);
             for action in protocol.on_tick(Instant::now(), held, ending) {
                 self.act(action);
             }
@@ -472,19 +564,8 @@ impl Coordinator {
         self.answer_savepoint(answer.as_ref().map(String::as_str).map_err(|e| e as _));
     }
 
-    /// Answers the savepoint request (a location or why it failed).
     fn answer_savepoint(&self, answer: Result<&str, &dyn std::fmt::Display>) {
-        let Some(request) = self.config.savepoint_request.as_ref() else {
-            return;
-        };
-        let text = match answer {
-            Ok(location) => format!("ok {location}"),
-            Err(e) => format!("error {e}"),
-        };
-        let mut done = request.clone().into_os_string();
-        done.push(".done");
-        let _ = std::fs::write(&done, text);
-        let _ = std::fs::remove_file(request);
+        answer_savepoint(&self.config, answer);
     }
 
     fn complete(&self, id: CheckpointId, started: Instant, states: &States) {
@@ -498,22 +579,13 @@ impl Coordinator {
             states,
             false,
         ) {
-            Ok((written, full)) => {
+            Ok(written) => {
                 self.shared
                     .completed
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(id);
-                let stats = &self.shared.stats;
-                stats.last_completed.store(id, Ordering::Relaxed);
-                stats
-                    .last_duration_ms
-                    .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                stats.last_size.store(full, Ordering::Relaxed);
-                stats
-                    .last_incremental_size
-                    .store(written, Ordering::Relaxed);
-                stats.completed.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.record_completed(id, started, &written);
                 if let Err(e) = prune(storage, self.config.retain.max(1), id) {
                     tracing::warn!(checkpoint = id, "cannot remove old checkpoints: {e}");
                 }

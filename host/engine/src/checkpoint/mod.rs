@@ -29,6 +29,7 @@
 
 pub mod aligner;
 pub mod coordinator;
+pub mod remote;
 pub mod storage;
 
 use std::collections::HashMap;
@@ -41,6 +42,9 @@ use weir_state::KeyedSnapshot;
 use crate::key_group::groups_of_subtask;
 pub use coordinator::{Abandoned, CheckpointStats, Mode};
 pub(crate) use coordinator::{Ack, AckKind, CheckpointHooks, Coordinator};
+pub use remote::{
+    AckReceiver, Command, CommandSender, JobCoordinator, PartAck, PartAnswer, PartLink,
+};
 pub use storage::{CheckpointStorage, ObjectStorage, StorageError};
 
 /// A checkpoint's number, increasing from 1.
@@ -687,6 +691,20 @@ pub fn completed(storage: &CheckpointStorage) -> Vec<(CheckpointId, String)> {
     out
 }
 
+/// The highest checkpoint number in `storage`, complete or not (0 for
+/// none): a job that starts again over the same storage numbers its
+/// checkpoints after it, so that it never writes into what an earlier run
+/// left half done.
+pub fn highest_id(storage: &CheckpointStorage) -> CheckpointId {
+    storage
+        .list_dirs("")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| name.strip_prefix("chk-")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The location of the latest completed checkpoint in `storage`, if any.
 pub fn latest(storage: &CheckpointStorage) -> Option<String> {
     completed(storage).pop().map(|(_, n)| storage.display(&n))
@@ -739,42 +757,73 @@ fn shared_of(storage: &CheckpointStorage, name: &str) -> Result<Vec<String>, Che
     Ok(meta.shared)
 }
 
-/// Writes a complete checkpoint: every subtask's state, then `_metadata`,
-/// whose presence marks it complete. Returns the bytes written for it (its
-/// objects and newly uploaded shared files) and the full size (with the
-/// shared files it references).
-fn write(
+/// What writing subtask states put in storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// Bytes written for it: its state objects and newly uploaded shared
+    /// files (the incremental size).
+    pub written: u64,
+    /// Its full size, with the shared files it references.
+    pub full: u64,
+    /// The `shared/` objects it references.
+    pub shared: Vec<String>,
+}
+
+impl Written {
+    /// Adds what another part wrote for the same checkpoint.
+    pub fn add(&mut self, other: Written) {
+        self.written += other.written;
+        self.full += other.full;
+        self.shared.extend(other.shared);
+    }
+}
+
+/// Writes the state objects of the node subtasks in `states` (keyed by
+/// node index and subtask) under `name`: all of a job's in one process, or
+/// one part's on each worker of a spread job.
+pub(crate) fn write_states(
+    storage: &CheckpointStorage,
+    name: &str,
+    nodes: &[(String, usize)],
+    states: &HashMap<(usize, usize), SubtaskState>,
+) -> Result<Written, CheckpointError> {
+    let mut out = Written::default();
+    let mut keys: Vec<&(usize, usize)> = states.keys().collect();
+    keys.sort();
+    for &(n, s) in keys {
+        let Some((node, _)) = nodes.get(n) else {
+            continue;
+        };
+        let state = &states[&(n, s)];
+        let bytes = state.encode();
+        out.written += bytes.len() as u64;
+        out.full += bytes.len() as u64;
+        for f in &state.native {
+            out.full += f.size;
+            if f.uploaded {
+                out.written += f.size;
+            }
+            if f.object.starts_with("shared/") {
+                out.shared.push(f.object.clone());
+            }
+        }
+        storage.put(&state_object(name, node, s), bytes)?;
+    }
+    Ok(out)
+}
+
+/// Completes checkpoint (or savepoint) `name` once every node subtask's
+/// state object is written: `_metadata`, whose presence marks it complete,
+/// comes last.
+pub(crate) fn write_metadata(
     storage: &CheckpointStorage,
     name: &str,
     id: CheckpointId,
     job: &str,
     nodes: &[(String, usize)],
-    states: &HashMap<(usize, usize), SubtaskState>,
+    shared: Vec<String>,
     savepoint: bool,
-) -> Result<(u64, u64), CheckpointError> {
-    // Leftovers of an earlier attempt under this name.
-    storage.delete(&format!("{name}/_metadata"))?;
-    let mut written = 0u64;
-    let mut full = 0u64;
-    let mut shared = Vec::new();
-    for (n, (node, parallelism)) in nodes.iter().enumerate() {
-        for s in 0..*parallelism {
-            let state = states.get(&(n, s));
-            let bytes = state.map(SubtaskState::encode).unwrap_or_else(|| vec![0]);
-            written += bytes.len() as u64;
-            full += bytes.len() as u64;
-            for f in state.map(|s| s.native.as_slice()).unwrap_or_default() {
-                full += f.size;
-                if f.uploaded {
-                    written += f.size;
-                }
-                if f.object.starts_with("shared/") {
-                    shared.push(f.object.clone());
-                }
-            }
-            storage.put(&state_object(name, node, s), bytes)?;
-        }
-    }
+) -> Result<(), CheckpointError> {
     let meta = Metadata {
         id,
         job: job.to_string(),
@@ -792,8 +841,44 @@ fn write(
         savepoint,
     };
     let meta = serde_json::to_vec_pretty(&meta).map_err(CheckpointError::Encode)?;
-    storage.put(&format!("{name}/_metadata"), meta)?;
-    Ok((written, full))
+    storage
+        .put(&format!("{name}/_metadata"), meta)
+        .map_err(CheckpointError::from)
+}
+
+/// Writes a complete checkpoint in one process: every subtask's state, then
+/// `_metadata`. Returns what it wrote.
+fn write(
+    storage: &CheckpointStorage,
+    name: &str,
+    id: CheckpointId,
+    job: &str,
+    nodes: &[(String, usize)],
+    states: &HashMap<(usize, usize), SubtaskState>,
+    savepoint: bool,
+) -> Result<Written, CheckpointError> {
+    // Leftovers of an earlier attempt under this name.
+    storage.delete(&format!("{name}/_metadata"))?;
+    let mut written = write_states(storage, name, nodes, states)?;
+    // A subtask that had nothing to say still has its (empty) object.
+    for (n, (node, parallelism)) in nodes.iter().enumerate() {
+        for s in (0..*parallelism).filter(|s| !states.contains_key(&(n, *s))) {
+            let empty = SubtaskState::default().encode();
+            written.written += empty.len() as u64;
+            written.full += empty.len() as u64;
+            storage.put(&state_object(name, node, s), empty)?;
+        }
+    }
+    write_metadata(
+        storage,
+        name,
+        id,
+        job,
+        nodes,
+        written.shared.clone(),
+        savepoint,
+    )?;
+    Ok(written)
 }
 
 /// Removes all but the newest `keep` completed checkpoints, then every

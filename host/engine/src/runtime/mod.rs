@@ -21,9 +21,10 @@ use crate::channel::{
     Disconnected, EdgeSender, Envelope, ExchangeReceiver, ExchangeSender, Recv, TaskInput,
     TaskOutput,
 };
+use crate::checkpoint::remote::PartCoordinator;
 use crate::checkpoint::{
-    Ack, AckKind, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, PendingState,
-    SnapshotTarget, SubtaskState,
+    Ack, AckKind, CheckpointHooks, CheckpointId, CheckpointStats, Coordinator, PartLink,
+    PendingState, SnapshotTarget, SubtaskState,
 };
 use crate::error::{BoxError, EngineError};
 use crate::graph::{Dataflow, NodeKind, NodeSpec};
@@ -287,24 +288,39 @@ pub fn run(flow: Dataflow) -> Result<JobHandle, EngineError> {
 /// network exchanges from the others. Each process of the job calls it
 /// with the same dataflow; the job ends when every part has.
 ///
-/// Checkpoints of a spread job are not supported yet: a dataflow that
-/// checkpoints is refused.
+/// A dataflow that checkpoints needs `link` to its controller, which
+/// triggers and completes checkpoints
+/// ([`crate::checkpoint::JobCoordinator`]): this part writes its subtasks'
+/// states to the shared checkpoint storage and acknowledges through it.
 ///
 /// # Errors
 /// As [`run`]; [`EngineError::Task`] when a remote exchange cannot be
-/// opened.
-pub fn run_placed(flow: Dataflow, placement: Arc<dyn Placement>) -> Result<JobHandle, EngineError> {
-    if flow.checkpoints.is_some() {
+/// opened; [`EngineError::InvalidDataflow`] for a checkpointed dataflow
+/// without a link.
+pub fn run_placed(
+    flow: Dataflow,
+    placement: Arc<dyn Placement>,
+    link: Option<PartLink>,
+) -> Result<JobHandle, EngineError> {
+    if flow.checkpoints.is_some() && link.is_none() {
         return Err(EngineError::InvalidDataflow(format!(
-            "job `{}`: checkpoints of a job spread over several workers are not supported yet",
+            "job `{}`: a job spread over several workers checkpoints through its controller, \
+             and none is linked",
             flow.name
         )));
     }
-    start(flow, Some(placement))
+    start(flow, Some((placement, link)))
 }
 
-fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHandle, EngineError> {
+fn start(
+    flow: Dataflow,
+    placed: Option<(Arc<dyn Placement>, Option<PartLink>)>,
+) -> Result<JobHandle, EngineError> {
     flow.validate()?;
+    let (placement, link) = match placed {
+        Some((p, link)) => (Some(p), link),
+        None => (None, None),
+    };
     let plan = plan(&flow);
     let local = |t: usize, s: usize| placement.as_ref().is_none_or(|p| p.is_local(t, s));
     let metrics = Arc::new(JobMetrics::new(
@@ -420,18 +436,47 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
                 storage: config.storage.clone(),
                 mode: config.mode,
             };
-            let c = Coordinator {
-                config: config.clone(),
-                job: flow.name.clone(),
-                nodes: flow
-                    .nodes
-                    .iter()
-                    .map(|n| (n.name.clone(), n.parallelism))
-                    .collect(),
-                shared: (&hooks).into(),
-                acks: rx,
-                sources_ending: sources_ending.clone(),
-                first_id,
+            let nodes: Vec<(String, usize)> = flow
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.parallelism))
+                .collect();
+            let run: Box<dyn FnOnce() + Send> = match link {
+                None => {
+                    let c = Coordinator {
+                        config: config.clone(),
+                        job: flow.name.clone(),
+                        nodes,
+                        shared: (&hooks).into(),
+                        acks: rx,
+                        sources_ending: sources_ending.clone(),
+                        first_id,
+                    };
+                    Box::new(move || c.run())
+                }
+                Some(link) => {
+                    // Every node subtask placed here acknowledges.
+                    let local_subtasks = plan
+                        .tasks
+                        .iter()
+                        .enumerate()
+                        .map(|(t, task)| {
+                            (0..task.parallelism).filter(|&s| local(t, s)).count()
+                                * task.nodes.len()
+                        })
+                        .sum();
+                    let c = PartCoordinator {
+                        config: config.clone(),
+                        nodes,
+                        local: local_subtasks,
+                        shared: (&hooks).into(),
+                        acks: rx,
+                        sources_ending: sources_ending.clone(),
+                        link,
+                        first_id,
+                    };
+                    Box::new(move || c.run())
+                }
             };
             coordinator = Some(
                 std::thread::Builder::new()
@@ -440,7 +485,7 @@ fn start(flow: Dataflow, placement: Option<Arc<dyn Placement>>) -> Result<JobHan
                         // The caller's span (a server's tenant and job) goes
                         // with every thread of the job.
                         let span = tracing::Span::current();
-                        move || span.in_scope(|| c.run())
+                        move || span.in_scope(run)
                     })
                     .map_err(|e| EngineError::Task {
                         task: "checkpoint coordinator".into(),

@@ -1,0 +1,432 @@
+//! `weir cluster run`: the controller of one job (the JobManager role, in
+//! the CLI until `weir serve` takes it over). It places the job's slots on
+//! free worker slots, hands each worker its part through etcd, coordinates
+//! the job's checkpoints once every part runs, and restarts the job from its
+//! latest checkpoint when a part fails or a worker is lost.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use weir_cluster::{Membership, Part, PartCheckpoints, PartState, SlotPolicy};
+use weir_engine::checkpoint::{CheckpointConfig, CheckpointStats, JobCoordinator};
+use weir_job::ModulePath;
+
+use super::{RunArgs, links};
+
+/// How long a worker may take to pick up its part (it polls every 250 ms;
+/// compiling modules comes after).
+const PART_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `weir cluster run`: places the job, hands out its parts, waits for them;
+/// a job that checkpoints restarts from its latest checkpoint when a part
+/// fails or a worker is lost.
+pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let file = &args.job;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    // Built here once to check it and to plan its tasks, as every worker
+    // will build it.
+    let sandbox = weir_job::launch::sandbox(None, crate::run::compiler())?;
+    let spec = weir_job::parse_job(&abs, &text)?;
+    let name = spec.name.clone();
+    let base = weir_job::prepare(
+        spec,
+        &sandbox,
+        &ModulePath::for_job(&abs, &args.module_dirs),
+    )?
+    .dataflow;
+    let full = slots_needed(&base);
+    let storage = args
+        .checkpoint_storage
+        .as_deref()
+        .map(weir_job::launch::open_storage)
+        .transpose()?;
+    let mut restore = args.from_checkpoint.clone();
+    if let Some(r) = &restore {
+        // Checked before anything is placed.
+        blocking(|| weir_job::launch::read_checkpoint(&name, r))?;
+    }
+    let mut restarts_left = args
+        .restarts
+        .unwrap_or(if storage.is_some() { 3 } else { 0 });
+    let policy = if args.policy == "pack" {
+        SlotPolicy::Pack
+    } else {
+        SlotPolicy::Spread
+    };
+    let stop = crate::serve::shutdown();
+    tokio::pin!(stop);
+    let mut cap: Option<usize> = None;
+    let mut last_attempt = 0;
+    let mut restarted = false;
+    // When the last failure was noticed (for the recovery time).
+    let mut failed_at: Option<std::time::Instant> = None;
+    loop {
+        let attempt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64)
+            .max(last_attempt + 1);
+        last_attempt = attempt;
+        let mut flow = base.clone();
+        if let Some(c) = cap {
+            flow.cap_parallelism(c);
+        }
+        let job = JobToPlace {
+            name: &name,
+            attempt,
+            text: &text,
+            file: &abs,
+            flow: &flow,
+            cap,
+            checkpoints: args.checkpoint_storage.as_ref().map(|s| PartCheckpoints {
+                storage: s.clone(),
+                savepoints: None,
+                interval_ms: args.checkpoint_interval.as_millis() as u64,
+                unaligned: args.checkpoint_mode == "unaligned",
+                restore: restore.clone(),
+            }),
+        };
+        // After a failure the job waits for slots, even if none are left:
+        // what it lost may come back.
+        let wait = if restarted {
+            Wait::Always
+        } else if args.queue {
+            Wait::IfItCanFit
+        } else {
+            Wait::No
+        };
+        let Some(ids) = place(members, &job, policy, wait, &mut stop).await? else {
+            eprintln!("weir cluster: job `{name}` cancelled while waiting for slots");
+            return Ok(ExitCode::SUCCESS);
+        };
+        let coordinator = storage.as_ref().map(|s| Checkpointing {
+            storage: s.clone(),
+            interval: args.checkpoint_interval,
+            first_id: blocking(|| weir_engine::checkpoint::highest_id(s)),
+        });
+        let outcome = supervise(members, &job, &ids, coordinator, failed_at, &mut stop).await?;
+        // Take the parts back: the workers stop what still runs.
+        for id in &ids {
+            let _ = members.unassign(id, &name, attempt).await;
+        }
+        if storage.is_some() {
+            let _ = members.clear_checkpoints(&name, attempt).await;
+        }
+        let why = match outcome {
+            Ok(()) => {
+                println!(
+                    "weir cluster: job `{name}` finished on {} worker(s)",
+                    ids.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(None) => {
+                eprintln!("weir cluster: job `{name}` cancelled; its workers stop their parts");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(Some(why)) => why,
+        };
+        let Some(storage) = storage.as_ref().filter(|_| restarts_left > 0) else {
+            eprintln!("weir cluster: job `{name}` failed: {why}");
+            return Ok(ExitCode::from(1));
+        };
+        restarts_left -= 1;
+        restarted = true;
+        failed_at = Some(std::time::Instant::now());
+        eprintln!("weir cluster: job `{name}` (attempt {attempt}) failed: {why}");
+        // The new attempt must not run beside what is left of this one (a
+        // sink writing the same output): wait for every part to stop, or
+        // for its worker to leave the cluster.
+        wait_stopped(members, &name, attempt, &ids).await;
+        restore = blocking(|| weir_engine::checkpoint::latest(storage)).or(restore);
+        let free = free_slots(members).await?;
+        cap = (free < full).then_some(free.max(1) as usize);
+        println!(
+            "weir cluster: restarting job `{name}` from {} on {} slot(s); {restarts_left} restart(s) left",
+            restore
+                .as_deref()
+                .unwrap_or("the start (no checkpoint completed)"),
+            cap.map_or(full as usize, |c| c)
+        );
+    }
+}
+
+/// Runs a blocking call (checkpoint storage) off the async threads.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// The slots a job needs: its largest parallelism (slot sharing).
+fn slots_needed(flow: &weir_engine::Dataflow) -> u32 {
+    weir_engine::plan::plan(flow)
+        .tasks
+        .iter()
+        .map(|t| t.parallelism)
+        .max()
+        .unwrap_or(1) as u32
+}
+
+/// Free slots on compatible workers.
+async fn free_slots(members: &Membership) -> anyhow::Result<u32> {
+    let workers = members.workers().await?;
+    let used = members.used_slots().await?;
+    Ok(workers
+        .iter()
+        .filter(|w| w.compatible())
+        .map(|w| {
+            w.slots
+                .saturating_sub(used.get(&w.id).copied().unwrap_or(0))
+        })
+        .sum())
+}
+
+/// One attempt of a job, as it is placed.
+struct JobToPlace<'a> {
+    name: &'a str,
+    attempt: u64,
+    text: &'a str,
+    file: &'a std::path::Path,
+    flow: &'a weir_engine::Dataflow,
+    cap: Option<usize>,
+    checkpoints: Option<PartCheckpoints>,
+}
+
+/// Whether a job that does not fit waits for slots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// It is refused.
+    No,
+    /// It waits, unless the cluster has too few slots even when idle
+    /// (`--queue`).
+    IfItCanFit,
+    /// It waits (a restart: lost workers may come back).
+    Always,
+}
+
+/// Places an attempt on free slots, committing only if no other job was
+/// placed meanwhile (else places again on what is free then), waiting for
+/// slots as `wait` says. Returns the workers' ids by part index, or `None`
+/// if stopped while waiting.
+async fn place(
+    members: &Membership,
+    job: &JobToPlace<'_>,
+    policy: SlotPolicy,
+    wait: Wait,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let plan = weir_engine::plan::plan(job.flow);
+    let needed = slots_needed(job.flow);
+    let name = job.name;
+    let mut waiting = false;
+    loop {
+        let workers = members.workers().await?;
+        let (used, seen) = members.slots_in_use().await?;
+        let slots = match weir_cluster::place_slots(name, &workers, &used, needed, policy) {
+            Ok(slots) => slots,
+            Err(e) if wait == Wait::Always || (wait == Wait::IfItCanFit && e.total >= needed) => {
+                if !waiting {
+                    println!("weir cluster: {e}; waiting for slots");
+                    waiting = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.as_mut() => return Ok(None),
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The job's workers, in order of their first slot.
+        let mut involved: Vec<usize> = Vec::new();
+        for &w in &slots {
+            if !involved.contains(&w) {
+                involved.push(w);
+            }
+        }
+        let index = |w: usize| involved.iter().position(|&x| x == w).unwrap_or(0);
+        let assignment: Vec<Vec<usize>> = plan
+            .tasks
+            .iter()
+            .map(|t| (0..t.parallelism).map(|s| index(slots[s])).collect())
+            .collect();
+        let ids: Vec<String> = involved.iter().map(|&w| workers[w].id.clone()).collect();
+        let count = |w: usize| slots.iter().filter(|&&x| x == w).count();
+        let parts: Vec<(String, Part)> = involved
+            .iter()
+            .enumerate()
+            .map(|(here, &w)| {
+                let part = Part {
+                    job: name.to_string(),
+                    attempt: job.attempt,
+                    job_file: job.file.display().to_string(),
+                    job_toml: job.text.to_string(),
+                    workers: involved
+                        .iter()
+                        .map(|&x| workers[x].data_addr.clone())
+                        .collect(),
+                    worker_ids: ids.clone(),
+                    here,
+                    assignment: assignment.clone(),
+                    slots: count(w) as u32,
+                    incarnation: workers[w].lease,
+                    parallelism: job.cap,
+                    checkpoints: job.checkpoints.clone(),
+                };
+                (workers[w].id.clone(), part)
+            })
+            .collect();
+        if members.assign_all(&parts, seen).await? {
+            let placed: Vec<String> = involved
+                .iter()
+                .map(|&w| format!("{} ({} slot(s))", workers[w].id, count(w)))
+                .collect();
+            println!(
+                "weir cluster: job `{name}` (attempt {}) placed on {}",
+                job.attempt,
+                placed.join(", ")
+            );
+            return Ok(Some(ids));
+        }
+    }
+}
+
+/// What the controller needs to coordinate a spread job's checkpoints.
+struct Checkpointing {
+    storage: weir_engine::checkpoint::CheckpointStorage,
+    interval: Duration,
+    /// The number to continue after.
+    first_id: u64,
+}
+
+/// Waits for every part of an attempt to end; the first failure is the
+/// attempt's (`Err(Some(why))`). Ctrl-C or SIGTERM gives `Err(None)`.
+/// Once every part runs, the job's checkpoints are coordinated from here.
+async fn supervise(
+    members: &Membership,
+    job: &JobToPlace<'_>,
+    ids: &[String],
+    checkpointing: Option<Checkpointing>,
+    failed_at: Option<std::time::Instant>,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<Result<(), Option<String>>> {
+    let mut running = false;
+    let (name, attempt) = (job.name, job.attempt);
+    let placed_at = std::time::Instant::now();
+    let mut checkpointing = checkpointing;
+    // The coordinator's thread ends when the link is dropped.
+    let mut coordinating: Option<(weir_cluster::checkpoints::Follow, Arc<CheckpointStats>)> = None;
+    let outcome = loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = stop.as_mut() => break Err(None),
+        }
+        let states = members.states(name, attempt).await?;
+        if let Some((w, PartState::Failed(why))) = states
+            .iter()
+            .find(|(_, s)| matches!(s, PartState::Failed(_)))
+        {
+            break Err(Some(format!("worker `{w}`: {why}")));
+        }
+        if ids
+            .iter()
+            .all(|id| states.get(id) == Some(&PartState::Finished))
+        {
+            break Ok(());
+        }
+        if !running && ids.iter().all(|id| states.contains_key(id)) {
+            running = true;
+            if let Some(at) = failed_at {
+                println!(
+                    "weir cluster: job `{name}` runs again (attempt {attempt}), {} ms after its failure was noticed",
+                    at.elapsed().as_millis()
+                );
+            }
+        }
+        if running && let Some(c) = checkpointing.take() {
+            let (acks, send, follow) = links::job_link(members, name, attempt).await?;
+            let stats = Arc::new(CheckpointStats::default());
+            let coordinator = JobCoordinator {
+                config: CheckpointConfig::new(c.storage, c.interval),
+                job: name.to_string(),
+                nodes: job
+                    .flow
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), n.parallelism))
+                    .collect(),
+                workers: ids.to_vec(),
+                first_id: c.first_id,
+                stats: stats.clone(),
+            };
+            std::thread::Builder::new()
+                .name("weir-checkpoints".into())
+                .spawn(move || coordinator.run(&acks, &send))
+                .context("cannot start the checkpoint coordinator")?;
+            coordinating = Some((follow, stats));
+        }
+        if placed_at.elapsed() > PART_START_TIMEOUT
+            && let Some(idle) = ids.iter().find(|id| !states.contains_key(*id))
+        {
+            break Err(Some(format!(
+                "worker `{idle}` did not start its part within {}s",
+                PART_START_TIMEOUT.as_secs()
+            )));
+        }
+        if let Ok(live) = members.workers().await
+            && let Some(gone) = ids.iter().find(|id| {
+                !live.iter().any(|w| &w.id == *id) && states.get(*id) != Some(&PartState::Finished)
+            })
+        {
+            break Err(Some(format!(
+                "worker `{gone}` left the cluster while running its part"
+            )));
+        }
+    };
+    if let Some((_, stats)) = &coordinating {
+        let completed = stats.completed.load(std::sync::atomic::Ordering::Relaxed);
+        if completed > 0 {
+            let read =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            println!(
+                "weir cluster: job `{name}` (attempt {attempt}) completed {completed} checkpoint(s); the last, chk-{}, took {} ms and holds {} bytes",
+                read(&stats.last_completed),
+                read(&stats.last_duration_ms),
+                read(&stats.last_size),
+            );
+        }
+    }
+    Ok(outcome)
+}
+
+/// Waits until every part of a failed attempt has stopped or its worker
+/// has left the cluster (its lease expired), for at most a minute.
+async fn wait_stopped(members: &Membership, name: &str, attempt: u64, ids: &[String]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = match (members.states(name, attempt).await, members.workers().await) {
+            (Ok(states), Ok(live)) => ids
+                .iter()
+                .find(|id| {
+                    live.iter().any(|w| &w.id == *id)
+                        && !matches!(
+                            states.get(*id),
+                            Some(PartState::Finished | PartState::Failed(_))
+                        )
+                })
+                .cloned(),
+            // etcd away: nothing is known yet.
+            _ => Some("?".to_string()),
+        };
+        let Some(id) = running else { return };
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "weir cluster: worker `{id}` has not stopped its part of job `{name}` (attempt {attempt}) within a minute; restarting anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,344 @@
+//! `weir worker`: a TaskManager. It offers task slots and a data port as a
+//! member of the cluster in etcd, runs the parts of jobs handed to it, and
+//! stops them when they are taken back or when it loses its membership.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use weir_cluster::{Membership, Part, PartState, WorkerInfo};
+use weir_job::ModulePath;
+use weir_network::{DataServer, SocketSettings, SpreadPlacement};
+
+use super::{WorkerArgs, links, runtime};
+
+/// `weir worker`.
+pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let id = args.id.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let data = Arc::new(
+        DataServer::bind(&args.data_listen, SocketSettings::default())
+            .with_context(|| format!("worker `{id}`: data port"))?,
+    );
+    let sandbox = Arc::new(weir_job::launch::sandbox(None, crate::run::compiler())?);
+    let data_addr = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| data.local_addr().to_string());
+    let info = WorkerInfo::new(&id, args.slots, &data_addr);
+    runtime()?.block_on(async move {
+        let members = Membership::connect(&args.etcd.etcd, args.etcd.etcd_timeout)
+            .await
+            .with_context(|| format!("worker `{id}` cannot join the cluster"))?;
+        let mut lease = members
+            .register(&info, args.lease_ttl)
+            .await
+            .with_context(|| format!("worker `{id}` cannot join the cluster"))?;
+        println!(
+            "weir worker: `{id}` joined the cluster at {} with {} slot(s); data port {data_addr}",
+            members.endpoints(),
+            args.slots
+        );
+        let stop = crate::serve::shutdown();
+        tokio::pin!(stop);
+        let mut started: HashSet<(String, u64)> = HashSet::new();
+        // The parts running here, each with the way to stop it.
+        let mut running: HashMap<(String, u64), Stopper> = HashMap::new();
+        let mut poll = tokio::time::interval(Duration::from_millis(250));
+        // A poll that waited on an unreachable etcd must not be followed by
+        // a burst of the ticks it missed.
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Stopping and a lost lease come first: a poll may wait on etcd
+            // for its whole timeout, and must not keep them waiting.
+            tokio::select! {
+                biased;
+                () = &mut stop => {
+                    for stopper in running.values() {
+                        stopper.stop();
+                    }
+                    let leaving = lease.revoke().await;
+                    if let Err(e) = leaving {
+                        eprintln!("weir worker: `{id}` could not leave cleanly ({e}); its record expires with its lease");
+                    }
+                    eprintln!("weir worker: `{id}` stopped");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                why = lease.lost() => {
+                    // The cluster no longer counts this worker: what it ran
+                    // may be run elsewhere, so it stops (a zombie must not
+                    // go on). Join again as a new member.
+                    eprintln!("weir worker: `{id}` lost its membership: {why}; stopping its parts and joining again");
+                    for stopper in running.values() {
+                        stopper.stop();
+                    }
+                    running.clear();
+                    let Some(again) = rejoin(&members, &info, args.lease_ttl, &mut stop).await else {
+                        eprintln!("weir worker: `{id}` stopped");
+                        return Ok(ExitCode::SUCCESS);
+                    };
+                    println!("weir worker: `{id}` joined the cluster again");
+                    lease = again;
+                }
+                _ = poll.tick() => {
+                    // Bounded well under the lease's time, so that a lost
+                    // lease is acted on promptly.
+                    let Ok(Ok(parts)) =
+                        tokio::time::timeout(Duration::from_secs(1), members.parts()).await
+                    else {
+                        continue;
+                    };
+                    let mine: HashSet<(String, u64)> = parts
+                        .iter()
+                        .filter(|(worker, _)| *worker == id)
+                        .map(|(_, p)| (p.job.clone(), p.attempt))
+                        .collect();
+                    // Parts no longer assigned are forgotten (the set stays
+                    // as small as what is assigned).
+                    started.retain(|run| mine.contains(run));
+                    // A part taken back (the job was cancelled, or failed
+                    // elsewhere) stops without draining.
+                    running.retain(|run, stopper| {
+                        if mine.contains(run) {
+                            return !stopper.finished();
+                        }
+                        if stopper.stop() {
+                            println!("weir worker: `{id}` stops its part of job `{}`: taken back", run.0);
+                        }
+                        false
+                    });
+                    // New parts of jobs handed to this worker.
+                    for (worker, part) in parts {
+                        if worker != id || started.contains(&(part.job.clone(), part.attempt)) {
+                            continue;
+                        }
+                        started.insert((part.job.clone(), part.attempt));
+                        if part.incarnation != lease.id() {
+                            // Placed on an earlier incarnation of this id
+                            // (before a restart or a lost lease): its job
+                            // has written this worker off.
+                            eprintln!(
+                                "weir worker: `{id}` ignores its part of job `{}` (attempt {}): placed on an earlier incarnation",
+                                part.job, part.attempt
+                            );
+                            continue;
+                        }
+                        let stopper = Stopper::default();
+                        running.insert((part.job.clone(), part.attempt), stopper.clone());
+                        let run = PartRun {
+                            worker: id.clone(),
+                            members: members.clone(),
+                            server: data.clone(),
+                            sandbox: sandbox.clone(),
+                            module_dirs: args.module_dirs.clone(),
+                            stopper,
+                        };
+                        tokio::spawn(run.run(part));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// What a worker needs to run its part of a job.
+struct PartRun {
+    worker: String,
+    members: Membership,
+    server: Arc<DataServer>,
+    sandbox: Arc<weir_sandbox::Sandbox>,
+    module_dirs: Vec<PathBuf>,
+    stopper: Stopper,
+}
+
+/// Stops a running part: its job's canceller once it has started, or a
+/// flag it checks before it starts.
+#[derive(Clone, Default)]
+struct Stopper(Arc<Mutex<StopState>>);
+
+#[derive(Default)]
+struct StopState {
+    canceller: Option<weir_engine::Canceller>,
+    stopped: bool,
+    finished: bool,
+}
+
+impl Stopper {
+    /// Stops the part (without draining); whether it was still running.
+    fn stop(&self) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_running = !s.stopped && !s.finished;
+        s.stopped = true;
+        if let Some(c) = &s.canceller {
+            c.stop();
+        }
+        was_running
+    }
+
+    fn finished(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finished
+    }
+
+    /// Hands over the running job's canceller; false if the part was
+    /// stopped meanwhile (the caller stops it).
+    fn started(&self, canceller: weir_engine::Canceller) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        s.canceller = Some(canceller);
+        !s.stopped
+    }
+
+    fn done(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finished = true;
+    }
+}
+
+impl PartRun {
+    /// Runs `part` to its end, reporting as it goes.
+    async fn run(self, part: Part) {
+        let (job, attempt) = (part.job.clone(), part.attempt);
+        let report = |state: PartState| {
+            let members = self.members.clone();
+            let (worker, job) = (self.worker.clone(), job.clone());
+            async move {
+                if let Err(e) = members.report(&worker, &job, attempt, &state).await {
+                    eprintln!("weir worker: `{worker}` cannot report on job `{job}`: {e}");
+                }
+            }
+        };
+        // A checkpointing part hears its controller before it says it
+        // runs: the controller triggers nothing before every part does.
+        let link = match &part.checkpoints {
+            None => Ok(None),
+            Some(_) => links::part_link(&self.members, &part).await.map(Some),
+        };
+        let (link, _following) = match link {
+            Ok(Some((link, following))) => (Some(link), Some(following)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                let why = format!("cannot follow its controller's checkpoints: {e}");
+                eprintln!("weir worker: `{}`: job `{job}`: {why}", self.worker);
+                self.stopper.done();
+                report(PartState::Failed(why)).await;
+                return;
+            }
+        };
+        report(PartState::Running).await;
+        println!(
+            "weir worker: `{}` runs its part of job `{job}` (attempt {attempt})",
+            self.worker
+        );
+        let (server, sandbox, dirs) = (
+            self.server.clone(),
+            self.sandbox.clone(),
+            self.module_dirs.clone(),
+        );
+        let stopper = self.stopper.clone();
+        let state = tokio::task::spawn_blocking(move || {
+            run_part(part, link, server, &sandbox, &dirs, &stopper)
+        })
+        .await
+        .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
+        self.stopper.done();
+        match &state {
+            PartState::Failed(why) => eprintln!(
+                "weir worker: `{}`: its part of job `{job}` failed: {why}",
+                self.worker
+            ),
+            _ => println!(
+                "weir worker: `{}`: its part of job `{job}` ended",
+                self.worker
+            ),
+        }
+        report(state).await;
+    }
+}
+
+fn run_part(
+    part: Part,
+    link: Option<weir_engine::checkpoint::PartLink>,
+    server: Arc<DataServer>,
+    sandbox: &weir_sandbox::Sandbox,
+    module_dirs: &[PathBuf],
+    stopper: &Stopper,
+) -> PartState {
+    let path = PathBuf::from(&part.job_file);
+    let prepared = weir_job::parse_job(&path, &part.job_toml).and_then(|spec| {
+        weir_job::prepare(spec, sandbox, &ModulePath::for_job(&path, module_dirs))
+    });
+    let mut flow = match prepared {
+        Ok(p) => p.dataflow,
+        Err(e) => return PartState::Failed(e.to_string()),
+    };
+    if let Some(cap) = part.parallelism {
+        flow.cap_parallelism(cap);
+    }
+    if let Some(c) = &part.checkpoints {
+        match links::checkpointing(&part.job, c) {
+            Ok((config, restore)) => {
+                flow.checkpoints = Some(config);
+                flow.restore = restore;
+            }
+            Err(e) => return PartState::Failed(format!("{e:#}")),
+        }
+    }
+    let placement = SpreadPlacement {
+        job: part.job,
+        attempt: part.attempt,
+        here: part.here,
+        workers: part.workers,
+        assignment: part.assignment,
+        server,
+        credits: 8,
+        settings: SocketSettings::default(),
+    };
+    match weir_engine::run_placed(flow, Arc::new(placement), link) {
+        Err(e) => PartState::Failed(e.to_string()),
+        Ok(handle) => {
+            if !stopper.started(handle.canceller()) {
+                handle.canceller().stop();
+            }
+            match handle.join().result {
+                Ok(()) => PartState::Finished,
+                Err(e) => PartState::Failed(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Registers again after a lost lease, retrying every second while etcd is
+/// away; `None` if the worker is asked to stop meanwhile.
+async fn rejoin(
+    members: &Membership,
+    info: &WorkerInfo,
+    ttl: Duration,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<weir_cluster::WorkerLease> {
+    let mut last = String::new();
+    loop {
+        match members.register(info, ttl).await {
+            Ok(lease) => return Some(lease),
+            Err(e) => {
+                let e = e.to_string();
+                if e != last {
+                    eprintln!("weir worker: `{}` cannot join yet: {e}", info.id);
+                    last = e;
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.as_mut() => return None,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
