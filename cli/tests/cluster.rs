@@ -844,3 +844,140 @@ fn a_worker_of_an_incompatible_version_is_listed_as_such_and_given_no_work() {
         "{err}"
     );
 }
+
+/// Proof (c) of the cluster issue: a worker added while a Kafka →
+/// keyed window → Kafka exactly-once job runs, and the job rescaled onto
+/// it from a savepoint when the user asks (`weir cluster rescale`): its
+/// controller stops it at a savepoint and starts it again from there at
+/// parallelism 3 (the sink keeps the 2 its job file sets), keyed state
+/// following by key group. A `read_committed` consumer finds every
+/// window's count exactly once.
+#[test]
+fn a_job_rescales_onto_an_added_worker_from_a_savepoint_exactly_once() {
+    use weir_tests::kafka::{
+        Broker, assert_same_windows, counted_windows, sample_input, window_counts,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 3);
+    let records = sample_input(20_000, 23);
+    broker.produce("in", &records);
+    let bootstrap = broker.bootstrap();
+    // About 20 s at parallelism 2 (500 records/s per source subtask).
+    let job = dir.path().join("rescaled.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "rescaled"
+parallelism = 2
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "in"
+stop_at_end = true
+batch_size = 100
+rate_limit = 500
+watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 1000 }}
+
+[operator.count]
+input = "in"
+module = "bid-count"
+window = {{ type = "tumbling", size = "1s" }}
+
+[sink.out]
+input = "count"
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "out"
+guarantee = "exactly-once"
+parallelism = 2
+"#
+        ),
+    )
+    .unwrap();
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _r1 = worker(url, "r1", "1");
+    let _r2 = worker(url, "r2", "1");
+    let storage = dir.path().join("checkpoints");
+    let mut run = Running::start(&[
+        "cluster",
+        "run",
+        "--etcd",
+        url,
+        job.to_str().unwrap(),
+        "--checkpoint-storage",
+        &storage.display().to_string(),
+        "--checkpoint-interval",
+        "200ms",
+    ]);
+    run.wait_for("placed on", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_checkpoint(&storage) == 0 {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A worker joins; the job does not move until asked.
+    let _r3 = worker(url, "r3", "1");
+    let out = weir()
+        .args([
+            "cluster",
+            "rescale",
+            "--etcd",
+            url,
+            "rescaled",
+            "--parallelism",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("job `rescaled` rescaled to parallelism 3 from") && said.contains("/sp-"),
+        "{said}"
+    );
+    let again = run.wait_for_nth("placed on", 2, Duration::from_secs(60));
+    assert!(
+        ["r1", "r2", "r3"]
+            .iter()
+            .all(|w| again.contains(&format!("{w} (1 slot(s))"))),
+        "{again}"
+    );
+    let status = run.wait(Duration::from_secs(120));
+    let output = run.drain();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("finished on 3 worker(s)"), "{output}");
+    assert_same_windows(
+        &counted_windows(&broker.read_committed("out")),
+        &window_counts(&records),
+        "after rescaling from 2 to 3",
+    );
+    // A job that is not running cannot be rescaled.
+    let out = weir()
+        .args([
+            "cluster",
+            "rescale",
+            "--etcd",
+            url,
+            "rescaled",
+            "--parallelism",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no job `rescaled` runs on the cluster"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,11 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use weir_cluster::checkpoints::{Answer, Request, answer_key, request_key};
 use weir_cluster::{Membership, Part, PartCheckpoints, PartState, SlotPolicy};
-use weir_engine::checkpoint::{CheckpointConfig, CheckpointStats, JobCoordinator};
+use weir_engine::checkpoint::{
+    CheckpointConfig, CheckpointStats, JobCoordinator, SavepointError, request_savepoint,
+};
 use weir_job::ModulePath;
 
 use super::{RunArgs, links};
+
+/// How long a savepoint for a rescale may take.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a worker may take to pick up its part (it polls every 250 ms;
 /// compiling modules comes after).
@@ -30,20 +36,43 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
     // Built here once to check it and to plan its tasks, as every worker
     // will build it.
     let sandbox = weir_job::launch::sandbox(None, crate::run::compiler())?;
-    let spec = weir_job::parse_job(&abs, &text)?;
-    let name = spec.name.clone();
-    let base = weir_job::prepare(
-        spec,
-        &sandbox,
-        &ModulePath::for_job(&abs, &args.module_dirs),
-    )?
-    .dataflow;
-    let full = slots_needed(&base);
+    let modules = ModulePath::for_job(&abs, &args.module_dirs);
+    // The job at the default parallelism the user rescaled it to, if any.
+    let build = |parallelism: Option<usize>| -> anyhow::Result<weir_engine::Dataflow> {
+        let mut spec = weir_job::parse_job(&abs, &text)?;
+        if let Some(p) = parallelism {
+            spec.parallelism = p;
+        }
+        Ok(weir_job::prepare(spec, &sandbox, &modules)?.dataflow)
+    };
+    let mut job_parallelism: Option<usize> = None;
+    let mut base = build(None)?;
+    let name = base.name.clone();
+    let mut full = slots_needed(&base);
     let storage = args
         .checkpoint_storage
         .as_deref()
         .map(weir_job::launch::open_storage)
         .transpose()?;
+    // Savepoints (for rescaling): where the user says, else under the
+    // checkpoints.
+    let savepoints = args.checkpoint_storage.as_ref().map(|c| {
+        args.savepoint_storage
+            .clone()
+            .unwrap_or_else(|| format!("{}/savepoints", c.trim_end_matches('/')))
+    });
+    let savepoint_storage = savepoints
+        .as_deref()
+        .map(weir_job::launch::open_storage)
+        .transpose()?;
+    // Requests to this job (`weir cluster rescale`), heard from now on.
+    let (requests_tx, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let _requests = members
+        .follow(request_key(&name), false, move |_, r: Request| {
+            requests_tx.send(r).is_ok()
+        })
+        .await?;
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
     let mut restore = args.from_checkpoint.clone();
     if let Some(r) = &restore {
         // Checked before anything is placed.
@@ -81,9 +110,10 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             file: &abs,
             flow: &flow,
             cap,
+            job_parallelism,
             checkpoints: args.checkpoint_storage.as_ref().map(|s| PartCheckpoints {
                 storage: s.clone(),
-                savepoints: None,
+                savepoints: savepoints.clone(),
                 interval_ms: args.checkpoint_interval.as_millis() as u64,
                 unaligned: args.checkpoint_mode == "unaligned",
                 restore: restore.clone(),
@@ -102,12 +132,29 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             eprintln!("weir cluster: job `{name}` cancelled while waiting for slots");
             return Ok(ExitCode::SUCCESS);
         };
-        let coordinator = storage.as_ref().map(|s| Checkpointing {
-            storage: s.clone(),
-            interval: args.checkpoint_interval,
-            first_id: blocking(|| weir_engine::checkpoint::highest_id(s)),
+        let coordinator = storage.as_ref().map(|s| {
+            let mut config = CheckpointConfig::new(s.clone(), args.checkpoint_interval);
+            config.savepoints = savepoint_storage.clone();
+            config.savepoint_request = Some(scratch.path().join("savepoint-request"));
+            // After every checkpoint in the storage and after the one
+            // restored (a savepoint's number is in another storage): the
+            // restored sources only answer later triggers.
+            let restored = restore.as_deref().map_or(0, |r| restored_id(&name, r));
+            Checkpointing {
+                config,
+                first_id: blocking(|| weir_engine::checkpoint::highest_id(s)).max(restored),
+            }
         });
-        let outcome = supervise(members, &job, &ids, coordinator, failed_at, &mut stop).await?;
+        let outcome = supervise(
+            members,
+            &job,
+            &ids,
+            coordinator,
+            failed_at,
+            &mut requests,
+            &mut stop,
+        )
+        .await?;
         // Take the parts back: the workers stop what still runs.
         for id in &ids {
             let _ = members.unassign(id, &name, attempt).await;
@@ -116,18 +163,38 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             let _ = members.clear_checkpoints(&name, attempt).await;
         }
         let why = match outcome {
-            Ok(()) => {
+            Outcome::Finished => {
                 println!(
                     "weir cluster: job `{name}` finished on {} worker(s)",
                     ids.len()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            Err(None) => {
+            Outcome::Cancelled => {
                 eprintln!("weir cluster: job `{name}` cancelled; its workers stop their parts");
                 return Ok(ExitCode::SUCCESS);
             }
-            Err(Some(why)) => why,
+            Outcome::Rescale {
+                id,
+                parallelism,
+                savepoint,
+            } => {
+                // Stopped with a savepoint: start again from it at the new
+                // parallelism (this is no failure, and no restart counts).
+                wait_stopped(members, &name, attempt, &ids).await;
+                job_parallelism = Some(parallelism);
+                base = build(job_parallelism)?;
+                full = slots_needed(&base);
+                cap = None;
+                restore = Some(savepoint.clone());
+                restarted = true;
+                let said =
+                    format!("job `{name}` rescaled to parallelism {parallelism} from {savepoint}");
+                println!("weir cluster: {said}");
+                answer(members, &name, id, Ok(said)).await;
+                continue;
+            }
+            Outcome::Failed(why) => why,
         };
         let Some(storage) = storage.as_ref().filter(|_| restarts_left > 0) else {
             eprintln!("weir cluster: job `{name}` failed: {why}");
@@ -152,6 +219,24 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             cap.map_or(full as usize, |c| c)
         );
     }
+}
+
+/// The number of the checkpoint or savepoint at `location`: from its name
+/// (`…/chk-7`, `…/sp-9`), else from its metadata (0 if unreadable: the
+/// parts then fail to restore it, saying why).
+fn restored_id(job: &str, location: &str) -> u64 {
+    let last = location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
+    let named = last
+        .strip_prefix("chk-")
+        .or_else(|| last.strip_prefix("sp-"))
+        .and_then(|n| n.parse().ok());
+    named.unwrap_or_else(|| {
+        blocking(|| weir_job::launch::read_checkpoint(job, location)).map_or(0, |r| r.id)
+    })
 }
 
 /// Runs a blocking call (checkpoint storage) off the async threads.
@@ -191,6 +276,7 @@ struct JobToPlace<'a> {
     file: &'a std::path::Path,
     flow: &'a weir_engine::Dataflow,
     cap: Option<usize>,
+    job_parallelism: Option<usize>,
     checkpoints: Option<PartCheckpoints>,
 }
 
@@ -273,6 +359,7 @@ async fn place(
                     slots: count(w) as u32,
                     incarnation: workers[w].lease,
                     parallelism: job.cap,
+                    job_parallelism: job.job_parallelism,
                     checkpoints: job.checkpoints.clone(),
                 };
                 (workers[w].id.clone(), part)
@@ -295,10 +382,35 @@ async fn place(
 
 /// What the controller needs to coordinate a spread job's checkpoints.
 struct Checkpointing {
-    storage: weir_engine::checkpoint::CheckpointStorage,
-    interval: Duration,
+    /// Storage, interval, savepoints and the file savepoints are asked by.
+    config: CheckpointConfig,
     /// The number to continue after.
     first_id: u64,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    /// Every part finished.
+    Finished,
+    /// Ctrl-C or SIGTERM.
+    Cancelled,
+    /// A part failed or a worker was lost, and why.
+    Failed(String),
+    /// Stopped with a savepoint, to start again from it at another
+    /// parallelism (request `id`).
+    Rescale {
+        id: u64,
+        parallelism: usize,
+        savepoint: String,
+    },
+}
+
+/// Answers request `id`.
+async fn answer(members: &Membership, job: &str, id: u64, outcome: Result<String, String>) {
+    let answer = Answer { id, outcome };
+    if let Err(e) = members.put_json(answer_key(job), &answer).await {
+        eprintln!("weir cluster: cannot answer a request to job `{job}`: {e}");
+    }
 }
 
 /// Waits for every part of an attempt to end; the first failure is the
@@ -310,9 +422,17 @@ async fn supervise(
     ids: &[String],
     checkpointing: Option<Checkpointing>,
     failed_at: Option<std::time::Instant>,
+    requests: &mut tokio::sync::mpsc::UnboundedReceiver<Request>,
     stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> anyhow::Result<Result<(), Option<String>>> {
+) -> anyhow::Result<Outcome> {
     let mut running = false;
+    let request_file = checkpointing
+        .as_ref()
+        .and_then(|c| c.config.savepoint_request.clone());
+    // A rescale under way: its request, parallelism, and the wait for its
+    // savepoint.
+    type Savepoint = tokio::task::JoinHandle<Result<String, SavepointError>>;
+    let mut rescaling: Option<(u64, usize, Savepoint)> = None;
     let (name, attempt) = (job.name, job.attempt);
     let placed_at = std::time::Instant::now();
     let mut checkpointing = checkpointing;
@@ -321,20 +441,20 @@ async fn supervise(
     let outcome = loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
-            () = stop.as_mut() => break Err(None),
+            () = stop.as_mut() => break Outcome::Cancelled,
         }
         let states = members.states(name, attempt).await?;
         if let Some((w, PartState::Failed(why))) = states
             .iter()
             .find(|(_, s)| matches!(s, PartState::Failed(_)))
         {
-            break Err(Some(format!("worker `{w}`: {why}")));
+            break Outcome::Failed(format!("worker `{w}`: {why}"));
         }
         if ids
             .iter()
             .all(|id| states.get(id) == Some(&PartState::Finished))
         {
-            break Ok(());
+            break Outcome::Finished;
         }
         if !running && ids.iter().all(|id| states.contains_key(id)) {
             running = true;
@@ -349,7 +469,7 @@ async fn supervise(
             let (acks, send, follow) = links::job_link(members, name, attempt).await?;
             let stats = Arc::new(CheckpointStats::default());
             let coordinator = JobCoordinator {
-                config: CheckpointConfig::new(c.storage, c.interval),
+                config: c.config,
                 job: name.to_string(),
                 nodes: job
                     .flow
@@ -370,21 +490,66 @@ async fn supervise(
         if placed_at.elapsed() > PART_START_TIMEOUT
             && let Some(idle) = ids.iter().find(|id| !states.contains_key(*id))
         {
-            break Err(Some(format!(
+            break Outcome::Failed(format!(
                 "worker `{idle}` did not start its part within {}s",
                 PART_START_TIMEOUT.as_secs()
-            )));
+            ));
         }
         if let Ok(live) = members.workers().await
             && let Some(gone) = ids.iter().find(|id| {
                 !live.iter().any(|w| &w.id == *id) && states.get(*id) != Some(&PartState::Finished)
             })
         {
-            break Err(Some(format!(
+            break Outcome::Failed(format!(
                 "worker `{gone}` left the cluster while running its part"
-            )));
+            ));
+        }
+        while let Ok(Request::Rescale { parallelism, id }) = requests.try_recv() {
+            let refused = match (&rescaling, &coordinating, &request_file) {
+                _ if parallelism == 0 => Some("the parallelism must be at least 1".to_string()),
+                (Some(_), _, _) => Some(format!("job `{name}` is being rescaled already")),
+                (None, Some(_), Some(file)) => {
+                    // A savepoint after which no checkpoint commits: the
+                    // parts stop there.
+                    let file = file.clone();
+                    let taking = tokio::task::spawn_blocking(move || {
+                        request_savepoint(&file, SAVEPOINT_TIMEOUT, true)
+                    });
+                    rescaling = Some((id, parallelism, taking));
+                    None
+                }
+                (None, _, _) => Some(format!(
+                    "job `{name}` cannot be rescaled: it does not checkpoint (run it with \
+                     --checkpoint-storage) or is not running yet"
+                )),
+            };
+            if let Some(why) = refused {
+                answer(members, name, id, Err(why)).await;
+            }
+        }
+        if rescaling.as_ref().is_some_and(|r| r.2.is_finished())
+            && let Some((id, parallelism, taking)) = rescaling.take()
+        {
+            match taking.await {
+                Ok(Ok(savepoint)) => {
+                    break Outcome::Rescale {
+                        id,
+                        parallelism,
+                        savepoint,
+                    };
+                }
+                Ok(Err(e)) => {
+                    let why = format!("{e}; job `{name}` goes on at its parallelism");
+                    answer(members, name, id, Err(why)).await;
+                }
+                Err(e) => answer(members, name, id, Err(format!("internal error: {e}"))).await,
+            }
         }
     };
+    if let Some((id, _, _)) = rescaling {
+        let why = format!("job `{name}` (attempt {attempt}) ended before its savepoint was taken");
+        answer(members, name, id, Err(why)).await;
+    }
     if let Some((_, stats)) = &coordinating {
         let completed = stats.completed.load(std::sync::atomic::Ordering::Relaxed);
         if completed > 0 {

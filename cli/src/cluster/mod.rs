@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use weir_cluster::checkpoints::{Answer, Request, answer_key, request_key};
 use weir_cluster::{Membership, PartState};
 
 mod controller;
@@ -102,6 +103,10 @@ pub struct RunArgs {
     /// slots there are then [default: 3 with --checkpoint-storage, else 0].
     #[arg(long, value_name = "N")]
     restarts: Option<u32>,
+    /// Where savepoints go (taken to rescale the job) [default:
+    /// CHECKPOINT-STORAGE/savepoints].
+    #[arg(long, value_name = "LOCATION", requires = "checkpoint_storage")]
+    savepoint_storage: Option<String>,
 }
 
 /// `weir cluster …`.
@@ -112,6 +117,24 @@ pub enum ClusterCommand {
     /// the pipeline per slot), each worker runs its part, and keyed and
     /// rebalanced edges between workers go over the network.
     Run(RunArgs),
+    /// Rescale a job that `weir cluster run` runs with checkpoints: its
+    /// controller takes a savepoint, stops the job there and starts it
+    /// again from the savepoint at the new default parallelism (nodes
+    /// whose job file sets their own keep it), keyed state following by
+    /// key group, on the slots it needs then (a worker added since
+    /// included).
+    Rescale {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// The job's name.
+        job: String,
+        /// The new default parallelism.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32768))]
+        parallelism: u32,
+        /// How long to wait for the controller's answer.
+        #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// List the jobs running on the workers: which worker runs which slice
     /// (subtask `i` of every task) and how each part is doing.
     Jobs {
@@ -142,6 +165,15 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
         ClusterCommand::Run(args) => runtime()?.block_on(async move {
             let members = Membership::connect(&args.etcd.etcd, args.etcd.etcd_timeout).await?;
             controller::run_job(&members, &args).await
+        }),
+        ClusterCommand::Rescale {
+            etcd,
+            job,
+            parallelism,
+            timeout,
+        } => runtime()?.block_on(async move {
+            let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;
+            rescale(&members, &job, parallelism as usize, timeout).await
         }),
         ClusterCommand::Jobs { etcd } => runtime()?.block_on(async move {
             let members = Membership::connect(&etcd.etcd, etcd.etcd_timeout).await?;
@@ -232,4 +264,54 @@ pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
     }
+}
+
+/// `weir cluster rescale`: asks the job's controller through etcd and waits
+/// for its answer.
+async fn rescale(
+    members: &Membership,
+    job: &str,
+    parallelism: usize,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let running = members
+        .parts()
+        .await?
+        .into_iter()
+        .any(|(_, p)| p.job == job);
+    if !running {
+        anyhow::bail!(
+            "no job `{job}` runs on the cluster at {}",
+            members.endpoints()
+        );
+    }
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    members
+        .put_json(request_key(job), &Request::Rescale { parallelism, id })
+        .await?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match members.get_json::<Answer>(&answer_key(job)).await? {
+            Some(a) if a.id == id => {
+                return match a.outcome {
+                    Ok(done) => {
+                        println!("weir cluster: {done}");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(why) => {
+                        eprintln!("weir cluster: cannot rescale job `{job}`: {why}");
+                        Ok(ExitCode::from(1))
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    anyhow::bail!(
+        "job `{job}`'s controller did not answer within {}s (is `weir cluster run` still running it?)",
+        timeout.as_secs()
+    )
 }

@@ -273,7 +273,10 @@ fn run_part(
     stopper: &Stopper,
 ) -> PartState {
     let path = PathBuf::from(&part.job_file);
-    let prepared = weir_job::parse_job(&path, &part.job_toml).and_then(|spec| {
+    let prepared = weir_job::parse_job(&path, &part.job_toml).and_then(|mut spec| {
+        if let Some(p) = part.job_parallelism {
+            spec.parallelism = p;
+        }
         weir_job::prepare(spec, sandbox, &ModulePath::for_job(&path, module_dirs))
     });
     let mut flow = match prepared {

@@ -43,6 +43,37 @@ pub fn ack_key(job: &str, attempt: u64, id: u64, part: usize) -> String {
     format!("{}{id}/{part}", acks_prefix(job, attempt))
 }
 
+/// What a user asks of a running job's controller.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub enum Request {
+    /// Rescale it to this default parallelism, from a savepoint.
+    Rescale {
+        /// The new parallelism.
+        parallelism: usize,
+        /// Names the request (its answer carries it back).
+        id: u64,
+    },
+}
+
+/// A controller's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct Answer {
+    /// The request's id.
+    pub id: u64,
+    /// What was done, or why it was not.
+    pub outcome: Result<String, String>,
+}
+
+/// The key of requests to job `job`'s controller.
+pub fn request_key(job: &str) -> String {
+    format!("{PREFIX}requests/{job}")
+}
+
+/// The key of its answers.
+pub fn answer_key(job: &str) -> String {
+    format!("{PREFIX}answers/{job}")
+}
+
 /// A background task that ends when this is dropped.
 #[derive(Debug)]
 pub struct Follow(tokio::task::JoinHandle<()>);

@@ -139,6 +139,10 @@ pub struct Part {
     /// fewer slots than it asks for).
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// The job's default parallelism (its `[job] parallelism`) as rescaled
+    /// by the user, replacing the job file's.
+    #[serde(default)]
+    pub job_parallelism: Option<usize>,
     /// How the job checkpoints, if it does.
     #[serde(default)]
     pub checkpoints: Option<PartCheckpoints>,
@@ -287,7 +291,10 @@ impl Membership {
     }
 
     /// Writes `value` as JSON at `key`.
-    async fn put_json(&self, key: String, value: &impl Serialize) -> Result<(), ClusterError> {
+    ///
+    /// # Errors
+    /// etcd failing.
+    pub async fn put_json(&self, key: String, value: &impl Serialize) -> Result<(), ClusterError> {
         let bytes = serde_json::to_vec(value).map_err(|e| ClusterError::BadRecord {
             key: key.clone(),
             reason: e.to_string(),

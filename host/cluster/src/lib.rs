@@ -60,8 +60,8 @@ pub enum ClusterError {
         /// Where the live one listens.
         data_addr: String,
     },
-    /// A member record that is not what weir writes.
-    #[error("etcd key `{key}` is not a weir worker record: {reason}")]
+    /// A record that is not what weir writes.
+    #[error("etcd key `{key}` is not a weir record: {reason}")]
     BadRecord {
         /// The key.
         key: String,

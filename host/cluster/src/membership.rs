@@ -250,6 +250,28 @@ impl Membership {
             .collect()
     }
 
+    /// The record at `key`, if there is one.
+    ///
+    /// # Errors
+    /// etcd failing, or a record that is not a `T`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ClusterError> {
+        let mut client = self.client.clone();
+        let answer = self.call(client.get(key, None)).await?;
+        answer
+            .kvs()
+            .first()
+            .map(|kv| {
+                serde_json::from_slice::<T>(kv.value()).map_err(|e| ClusterError::BadRecord {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
     /// A handle on the client (cheap: a shared channel).
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
