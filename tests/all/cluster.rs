@@ -18,6 +18,7 @@ fn part(job: &str) -> Part {
         slots: 1,
         incarnation: 0,
         parallelism: None,
+        job_parallelism: None,
         checkpoints: None,
     }
 }
