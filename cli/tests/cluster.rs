@@ -30,8 +30,14 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
+        Running::start_with(args, &[])
+    }
+
+    /// Started with these environment variables.
+    fn start_with(args: &[&str], env: &[(&str, String)]) -> Running {
         let mut child = weir()
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -155,17 +161,24 @@ fn workers(etcd: &str) -> String {
 }
 
 fn worker(etcd: &str, id: &str, slots: &str) -> Running {
-    let mut w = Running::start(&[
-        "worker",
-        "--etcd",
-        etcd,
-        "--id",
-        id,
-        "--slots",
-        slots,
-        "--lease-ttl",
-        "2s",
-    ]);
+    worker_with(etcd, id, slots, &[])
+}
+
+fn worker_with(etcd: &str, id: &str, slots: &str, env: &[(&str, String)]) -> Running {
+    let mut w = Running::start_with(
+        &[
+            "worker",
+            "--etcd",
+            etcd,
+            "--id",
+            id,
+            "--slots",
+            slots,
+            "--lease-ttl",
+            "2s",
+        ],
+        env,
+    );
     w.wait_for(
         &format!("`{id}` joined the cluster"),
         Duration::from_secs(30),
@@ -378,35 +391,21 @@ fn a_worker_killed_mid_job_fails_the_job_with_a_clear_error_not_a_hang() {
     eprintln!("controller: {failed}\nsurviving worker: {ended}");
 }
 
-/// Waits for a completed checkpoint in directory `storage`; its name.
-fn completed_checkpoint(storage: &std::path::Path, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let done = std::fs::read_dir(storage)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find(|e| e.path().join("_metadata").exists());
-        if let Some(chk) = done {
-            return chk.file_name().to_string_lossy().into_owned();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "no checkpoint completed in {} within {within:?}",
-        storage.display()
-    );
-}
-
-#[test]
-fn a_checkpointing_job_restarts_from_its_latest_checkpoint_when_a_worker_is_killed() {
+/// A Nexmark q5 job over three of four workers, checkpointing into
+/// `storage` (with `env` for every process); once a checkpoint is complete
+/// one of its workers is killed with SIGKILL. The job restarts from the
+/// checkpoint on the three left and gives exactly the single-process rows.
+fn restarts_from_its_latest_checkpoint_when_a_worker_is_killed(
+    storage: &str,
+    env: &[(&str, String)],
+) {
     use weir_job::nexmark::Query;
     let etcd = EtcdServer::start();
     let url = etcd.url.as_str();
     // Three slots for the job and a spare for its restart.
     let workers: Vec<Running> = ["f1", "f2", "f3", "f4"]
         .iter()
-        .map(|id| worker(url, id, "1"))
+        .map(|id| worker_with(url, id, "1", env))
         .collect();
 
     let single = tempfile::tempdir().unwrap();
@@ -428,27 +427,37 @@ fn a_checkpointing_job_restarts_from_its_latest_checkpoint_when_a_worker_is_kill
         .replace("events = 100000", "events = 100000\nrate = 20000");
     assert!(text.contains("rate = 20000"), "{text}");
     std::fs::write(&job, text).unwrap();
-    let storage = dir.path().join("checkpoints");
-    let mut run = Running::start(&[
-        "cluster",
-        "run",
-        "--etcd",
-        url,
-        &job,
-        "--checkpoint-storage",
-        &storage.display().to_string(),
-        "--checkpoint-interval",
-        "300ms",
-    ]);
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "warn,weir_engine::checkpoint=info".into()));
+    let mut run = Running::start_with(
+        &[
+            "cluster",
+            "run",
+            "--etcd",
+            url,
+            &job,
+            "--checkpoint-storage",
+            storage,
+            "--checkpoint-interval",
+            "300ms",
+        ],
+        &env,
+    );
     let placed = run.wait_for("placed on", Duration::from_secs(60));
     assert!(placed.contains("f2"), "{placed}");
-    let first = completed_checkpoint(&storage, Duration::from_secs(60));
+    let first = run.wait_for(
+        "checkpoint completed across 3 worker(s)",
+        Duration::from_secs(60),
+    );
     workers[1].signal("KILL");
     let status = run.wait(Duration::from_secs(180));
     let output = run.drain();
     assert!(status.success(), "{output}");
     let restarted = run.wait_for("restarting job", Duration::from_secs(1));
-    assert!(restarted.contains("/chk-"), "{restarted}");
+    assert!(
+        restarted.contains(&format!("from {}/chk-", storage.trim_end_matches('/'))),
+        "{restarted}"
+    );
     run.wait_for("finished on 3 worker(s)", Duration::from_secs(1));
     // Placed again on the workers left, the spare included.
     let placements: Vec<&String> = run
@@ -461,12 +470,32 @@ fn a_checkpointing_job_restarts_from_its_latest_checkpoint_when_a_worker_is_kill
         placements[1].contains("f4") && !placements[1].contains("f2"),
         "{placements:?}"
     );
-    eprintln!("first checkpoint {first}; {restarted}");
+    eprintln!("{first}\n{restarted}");
     // Every row exactly once: the restart resumed from the checkpoint, the
     // file sink cut back what followed it.
     let got = sorted_lines(&dir.path().join("out.jsonl"));
     assert_eq!(got.len(), want.len(), "row count");
     assert!(got == want, "the rows differ from a single-process run");
+}
+
+#[test]
+fn a_checkpointing_job_restarts_from_its_latest_checkpoint_when_a_worker_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("checkpoints");
+    restarts_from_its_latest_checkpoint_when_a_worker_is_killed(
+        &storage.display().to_string(),
+        &[],
+    );
+    // What the restart came from is in the directory, complete.
+    assert!(last_checkpoint(&storage) > 0);
+}
+
+/// The same with the checkpoints in S3-compatible object storage (a real
+/// server on loopback), shared by the workers and the controller.
+#[test]
+fn a_job_checkpointing_to_s3_restarts_from_it_when_a_worker_is_killed() {
+    let s3 = weir_tests::s3::S3Server::start("weir");
+    restarts_from_its_latest_checkpoint_when_a_worker_is_killed("s3://weir/cluster/q5", &s3.env());
 }
 
 #[test]

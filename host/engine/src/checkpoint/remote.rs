@@ -371,6 +371,13 @@ impl JobCoordinator {
         match write_metadata(storage, &name, id, &self.job, &self.nodes, shared, false) {
             Ok(()) => {
                 self.stats.record_completed(id, started, &written);
+                tracing::info!(
+                    job = %self.job,
+                    checkpoint = id,
+                    bytes = written.full,
+                    "checkpoint completed across {} worker(s)",
+                    self.workers.len()
+                );
                 send(Command::Completed { id });
                 if let Err(e) = prune(storage, self.config.retain.max(1), id) {
                     tracing::warn!(job = %self.job, checkpoint = id, "cannot remove old checkpoints: {e}");
