@@ -1010,3 +1010,63 @@ parallelism = 2
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// etcd goes away mid-job for longer than the workers' leases and comes
+/// back: the controller waits for it, the workers stop their parts (the
+/// cluster no longer counts them) and join again, and the job restarts from
+/// its latest checkpoint and gives exactly the single-process rows.
+#[test]
+fn a_checkpointing_job_rides_out_etcd_going_away_and_coming_back() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _workers: Vec<Running> = ["e1", "e2"].iter().map(|id| worker(url, id, "1")).collect();
+    let single = tempfile::tempdir().unwrap();
+    let job = nexmark_job(single.path(), Query::Q5, 2);
+    let out = weir().args(["run", &job]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = sorted_lines(&single.path().join("out.jsonl"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = nexmark_job(dir.path(), Query::Q5, 2);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("events = 100000", "events = 100000\nrate = 10000");
+    std::fs::write(&job, text).unwrap();
+    let storage = dir.path().join("checkpoints");
+    let mut run = Running::start_with(
+        &[
+            "cluster",
+            "run",
+            "--etcd",
+            url,
+            &job,
+            "--checkpoint-storage",
+            &storage.display().to_string(),
+            "--checkpoint-interval",
+            "300ms",
+            "--etcd-timeout",
+            "1s",
+        ],
+        &[("RUST_LOG", "warn,weir_engine::checkpoint=info".into())],
+    );
+    run.wait_for(
+        "checkpoint completed across 2 worker(s)",
+        Duration::from_secs(60),
+    );
+    etcd.pause();
+    run.wait_for("cannot reach etcd", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(4));
+    etcd.resume();
+    let status = run.wait(Duration::from_secs(180));
+    let output = run.drain();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("restarting job"), "{output}");
+    let got = sorted_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(got.len(), want.len(), "row count\n{output}");
+    assert!(got == want, "the rows differ from a single-process run");
+}

@@ -18,6 +18,11 @@ use weir_job::ModulePath;
 
 use super::{RunArgs, links};
 
+/// How long the controller of a running job waits for an unreachable etcd
+/// before it counts the attempt as failed (its workers, cut off too, stop
+/// their parts once their leases lapse).
+const ETCD_PATIENCE: Duration = Duration::from_secs(30);
+
 /// How long a savepoint for a rescale may take.
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -111,6 +116,7 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             flow: &flow,
             cap,
             job_parallelism,
+            failed_at,
             checkpoints: args.checkpoint_storage.as_ref().map(|s| PartCheckpoints {
                 storage: s.clone(),
                 savepoints: savepoints.clone(),
@@ -128,10 +134,13 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
         } else {
             Wait::No
         };
-        let Some(ids) = place(members, &job, policy, wait, &mut stop).await? else {
+        let Some(placed) = place(members, &job, policy, wait, &mut stop).await? else {
             eprintln!("weir cluster: job `{name}` cancelled while waiting for slots");
             return Ok(ExitCode::SUCCESS);
         };
+        // The workers by part, and the incarnation of each that was given
+        // its part.
+        let (ids, leases): (Vec<String>, Vec<i64>) = placed.into_iter().unzip();
         let coordinator = storage.as_ref().map(|s| {
             let mut config = CheckpointConfig::new(s.clone(), args.checkpoint_interval);
             config.savepoints = savepoint_storage.clone();
@@ -149,8 +158,8 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             members,
             &job,
             &ids,
+            &leases,
             coordinator,
-            failed_at,
             &mut requests,
             &mut stop,
         )
@@ -181,7 +190,7 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             } => {
                 // Stopped with a savepoint: start again from it at the new
                 // parallelism (this is no failure, and no restart counts).
-                wait_stopped(members, &name, attempt, &ids).await;
+                wait_stopped(members, &name, attempt, &ids, &leases).await;
                 job_parallelism = Some(parallelism);
                 base = build(job_parallelism)?;
                 full = slots_needed(&base);
@@ -207,7 +216,7 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
         // The new attempt must not run beside what is left of this one (a
         // sink writing the same output): wait for every part to stop, or
         // for its worker to leave the cluster.
-        wait_stopped(members, &name, attempt, &ids).await;
+        wait_stopped(members, &name, attempt, &ids, &leases).await;
         restore = blocking(|| weir_engine::checkpoint::latest(storage)).or(restore);
         let free = free_slots(members).await?;
         cap = (free < full).then_some(free.max(1) as usize);
@@ -278,6 +287,8 @@ struct JobToPlace<'a> {
     cap: Option<usize>,
     job_parallelism: Option<usize>,
     checkpoints: Option<PartCheckpoints>,
+    /// When the failure this attempt recovers from was noticed.
+    failed_at: Option<std::time::Instant>,
 }
 
 /// Whether a job that does not fit waits for slots.
@@ -302,7 +313,7 @@ async fn place(
     policy: SlotPolicy,
     wait: Wait,
     stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> anyhow::Result<Option<Vec<String>>> {
+) -> anyhow::Result<Option<Vec<(String, i64)>>> {
     let plan = weir_engine::plan::plan(job.flow);
     let needed = slots_needed(job.flow);
     let name = job.name;
@@ -375,7 +386,8 @@ async fn place(
                 job.attempt,
                 placed.join(", ")
             );
-            return Ok(Some(ids));
+            let leases = involved.iter().map(|&w| workers[w].lease);
+            return Ok(Some(ids.into_iter().zip(leases).collect()));
         }
     }
 }
@@ -420,8 +432,8 @@ async fn supervise(
     members: &Membership,
     job: &JobToPlace<'_>,
     ids: &[String],
+    leases: &[i64],
     checkpointing: Option<Checkpointing>,
-    failed_at: Option<std::time::Instant>,
     requests: &mut tokio::sync::mpsc::UnboundedReceiver<Request>,
     stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> anyhow::Result<Outcome> {
@@ -438,12 +450,38 @@ async fn supervise(
     let mut checkpointing = checkpointing;
     // The coordinator's thread ends when the link is dropped.
     let mut coordinating: Option<(weir_cluster::checkpoints::Follow, Arc<CheckpointStats>)> = None;
+    // Since when etcd has not answered.
+    let mut unreachable: Option<std::time::Instant> = None;
     let outcome = loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = stop.as_mut() => break Outcome::Cancelled,
         }
-        let states = members.states(name, attempt).await?;
+        // etcd away: the parts run on (until their workers' leases lapse)
+        // and the controller waits for it, up to a bound.
+        let states = match members.states(name, attempt).await {
+            Ok(states) => {
+                if unreachable.take().is_some() {
+                    eprintln!("weir cluster: etcd answers again");
+                }
+                states
+            }
+            Err(e) => {
+                let since = *unreachable.get_or_insert_with(|| {
+                    eprintln!(
+                        "weir cluster: cannot reach etcd: {e}; job `{name}` goes on, retrying"
+                    );
+                    std::time::Instant::now()
+                });
+                if since.elapsed() > ETCD_PATIENCE {
+                    break Outcome::Failed(format!(
+                        "etcd unreachable for {}s: {e}",
+                        ETCD_PATIENCE.as_secs()
+                    ));
+                }
+                continue;
+            }
+        };
         if let Some((w, PartState::Failed(why))) = states
             .iter()
             .find(|(_, s)| matches!(s, PartState::Failed(_)))
@@ -458,7 +496,7 @@ async fn supervise(
         }
         if !running && ids.iter().all(|id| states.contains_key(id)) {
             running = true;
-            if let Some(at) = failed_at {
+            if let Some(at) = job.failed_at {
                 println!(
                     "weir cluster: job `{name}` runs again (attempt {attempt}), {} ms after its failure was noticed",
                     at.elapsed().as_millis()
@@ -466,7 +504,15 @@ async fn supervise(
             }
         }
         if running && let Some(c) = checkpointing.take() {
-            let (acks, send, follow) = links::job_link(members, name, attempt).await?;
+            let (acks, send, follow) = match links::job_link(members, name, attempt).await {
+                Ok(link) => link,
+                Err(e) => {
+                    // Tried again at the next round.
+                    eprintln!("weir cluster: cannot follow job `{name}`'s checkpoints yet: {e}");
+                    checkpointing = Some(c);
+                    continue;
+                }
+            };
             let stats = Arc::new(CheckpointStats::default());
             let coordinator = JobCoordinator {
                 config: c.config,
@@ -495,9 +541,13 @@ async fn supervise(
                 PART_START_TIMEOUT.as_secs()
             ));
         }
+        // A worker that left, or lost its membership and joined again as
+        // another incarnation, no longer runs its part (whatever it last
+        // reported).
         if let Ok(live) = members.workers().await
-            && let Some(gone) = ids.iter().find(|id| {
-                !live.iter().any(|w| &w.id == *id) && states.get(*id) != Some(&PartState::Finished)
+            && let Some((gone, _)) = ids.iter().zip(leases).find(|(id, lease)| {
+                !live.iter().any(|w| &w.id == *id && w.lease == **lease)
+                    && states.get(*id) != Some(&PartState::Finished)
             })
         {
             break Outcome::Failed(format!(
@@ -568,20 +618,27 @@ async fn supervise(
 
 /// Waits until every part of a failed attempt has stopped or its worker
 /// has left the cluster (its lease expired), for at most a minute.
-async fn wait_stopped(members: &Membership, name: &str, attempt: u64, ids: &[String]) {
+async fn wait_stopped(
+    members: &Membership,
+    name: &str,
+    attempt: u64,
+    ids: &[String],
+    leases: &[i64],
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let running = match (members.states(name, attempt).await, members.workers().await) {
             (Ok(states), Ok(live)) => ids
                 .iter()
-                .find(|id| {
-                    live.iter().any(|w| &w.id == *id)
+                .zip(leases)
+                .find(|(id, lease)| {
+                    live.iter().any(|w| &w.id == *id && w.lease == **lease)
                         && !matches!(
                             states.get(*id),
                             Some(PartState::Finished | PartState::Failed(_))
                         )
                 })
-                .cloned(),
+                .map(|(id, _)| id.clone()),
             // etcd away: nothing is known yet.
             _ => Some("?".to_string()),
         };

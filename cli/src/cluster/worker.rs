@@ -60,7 +60,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 biased;
                 () = &mut stop => {
                     for stopper in running.values() {
-                        stopper.stop();
+                        stopper.stop("its worker was stopped");
                     }
                     let leaving = lease.revoke().await;
                     if let Err(e) = leaving {
@@ -75,7 +75,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                     // go on). Join again as a new member.
                     eprintln!("weir worker: `{id}` lost its membership: {why}; stopping its parts and joining again");
                     for stopper in running.values() {
-                        stopper.stop();
+                        stopper.stop("its worker lost its membership in the cluster");
                     }
                     running.clear();
                     let Some(again) = rejoin(&members, &info, args.lease_ttl, &mut stop).await else {
@@ -107,7 +107,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                         if mine.contains(run) {
                             return !stopper.finished();
                         }
-                        if stopper.stop() {
+                        if stopper.stop("taken back by its controller") {
                             println!("weir worker: `{id}` stops its part of job `{}`: taken back", run.0);
                         }
                         false
@@ -164,16 +164,20 @@ struct Stopper(Arc<Mutex<StopState>>);
 #[derive(Default)]
 struct StopState {
     canceller: Option<weir_engine::Canceller>,
-    stopped: bool,
+    /// Why it was stopped, if it was.
+    stopped: Option<&'static str>,
     finished: bool,
 }
 
 impl Stopper {
-    /// Stops the part (without draining); whether it was still running.
-    fn stop(&self) -> bool {
+    /// Stops the part (without draining) for `why`; whether it was still
+    /// running.
+    fn stop(&self, why: &'static str) -> bool {
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let was_running = !s.stopped && !s.finished;
-        s.stopped = true;
+        let was_running = s.stopped.is_none() && !s.finished;
+        if !s.finished {
+            s.stopped.get_or_insert(why);
+        }
         if let Some(c) = &s.canceller {
             c.stop();
         }
@@ -192,7 +196,15 @@ impl Stopper {
     fn started(&self, canceller: weir_engine::Canceller) -> bool {
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         s.canceller = Some(canceller);
-        !s.stopped
+        s.stopped.is_none()
+    }
+
+    /// Why the part was stopped, if it was.
+    fn stopped(&self) -> Option<&'static str> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stopped
     }
 
     fn done(&self) {
@@ -211,8 +223,16 @@ impl PartRun {
             let members = self.members.clone();
             let (worker, job) = (self.worker.clone(), job.clone());
             async move {
-                if let Err(e) = members.report(&worker, &job, attempt, &state).await {
-                    eprintln!("weir worker: `{worker}` cannot report on job `{job}`: {e}");
+                // Retried for a while: etcd may be away for a moment.
+                for tries in 1.. {
+                    match members.report(&worker, &job, attempt, &state).await {
+                        Ok(()) => return,
+                        Err(e) if tries >= 30 => {
+                            eprintln!("weir worker: `{worker}` cannot report on job `{job}`: {e}");
+                            return;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    }
                 }
             }
         };
@@ -311,9 +331,13 @@ fn run_part(
             if !stopper.started(handle.canceller()) {
                 handle.canceller().stop();
             }
-            match handle.join().result {
-                Ok(()) => PartState::Finished,
-                Err(e) => PartState::Failed(e.to_string()),
+            let result = handle.join().result;
+            // A part stopped before the end of its input did not finish:
+            // its controller must not take it for done.
+            match (result, stopper.stopped()) {
+                (_, Some(why)) => PartState::Failed(format!("stopped: {why}")),
+                (Ok(()), None) => PartState::Finished,
+                (Err(e), None) => PartState::Failed(e.to_string()),
             }
         }
     }
