@@ -1070,3 +1070,74 @@ fn a_checkpointing_job_rides_out_etcd_going_away_and_coming_back() {
     assert_eq!(got.len(), want.len(), "row count\n{output}");
     assert!(got == want, "the rows differ from a single-process run");
 }
+
+/// Workers that hold the cluster's secret exchange records; a worker with
+/// another secret cannot open an exchange to them, and the job fails naming
+/// why; a data port beyond loopback without a secret is refused at start.
+#[test]
+fn data_ports_take_records_only_from_workers_that_hold_the_cluster_secret() {
+    use weir_job::nexmark::Query;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a shared secret of the cluster, 40 bytes\n").unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "another secret, not the cluster's one...\n").unwrap();
+    let env =
+        |file: &std::path::Path| vec![("WEIR_CLUSTER_SECRET_FILE", file.display().to_string())];
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+
+    let a = worker_with(url, "s1", "1", &env(&secret));
+    let b = worker_with(url, "s2", "1", &env(&secret));
+    let job = nexmark_job(dir.path(), Query::Q5, 2);
+    let out = weir()
+        .args(["cluster", "run", "--etcd", url, &job])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(b);
+    // A worker with another secret: its exchanges are refused.
+    let _c = worker_with(url, "s3", "1", &env(&wrong));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while workers(url).contains("s2 ") {
+        assert!(Instant::now() < deadline, "s2 did not leave");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = weir()
+        .args(["cluster", "run", "--etcd", url, &job])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not hold this worker's cluster secret"),
+        "{err}"
+    );
+    drop(a);
+
+    // Beyond loopback without a secret: refused at start, naming the fix.
+    let out = weir()
+        .args([
+            "worker",
+            "--etcd",
+            url,
+            "--id",
+            "open",
+            "--data-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("beyond loopback without a cluster secret"),
+        "{err}"
+    );
+    assert!(err.contains("--cluster-secret-file"), "{err}");
+}

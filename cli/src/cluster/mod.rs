@@ -58,6 +58,16 @@ pub struct WorkerArgs {
     /// it (killed, or cut off from etcd) leaves the cluster after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     lease_ttl: Duration,
+    /// A file holding the cluster's secret (at least 16 bytes; every worker
+    /// has the same): the data port accepts only producers that prove they
+    /// hold it, and this worker proves it to the others. Needed for a data
+    /// port beyond loopback.
+    #[arg(long, value_name = "FILE", env = "WEIR_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// Let a data port beyond loopback take connections without a cluster
+    /// secret (only on a network nothing but the cluster reaches).
+    #[arg(long)]
+    insecure_data_port: bool,
     /// Extra directories where the modules jobs name are looked up (before
     /// `WEIR_MODULE_PATH` and `target/udfs`).
     #[arg(long = "module-dir", value_name = "DIR")]

@@ -21,10 +21,33 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         format!("{host}-{}", std::process::id())
     });
+    let secret = args
+        .cluster_secret_file
+        .as_deref()
+        .map(weir_network::ClusterSecret::read)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("worker `{id}`: {e}"))?;
+    let settings = SocketSettings {
+        secret,
+        ..SocketSettings::default()
+    };
     let data = Arc::new(
-        DataServer::bind(&args.data_listen, SocketSettings::default())
+        DataServer::bind(&args.data_listen, settings.clone())
             .with_context(|| format!("worker `{id}`: data port"))?,
     );
+    // A data port others can reach takes records into any job on this
+    // worker: beyond loopback it asks for the cluster's secret.
+    if settings.secret.is_none()
+        && !data.local_addr().ip().is_loopback()
+        && !args.insecure_data_port
+    {
+        anyhow::bail!(
+            "worker `{id}`: the data port listens on {} beyond loopback without a cluster secret; \
+             give every worker the same --cluster-secret-file (or --insecure-data-port on a \
+             network only the cluster reaches)",
+            data.local_addr()
+        );
+    }
     let sandbox = Arc::new(weir_job::launch::sandbox(None, crate::run::compiler())?);
     let data_addr = args
         .advertise
@@ -136,6 +159,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                             server: data.clone(),
                             sandbox: sandbox.clone(),
                             module_dirs: args.module_dirs.clone(),
+                            settings: settings.clone(),
                             stopper,
                         };
                         tokio::spawn(run.run(part));
@@ -153,6 +177,9 @@ struct PartRun {
     server: Arc<DataServer>,
     sandbox: Arc<weir_sandbox::Sandbox>,
     module_dirs: Vec<PathBuf>,
+    /// The data port's socket settings (the cluster's secret), for the
+    /// exchanges this worker opens.
+    settings: SocketSettings,
     stopper: Stopper,
 }
 
@@ -258,14 +285,15 @@ impl PartRun {
             "weir worker: `{}` runs its part of job `{job}` (attempt {attempt})",
             self.worker
         );
-        let (server, sandbox, dirs) = (
+        let (server, sandbox, dirs, settings) = (
             self.server.clone(),
             self.sandbox.clone(),
             self.module_dirs.clone(),
+            self.settings.clone(),
         );
         let stopper = self.stopper.clone();
         let state = tokio::task::spawn_blocking(move || {
-            run_part(part, link, server, &sandbox, &dirs, &stopper)
+            run_part(part, link, server, settings, &sandbox, &dirs, &stopper)
         })
         .await
         .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
@@ -288,6 +316,7 @@ fn run_part(
     part: Part,
     link: Option<weir_engine::checkpoint::PartLink>,
     server: Arc<DataServer>,
+    settings: SocketSettings,
     sandbox: &weir_sandbox::Sandbox,
     module_dirs: &[PathBuf],
     stopper: &Stopper,
@@ -323,7 +352,7 @@ fn run_part(
         assignment: part.assignment,
         server,
         credits: 8,
-        settings: SocketSettings::default(),
+        settings,
     };
     match weir_engine::run_placed(flow, Arc::new(placement), link) {
         Err(e) => PartState::Failed(e.to_string()),

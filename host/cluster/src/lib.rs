@@ -28,7 +28,7 @@ pub const PREFIX: &str = "/weir/v1/";
 /// The version of the protocol between a controller and its workers (the
 /// worker record, the data plane's frames). A worker with another one is
 /// listed but given no work.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// What went wrong talking to the cluster.
 #[derive(Debug, thiserror::Error)]

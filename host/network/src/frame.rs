@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! frame    = len:u32 tag:u8 body        (len counts tag and body)
-//! hello    = magic "WEIRNET1" channel   producer → consumer, first frame
+//! challenge= nonce:32 bytes             consumer → producer, first frame
+//! hello    = magic "WEIRNET2" channel mac:32 bytes
+//!                                       producer → consumer: the channel,
+//!            and HMAC-SHA256 under the cluster's secret of the nonce and
+//!            the magic and channel bytes (zeros without a secret)
 //! accept   = credits:u32                consumer → producer, the initial credit
 //! refuse   = code:u8 reason:bytes       consumer → producer, then close
 //! data     = slot:u32 head_len:u32 head keys values
@@ -35,7 +39,9 @@ use weir_record::{BytesColumn, Headers, RecordBatch};
 use crate::{ChannelKey, NetError};
 
 /// The first bytes of every connection.
-pub(crate) const MAGIC: &[u8; 8] = b"WEIRNET1";
+pub(crate) const MAGIC: &[u8; 8] = b"WEIRNET2";
+/// The size of a challenge's nonce and of a hello's MAC.
+pub(crate) const NONCE: usize = 32;
 /// A frame larger than this is refused (a batch is far smaller).
 pub(crate) const MAX_FRAME: usize = 256 << 20;
 /// A control frame (hello, accept, refuse, credit) or a signal larger than
@@ -45,6 +51,7 @@ pub(crate) const MAX_CONTROL_FRAME: usize = 64 << 10;
 pub(crate) const HELLO: u8 = 1;
 pub(crate) const ACCEPT: u8 = 2;
 pub(crate) const REFUSE: u8 = 3;
+pub(crate) const CHALLENGE: u8 = 4;
 pub(crate) const DATA: u8 = 10;
 pub(crate) const WATERMARK: u8 = 11;
 pub(crate) const IDLE: u8 = 12;
@@ -57,6 +64,8 @@ pub(crate) const CREDIT: u8 = 20;
 pub(crate) const NOT_HOSTED: u8 = 1;
 /// Refusal codes: the channel belongs to an attempt that is over.
 pub(crate) const STALE: u8 = 2;
+/// Refusal codes: the producer did not prove it holds the cluster's secret.
+pub(crate) const UNAUTHENTICATED: u8 = 3;
 
 /// Starts a frame in `out` (cleared): room for the length, then the tag.
 pub(crate) fn begin(out: &mut Vec<u8>, tag: u8) {
@@ -71,33 +80,46 @@ pub(crate) fn finish(out: &mut [u8]) {
     out[..4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// Encodes the hello frame naming the channel.
-pub(crate) fn hello(key: &ChannelKey, out: &mut Vec<u8>) {
+/// Encodes the hello frame naming the channel, answering `nonce` with
+/// `secret` (a MAC of zeros without one).
+pub(crate) fn hello(
+    key: &ChannelKey,
+    nonce: &[u8],
+    secret: Option<&crate::ClusterSecret>,
+    out: &mut Vec<u8>,
+) {
     begin(out, HELLO);
     out.extend_from_slice(MAGIC);
     out.put_bytes(key.job.as_bytes());
     out.put_u64(key.attempt);
     out.put_u32(key.task);
     out.put_u32(key.subtask);
+    let mac = secret.map_or([0; NONCE], |s| s.sign(nonce, &out[5..]));
+    out.extend_from_slice(&mac);
     finish(out);
 }
 
-/// Decodes a hello frame's body.
-pub(crate) fn decode_hello(body: &[u8]) -> Result<ChannelKey, NetError> {
-    let mut r = Reader::new("network hello", body);
+/// Decodes a hello frame's body: the channel, the signed bytes and the MAC.
+pub(crate) fn decode_hello(body: &[u8]) -> Result<(ChannelKey, &[u8], &[u8]), NetError> {
+    let Some(signed_len) = body.len().checked_sub(NONCE) else {
+        return Err(NetError::Protocol("hello too short".into()));
+    };
+    let (signed, mac) = body.split_at(signed_len);
+    let mut r = Reader::new("network hello", signed);
     if r.take("magic", MAGIC.len())? != MAGIC {
         return Err(NetError::Protocol(
-            "not a weir network exchange (bad magic)".into(),
+            "not a weir network exchange of this version (bad magic)".into(),
         ));
     }
     let job = String::from_utf8(r.bytes("job")?.to_vec())
         .map_err(|_| NetError::Protocol("job id is not UTF-8".into()))?;
-    Ok(ChannelKey {
+    let key = ChannelKey {
         job,
         attempt: r.u64("attempt")?,
         task: r.u32("task")?,
         subtask: r.u32("subtask")?,
-    })
+    };
+    Ok((key, signed, mac))
 }
 
 /// Encodes a message of producer `slot`: the frame is `out` followed by the
@@ -439,8 +461,9 @@ mod tests {
             }
         }
         assert!(decode_message(99, &body[..4]).is_err());
-        let e = decode_hello(b"NOTWEIR!rest").unwrap_err();
+        let e = decode_hello(&[b'x'; 64]).unwrap_err();
         assert!(e.to_string().contains("bad magic"), "{e}");
+        assert!(decode_hello(b"short").is_err());
     }
 
     #[test]
@@ -489,17 +512,35 @@ mod tests {
     }
 
     #[test]
-    fn hello_names_the_channel() {
+    fn hello_names_the_channel_and_proves_the_secret_for_this_nonce_only() {
         let key = ChannelKey {
             job: "acme/clicks".into(),
             attempt: 3,
             task: 2,
             subtask: 5,
         };
+        let secret = crate::ClusterSecret::new(b"0123456789abcdef-cluster").unwrap();
+        let other = crate::ClusterSecret::new(b"0123456789abcdef-another").unwrap();
+        let nonce = [7u8; NONCE];
         let mut out = Vec::new();
-        hello(&key, &mut out);
+        hello(&key, &nonce, Some(&secret), &mut out);
         let (tag, body) = body(&out);
         assert_eq!(tag, HELLO);
-        assert_eq!(decode_hello(body).unwrap(), key);
+        let (got, signed, mac) = decode_hello(body).unwrap();
+        assert_eq!(got, key);
+        assert!(secret.verify(&nonce, signed, mac));
+        // Another secret, another nonce (a replayed hello), another
+        // channel under the same MAC: all refused.
+        assert!(!other.verify(&nonce, signed, mac));
+        assert!(!secret.verify(&[8u8; NONCE], signed, mac));
+        let mut forged = body.to_vec();
+        forged[12] ^= 1;
+        let (_, signed, mac) = decode_hello(&forged).unwrap();
+        assert!(!secret.verify(&nonce, signed, mac));
+        // Without a secret the MAC is zeros, which proves nothing.
+        hello(&key, &nonce, None, &mut out);
+        let (_, body) = super::tests::body(&out);
+        let (_, signed, mac) = decode_hello(body).unwrap();
+        assert!(!secret.verify(&nonce, signed, mac));
     }
 }

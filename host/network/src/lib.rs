@@ -115,12 +115,15 @@ pub enum NetError {
 }
 
 /// Settings of the sockets under an exchange.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SocketSettings {
     /// Time to connect, and to get an answer to the hello.
     pub connect_timeout: Duration,
     /// TCP keepalive: idle time before the first probe, and between probes.
     pub keepalive: Duration,
+    /// The cluster's secret: with it, a data port accepts only producers
+    /// that prove they hold it, and producers prove it to every data port.
+    pub secret: Option<ClusterSecret>,
 }
 
 impl Default for SocketSettings {
@@ -128,7 +131,73 @@ impl Default for SocketSettings {
         Self {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(5),
+            secret: None,
         }
+    }
+}
+
+/// A secret every worker of a cluster holds (the admin's, from a file):
+/// a producer connecting to a data port answers the port's random challenge
+/// with an HMAC-SHA256 under it, so a peer without it cannot open an
+/// exchange, and a recorded hello cannot be replayed. It authenticates
+/// connections; it does not encrypt the records (keep data ports on a
+/// private network).
+#[derive(Clone)]
+pub struct ClusterSecret(ring::hmac::Key);
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(…)")
+    }
+}
+
+/// The fewest bytes a cluster secret may have.
+pub const MIN_SECRET: usize = 16;
+
+impl ClusterSecret {
+    /// A secret of `bytes`.
+    ///
+    /// # Errors
+    /// Fewer than [`MIN_SECRET`] bytes.
+    pub fn new(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < MIN_SECRET {
+            return Err(format!(
+                "a cluster secret needs at least {MIN_SECRET} bytes (it has {}); make one with \
+                 `head -c 32 /dev/urandom | base64`",
+                bytes.len()
+            ));
+        }
+        Ok(Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes)))
+    }
+
+    /// The secret in file `path` (surrounding whitespace trimmed).
+    ///
+    /// # Errors
+    /// The file cannot be read, or holds too short a secret; naming it.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read the cluster secret `{}`: {e}", path.display()))?;
+        Self::new(text.trim_ascii()).map_err(|e| format!("`{}`: {e}", path.display()))
+    }
+
+    /// The MAC of `nonce` followed by `signed`.
+    pub(crate) fn sign(&self, nonce: &[u8], signed: &[u8]) -> [u8; frame::NONCE] {
+        let mut ctx = ring::hmac::Context::with_key(&self.0);
+        ctx.update(nonce);
+        ctx.update(signed);
+        let tag = ctx.sign();
+        let mut out = [0; frame::NONCE];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Whether `mac` is the MAC of `nonce` followed by `signed` (in
+    /// constant time).
+    pub(crate) fn verify(&self, nonce: &[u8], signed: &[u8], mac: &[u8]) -> bool {
+        let mut message = Vec::with_capacity(nonce.len() + signed.len());
+        message.extend_from_slice(nonce);
+        message.extend_from_slice(signed);
+        ring::hmac::verify(&self.0, &message, mac).is_ok()
     }
 }
 

@@ -173,6 +173,7 @@ fn accept(
         };
         let hosted = hosted.clone();
         let received = received.clone();
+        let settings = settings.clone();
         let spawned = std::thread::Builder::new()
             .name("weir-data-in".into())
             .spawn(move || {
@@ -212,11 +213,42 @@ fn serve(
     let mut input = BufReader::with_capacity(256 << 10, stream);
     let mut buf = Vec::new();
     let mut reply = Vec::new();
-    let key = match read_frame(&mut input, &mut buf).map_err(io("read from"))? {
-        Some(frame::HELLO) => frame::decode_hello(&buf)?,
+    // A fresh challenge: the producer proves it holds the cluster's secret
+    // for this connection (a recorded hello does not open another).
+    let mut nonce = [0u8; frame::NONCE];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| NetError::Protocol("no system randomness for a challenge".into()))?;
+    frame::begin(&mut reply, frame::CHALLENGE);
+    reply.extend_from_slice(&nonce);
+    frame::finish(&mut reply);
+    out.write_all(&reply).map_err(io("write to"))?;
+    let (key, proven) = match read_frame(&mut input, &mut buf).map_err(io("read from"))? {
+        Some(frame::HELLO) => {
+            let (key, signed, mac) = frame::decode_hello(&buf)?;
+            let proven = settings
+                .secret
+                .as_ref()
+                .is_none_or(|s| s.verify(&nonce, signed, mac));
+            (key, proven)
+        }
         Some(other) => return Err(NetError::Protocol(format!("frame {other} before hello"))),
         None => return Ok(()),
     };
+    if !proven {
+        let reason = "the producer does not hold this worker's cluster secret".to_string();
+        tracing::warn!(peer, channel = %key, "data port: refused a connection: {reason}");
+        frame::begin(&mut reply, frame::REFUSE);
+        reply.push(frame::UNAUTHENTICATED);
+        reply.extend_from_slice(reason.as_bytes());
+        frame::finish(&mut reply);
+        let _ = out.write_all(&reply);
+        return Err(NetError::Refused {
+            addr: peer,
+            channel: key,
+            reason,
+            retry: false,
+        });
+    }
     let found = {
         let hosts = hosted.lock().unwrap_or_else(PoisonError::into_inner);
         match hosts.get(&key) {

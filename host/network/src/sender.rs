@@ -52,12 +52,21 @@ pub fn connect(
     let mut stream =
         TcpStream::connect_timeout(&target, settings.connect_timeout).map_err(io("connect to"))?;
     tune(&stream, settings).map_err(io("configure"))?;
-    let mut buf = Vec::new();
-    frame::hello(&channel, &mut buf);
-    stream.write_all(&buf).map_err(io("write to"))?;
     stream
         .set_read_timeout(Some(settings.connect_timeout))
         .map_err(io("configure"))?;
+    // The port's challenge, answered in the hello.
+    let mut buf = Vec::new();
+    let nonce = match read_frame(&mut stream, &mut buf).map_err(io("read from"))? {
+        Some(frame::CHALLENGE) if buf.len() == frame::NONCE => buf.clone(),
+        _ => {
+            return Err(NetError::Protocol(format!(
+                "`{addr}` is not a weir data port of this version (no challenge)"
+            )));
+        }
+    };
+    frame::hello(&channel, &nonce, settings.secret.as_ref(), &mut buf);
+    stream.write_all(&buf).map_err(io("write to"))?;
     let tag = read_frame(&mut stream, &mut buf).map_err(io("read from"))?;
     let capacity = match tag {
         Some(frame::ACCEPT) if buf.len() == 4 => {

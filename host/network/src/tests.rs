@@ -288,3 +288,43 @@ fn time_waiting_for_credit_is_the_backpressure_figure() {
     let blocked = metrics.backpressured();
     assert!(blocked >= Duration::from_millis(200), "{blocked:?}");
 }
+
+#[test]
+fn a_port_with_the_cluster_secret_refuses_producers_that_do_not_hold_it() {
+    let secret = ClusterSecret::new(b"the cluster secret, 32 bytes....").unwrap();
+    let with = |secret: Option<ClusterSecret>| SocketSettings {
+        secret,
+        ..SocketSettings::default()
+    };
+    let server = DataServer::bind("127.0.0.1:0", with(Some(secret.clone()))).unwrap();
+    let (_reg, rx) = host(&server, key(1), 4, 4, never_broken());
+    let addr = server.local_addr().to_string();
+    let other = ClusterSecret::new(b"another secret of the same size.").unwrap();
+    for (who, settings) in [
+        ("no secret", with(None)),
+        ("another secret", with(Some(other))),
+    ] {
+        let e = connect(&addr, key(1), &settings)
+            .err()
+            .unwrap_or_else(|| panic!("a producer with {who} is let in"));
+        assert!(
+            matches!(e, NetError::Refused { retry: false, .. }),
+            "{who}: {e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("does not hold this worker's cluster secret"),
+            "{who}: {e}"
+        );
+    }
+    // Nothing reached the consumer; a producer with the secret gets through.
+    assert!(rx.try_recv().is_err());
+    let tx = connect(&addr, key(1), &with(Some(secret))).unwrap();
+    tx.send((0, Message::Data(batch("a", 3)))).unwrap();
+    let (slot, msg) = recv(&*rx);
+    assert_eq!(slot, 0);
+    assert!(matches!(msg, Message::Data(b) if b.len() == 3));
+    // A secret too short to be one is refused when it is read.
+    let e = ClusterSecret::new(b"short").unwrap_err();
+    assert!(e.contains("at least 16 bytes"), "{e}");
+}
