@@ -1141,3 +1141,69 @@ fn data_ports_take_records_only_from_workers_that_hold_the_cluster_secret() {
     );
     assert!(err.contains("--cluster-secret-file"), "{err}");
 }
+
+/// `GET path` on `addr` (HTTP/1.1); the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Each worker's metrics endpoint shows the parts it runs: per job, worker
+/// and operator.
+#[test]
+fn a_worker_serves_metrics_of_the_parts_it_runs() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let mut w = Running::start(&[
+        "worker",
+        "--etcd",
+        url,
+        "--id",
+        "m1",
+        "--slots",
+        "2",
+        "--lease-ttl",
+        "2s",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let line = w.wait_for("serves its metrics at", Duration::from_secs(30));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap()
+        .to_string();
+    w.wait_for("joined the cluster", Duration::from_secs(30));
+    assert!(!http_get(&addr, "/metrics").contains("weir_part_running{"));
+    let dir = tempfile::tempdir().unwrap();
+    let job = long_job(dir.path());
+    let _run = Running::start(&["cluster", "run", "--etcd", url, &job]);
+    w.wait_for("runs its part of job", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http_get(&addr, "/metrics");
+        let flowing = text.lines().any(|l| {
+            l.starts_with("weir_records_out_total{")
+                && l.contains("job=\"nexmark-q5\"")
+                && l.contains("worker=\"m1\"")
+                && !l.ends_with(" 0")
+        });
+        if flowing && text.contains("weir_part_running{") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no records in the metrics:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -68,6 +68,11 @@ pub struct WorkerArgs {
     /// secret (only on a network nothing but the cluster reaches).
     #[arg(long)]
     insecure_data_port: bool,
+    /// Serve Prometheus metrics of the parts running here at
+    /// `http://ADDR/metrics` (per job, worker and operator; no token: keep
+    /// it on loopback or a network only the monitoring reaches).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Extra directories where the modules jobs name are looked up (before
     /// `WEIR_MODULE_PATH` and `target/udfs`).
     #[arg(long = "module-dir", value_name = "DIR")]

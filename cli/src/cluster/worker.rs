@@ -49,12 +49,38 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let sandbox = Arc::new(weir_job::launch::sandbox(None, crate::run::compiler())?);
+    let live: LiveParts = Arc::default();
+    let env = PartEnv {
+        server: data.clone(),
+        sandbox,
+        module_dirs: args.module_dirs.clone(),
+        settings: settings.clone(),
+        live: live.clone(),
+    };
     let data_addr = args
         .advertise
         .clone()
         .unwrap_or_else(|| data.local_addr().to_string());
     let info = WorkerInfo::new(&id, args.slots, &data_addr);
     runtime()?.block_on(async move {
+        if let Some(addr) = &args.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("worker `{id}`: cannot listen on {addr} for metrics"))?;
+            let bound = listener.local_addr()?;
+            let (worker, live) = (id.clone(), live.clone());
+            let render: weir_server::metrics::Render = Arc::new(move || {
+                let parts = live.lock().unwrap_or_else(PoisonError::into_inner);
+                weir_server::metrics::render_parts(&worker, &parts)
+            });
+            tokio::spawn(weir_server::metrics::serve_text(
+                listener,
+                None,
+                weir_server::tls::HttpAccess::Open,
+                render,
+            ));
+            println!("weir worker: `{id}` serves its metrics at http://{bound}/metrics");
+        }
         let members = Membership::connect(&args.etcd.etcd, args.etcd.etcd_timeout)
             .await
             .with_context(|| format!("worker `{id}` cannot join the cluster"))?;
@@ -156,10 +182,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                         let run = PartRun {
                             worker: id.clone(),
                             members: members.clone(),
-                            server: data.clone(),
-                            sandbox: sandbox.clone(),
-                            module_dirs: args.module_dirs.clone(),
-                            settings: settings.clone(),
+                            env: env.clone(),
                             stopper,
                         };
                         tokio::spawn(run.run(part));
@@ -174,14 +197,25 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 struct PartRun {
     worker: String,
     members: Membership,
+    env: PartEnv,
+    stopper: Stopper,
+}
+
+/// What every part on a worker shares.
+#[derive(Clone)]
+struct PartEnv {
     server: Arc<DataServer>,
     sandbox: Arc<weir_sandbox::Sandbox>,
     module_dirs: Vec<PathBuf>,
     /// The data port's socket settings (the cluster's secret), for the
     /// exchanges this worker opens.
     settings: SocketSettings,
-    stopper: Stopper,
+    /// The parts running here, for the metrics endpoint.
+    live: LiveParts,
 }
+
+/// The metrics of the parts running on a worker, by job and attempt.
+type LiveParts = Arc<Mutex<Vec<weir_server::metrics::PartMetrics>>>;
 
 /// Stops a running part: its job's canceller once it has started, or a
 /// flag it checks before it starts.
@@ -285,18 +319,11 @@ impl PartRun {
             "weir worker: `{}` runs its part of job `{job}` (attempt {attempt})",
             self.worker
         );
-        let (server, sandbox, dirs, settings) = (
-            self.server.clone(),
-            self.sandbox.clone(),
-            self.module_dirs.clone(),
-            self.settings.clone(),
-        );
+        let env = self.env.clone();
         let stopper = self.stopper.clone();
-        let state = tokio::task::spawn_blocking(move || {
-            run_part(part, link, server, settings, &sandbox, &dirs, &stopper)
-        })
-        .await
-        .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
+        let state = tokio::task::spawn_blocking(move || run_part(part, link, &env, &stopper))
+            .await
+            .unwrap_or_else(|e| PartState::Failed(format!("internal error: {e}")));
         self.stopper.done();
         match &state {
             PartState::Failed(why) => eprintln!(
@@ -315,12 +342,10 @@ impl PartRun {
 fn run_part(
     part: Part,
     link: Option<weir_engine::checkpoint::PartLink>,
-    server: Arc<DataServer>,
-    settings: SocketSettings,
-    sandbox: &weir_sandbox::Sandbox,
-    module_dirs: &[PathBuf],
+    env: &PartEnv,
     stopper: &Stopper,
 ) -> PartState {
+    let (sandbox, module_dirs) = (&*env.sandbox, &env.module_dirs);
     let path = PathBuf::from(&part.job_file);
     let prepared = weir_job::parse_job(&path, &part.job_toml).and_then(|mut spec| {
         if let Some(p) = part.job_parallelism {
@@ -350,17 +375,25 @@ fn run_part(
         here: part.here,
         workers: part.workers,
         assignment: part.assignment,
-        server,
+        server: env.server.clone(),
         credits: 8,
-        settings,
+        settings: env.settings.clone(),
     };
+    let (job, attempt) = (placement.job.clone(), placement.attempt);
     match weir_engine::run_placed(flow, Arc::new(placement), link) {
         Err(e) => PartState::Failed(e.to_string()),
         Ok(handle) => {
             if !stopper.started(handle.canceller()) {
                 handle.canceller().stop();
             }
+            let live = || env.live.lock().unwrap_or_else(PoisonError::into_inner);
+            live().push(weir_server::metrics::PartMetrics {
+                job: job.clone(),
+                attempt,
+                metrics: handle.metrics().clone(),
+            });
             let result = handle.join().result;
+            live().retain(|p| p.job != job || p.attempt != attempt);
             // A part stopped before the end of its input did not finish:
             // its controller must not take it for done.
             match (result, stopper.stopped()) {

@@ -180,6 +180,102 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The share of a job a worker runs, for its metrics.
+pub struct PartMetrics {
+    /// The job.
+    pub job: String,
+    /// Its attempt.
+    pub attempt: u64,
+    /// The counters of the subtasks this worker runs.
+    pub metrics: std::sync::Arc<weir_engine::JobMetrics>,
+}
+
+/// The metrics text of a worker's parts (`weir worker --metrics-listen`):
+/// per job, worker and operator, so that what runs where shows.
+///
+/// | metric | labels |
+/// |---|---|
+/// | `weir_records_in_total`, `weir_records_out_total` | job, worker, operator |
+/// | `weir_backpressure_ratio` | job, worker, operator |
+/// | `weir_watermark_lag_seconds` | job, worker, operator |
+/// | `weir_part_running` (1 per part running here) | job, attempt, worker |
+///
+/// # Errors
+/// Only if the metric definitions are inconsistent (a bug).
+pub fn render_parts(worker: &str, parts: &[PartMetrics]) -> Result<String, prometheus::Error> {
+    let registry = Registry::new();
+    let op = &["job", "worker", "operator"];
+    let records_in = IntCounterVec::new(
+        Opts::new(
+            "weir_records_in_total",
+            "Records an operator received here.",
+        ),
+        op,
+    )?;
+    let records_out = IntCounterVec::new(
+        Opts::new(
+            "weir_records_out_total",
+            "Records an operator emitted here.",
+        ),
+        op,
+    )?;
+    let backpressure = GaugeVec::new(
+        Opts::new(
+            "weir_backpressure_ratio",
+            "Share of an operator's time here spent blocked on a full downstream queue or waiting for network credit.",
+        ),
+        op,
+    )?;
+    let lag = GaugeVec::new(
+        Opts::new(
+            "weir_watermark_lag_seconds",
+            "Wall-clock time minus the operator's watermark here.",
+        ),
+        op,
+    )?;
+    let running = IntGaugeVec::new(
+        Opts::new(
+            "weir_part_running",
+            "1 for each part of a job running on this worker.",
+        ),
+        &["job", "attempt", "worker"],
+    )?;
+    for c in [&records_in, &records_out] {
+        registry.register(Box::new(c.clone()))?;
+    }
+    for g in [&backpressure, &lag] {
+        registry.register(Box::new(g.clone()))?;
+    }
+    registry.register(Box::new(running.clone()))?;
+    let now = crate::now_ms();
+    for p in parts {
+        running
+            .with_label_values(&[p.job.as_str(), &p.attempt.to_string(), worker])
+            .set(1);
+        for n in p.metrics.snapshot() {
+            let labels = [p.job.as_str(), worker, n.name.as_str()];
+            records_in.with_label_values(&labels).inc_by(n.records_in);
+            records_out.with_label_values(&labels).inc_by(n.records_out);
+            let total = (n.busy + n.backpressured).as_secs_f64();
+            if total > 0.0 {
+                backpressure
+                    .with_label_values(&labels)
+                    .set(n.backpressured.as_secs_f64() / total);
+            }
+            if let Some(wm) = n.watermark.filter(|w| *w != i64::MAX) {
+                lag.with_label_values(&labels)
+                    .set((now - wm) as f64 / 1000.0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// What an endpoint renders at each scrape.
+pub type Render = std::sync::Arc<dyn Fn() -> Result<String, prometheus::Error> + Send + Sync>;
+
 /// Serves `GET /metrics` on `listener` until the task is dropped: over TLS
 /// when `tls` is given, to the readers `access` allows (401 otherwise).
 pub async fn serve(
@@ -188,17 +284,33 @@ pub async fn serve(
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     access: crate::tls::HttpAccess,
 ) {
+    serve_text(
+        listener,
+        tls,
+        access,
+        std::sync::Arc::new(move || render(&server)),
+    )
+    .await;
+}
+
+/// Serves `GET /metrics` with what `render` gives at each scrape.
+pub async fn serve_text(
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    access: crate::tls::HttpAccess,
+    render: Render,
+) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let server = server.clone();
+        let render = render.clone();
         let access = access.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let server = server.clone();
+                let render = render.clone();
                 let allowed = access.allows(
                     req.headers()
                         .get(hyper::header::AUTHORIZATION)
@@ -213,7 +325,7 @@ pub async fn serve(
                                 "a token is required: Authorization: Bearer <DATA/metrics.token or the admin token>\n",
                             )))
                     } else if req.uri().path() == "/metrics" {
-                        match tokio::task::spawn_blocking(move || render(&server)).await {
+                        match tokio::task::spawn_blocking(move || render()).await {
                             Ok(Ok(text)) => Response::builder()
                                 .header("content-type", "text/plain; version=0.0.4")
                                 .body(Full::new(Bytes::from(text))),
