@@ -1207,3 +1207,97 @@ fn a_worker_serves_metrics_of_the_parts_it_runs() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Item 5 of the cluster issue: a job that loses a worker and finds no
+/// spare slot restarts from its checkpoint at a lower parallelism (keyed
+/// state split anew by key group, Kafka partitions dealt anew), and scales
+/// back up from a savepoint when a worker joins; exactly once throughout.
+#[test]
+fn a_job_short_of_slots_runs_on_fewer_and_scales_back_up_when_a_worker_joins() {
+    use weir_tests::kafka::{
+        Broker, assert_same_windows, counted_windows, sample_input, window_counts,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 2);
+    let records = sample_input(15_000, 23);
+    broker.produce("in", &records);
+    let bootstrap = broker.bootstrap();
+    let job = dir.path().join("elastic.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "elastic"
+parallelism = 2
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "in"
+stop_at_end = true
+batch_size = 100
+rate_limit = 500
+watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 1000 }}
+
+[operator.count]
+input = "in"
+module = "bid-count"
+window = {{ type = "tumbling", size = "1s" }}
+
+[sink.out]
+input = "count"
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "out"
+guarantee = "exactly-once"
+parallelism = 1
+"#
+        ),
+    )
+    .unwrap();
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let _w1 = worker(url, "w1", "1");
+    let w2 = worker(url, "w2", "1");
+    let storage = dir.path().join("checkpoints");
+    let mut run = Running::start_with(
+        &[
+            "cluster",
+            "run",
+            "--etcd",
+            url,
+            job.to_str().unwrap(),
+            "--checkpoint-storage",
+            &storage.display().to_string(),
+            "--checkpoint-interval",
+            "200ms",
+        ],
+        &[("RUST_LOG", "warn,weir_engine::checkpoint=info".into())],
+    );
+    run.wait_for(
+        "checkpoint completed across 2 worker(s)",
+        Duration::from_secs(60),
+    );
+    w2.signal("KILL");
+    let restarted = run.wait_for("restarting job", Duration::from_secs(60));
+    assert!(restarted.contains("on 1 slot(s)"), "{restarted}");
+    run.wait_for(
+        "checkpoint completed across 1 worker(s)",
+        Duration::from_secs(60),
+    );
+    let _w3 = worker(url, "w3", "1");
+    let up = run.wait_for("scales back up", Duration::from_secs(60));
+    assert!(up.contains("to 2 slot(s)"), "{up}");
+    let status = run.wait(Duration::from_secs(120));
+    let output = run.drain();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("finished on 2 worker(s)"), "{output}");
+    assert_same_windows(
+        &counted_windows(&broker.read_committed("out")),
+        &window_counts(&records),
+        "after running on one slot and scaling back up",
+    );
+}

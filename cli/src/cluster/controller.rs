@@ -23,6 +23,10 @@ use super::{RunArgs, links};
 /// their parts once their leases lapse).
 const ETCD_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How often a job running on fewer slots than it asks for looks for
+/// slots to scale back up onto.
+const SCALE_CHECK: Duration = Duration::from_secs(2);
+
 /// How long a savepoint for a rescale may take.
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -115,6 +119,7 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
             file: &abs,
             flow: &flow,
             cap,
+            full: full as usize,
             job_parallelism,
             failed_at,
             checkpoints: args.checkpoint_storage.as_ref().map(|s| PartCheckpoints {
@@ -203,6 +208,17 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
                 answer(members, &name, id, Ok(said)).await;
                 continue;
             }
+            Outcome::ScaleUp {
+                cap: new_cap,
+                savepoint,
+            } => {
+                wait_stopped(members, &name, attempt, &ids, &leases).await;
+                cap = new_cap;
+                restore = Some(savepoint);
+                restarted = true;
+                failed_at = None;
+                continue;
+            }
             Outcome::Failed(why) => why,
         };
         let Some(storage) = storage.as_ref().filter(|_| restarts_left > 0) else {
@@ -285,6 +301,8 @@ struct JobToPlace<'a> {
     file: &'a std::path::Path,
     flow: &'a weir_engine::Dataflow,
     cap: Option<usize>,
+    /// The slots the job asks for (its largest parallelism uncapped).
+    full: usize,
     job_parallelism: Option<usize>,
     checkpoints: Option<PartCheckpoints>,
     /// When the failure this attempt recovers from was noticed.
@@ -400,6 +418,15 @@ struct Checkpointing {
     first_id: u64,
 }
 
+/// What a savepoint under way is for.
+enum Target {
+    /// A user's rescale request `id`, to this default parallelism.
+    Parallelism { id: u64, parallelism: usize },
+    /// Back up onto slots that returned: the new cap (`None`: all the job
+    /// asks for).
+    Slots(Option<usize>),
+}
+
 /// How an attempt ended.
 enum Outcome {
     /// Every part finished.
@@ -413,6 +440,11 @@ enum Outcome {
     Rescale {
         id: u64,
         parallelism: usize,
+        savepoint: String,
+    },
+    /// Stopped with a savepoint, to start again from it on more slots.
+    ScaleUp {
+        cap: Option<usize>,
         savepoint: String,
     },
 }
@@ -441,10 +473,17 @@ async fn supervise(
     let request_file = checkpointing
         .as_ref()
         .and_then(|c| c.config.savepoint_request.clone());
-    // A rescale under way: its request, parallelism, and the wait for its
-    // savepoint.
+    // A rescale under way: what it is for, and the wait for its savepoint.
     type Savepoint = tokio::task::JoinHandle<Result<String, SavepointError>>;
-    let mut rescaling: Option<(u64, usize, Savepoint)> = None;
+    let mut rescaling: Option<(Target, Savepoint)> = None;
+    let take_savepoint = |file: &std::path::Path| {
+        // A savepoint after which no checkpoint commits: the parts stop
+        // there.
+        let file = file.to_path_buf();
+        tokio::task::spawn_blocking(move || request_savepoint(&file, SAVEPOINT_TIMEOUT, true))
+    };
+    // When to look again for slots to scale back up onto.
+    let mut next_scale_check = std::time::Instant::now() + SCALE_CHECK;
     let (name, attempt) = (job.name, job.attempt);
     let placed_at = std::time::Instant::now();
     let mut checkpointing = checkpointing;
@@ -559,13 +598,8 @@ async fn supervise(
                 _ if parallelism == 0 => Some("the parallelism must be at least 1".to_string()),
                 (Some(_), _, _) => Some(format!("job `{name}` is being rescaled already")),
                 (None, Some(_), Some(file)) => {
-                    // A savepoint after which no checkpoint commits: the
-                    // parts stop there.
-                    let file = file.clone();
-                    let taking = tokio::task::spawn_blocking(move || {
-                        request_savepoint(&file, SAVEPOINT_TIMEOUT, true)
-                    });
-                    rescaling = Some((id, parallelism, taking));
+                    let target = Target::Parallelism { id, parallelism };
+                    rescaling = Some((target, take_savepoint(file)));
                     None
                 }
                 (None, _, _) => Some(format!(
@@ -577,26 +611,54 @@ async fn supervise(
                 answer(members, name, id, Err(why)).await;
             }
         }
-        if rescaling.as_ref().is_some_and(|r| r.2.is_finished())
-            && let Some((id, parallelism, taking)) = rescaling.take()
+        // Running on fewer slots than it asks for (restarted after losing
+        // a worker): back up onto slots that return, from a savepoint.
+        if let Some(cap) = job.cap
+            && rescaling.is_none()
+            && coordinating.is_some()
+            && let Some(file) = &request_file
+            && std::time::Instant::now() >= next_scale_check
         {
-            match taking.await {
-                Ok(Ok(savepoint)) => {
+            next_scale_check = std::time::Instant::now() + SCALE_CHECK;
+            if let Ok(free) = free_slots(members).await
+                && free > 0
+            {
+                let want = cap + free as usize;
+                let new_cap = (want < job.full).then_some(want);
+                println!(
+                    "weir cluster: {free} slot(s) free; job `{name}` scales back up to {} slot(s) from a savepoint",
+                    new_cap.unwrap_or(job.full)
+                );
+                rescaling = Some((Target::Slots(new_cap), take_savepoint(file)));
+            }
+        }
+        if rescaling.as_ref().is_some_and(|r| r.1.is_finished())
+            && let Some((target, taking)) = rescaling.take()
+        {
+            let taken = taking
+                .await
+                .unwrap_or_else(|e| Err(SavepointError::Failed(format!("internal error: {e}"))));
+            match (target, taken) {
+                (Target::Parallelism { id, parallelism }, Ok(savepoint)) => {
                     break Outcome::Rescale {
                         id,
                         parallelism,
                         savepoint,
                     };
                 }
-                Ok(Err(e)) => {
+                (Target::Slots(cap), Ok(savepoint)) => break Outcome::ScaleUp { cap, savepoint },
+                (Target::Parallelism { id, .. }, Err(e)) => {
                     let why = format!("{e}; job `{name}` goes on at its parallelism");
                     answer(members, name, id, Err(why)).await;
                 }
-                Err(e) => answer(members, name, id, Err(format!("internal error: {e}"))).await,
+                (Target::Slots(_), Err(e)) => {
+                    eprintln!("weir cluster: job `{name}` cannot scale back up: {e}; it goes on");
+                    next_scale_check = std::time::Instant::now() + 10 * SCALE_CHECK;
+                }
             }
         }
     };
-    if let Some((id, _, _)) = rescaling {
+    if let Some((Target::Parallelism { id, .. }, _)) = rescaling {
         let why = format!("job `{name}` (attempt {attempt}) ended before its savepoint was taken");
         answer(members, name, id, Err(why)).await;
     }
