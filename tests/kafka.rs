@@ -367,6 +367,52 @@ parallelism = 2
     f
 }
 
+/// A job named `name` reading topic `in`, counting per key in 1 s tumbling
+/// windows (`bid-count`) and writing to topic `out` exactly once: the
+/// source and the window at the job's default `parallelism` (which a
+/// rescale changes), the sink at its own `sink_parallelism`; each source
+/// subtask reads at most 500 records/s and ends at the end of the topic.
+pub fn elastic_kafka_job(
+    dir: &Path,
+    name: &str,
+    bootstrap: &str,
+    parallelism: usize,
+    sink_parallelism: usize,
+) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "{name}"
+parallelism = {parallelism}
+
+[source.in]
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "in"
+stop_at_end = true
+batch_size = 100
+rate_limit = 500
+watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 1000 }}
+
+[operator.count]
+input = "in"
+module = "bid-count"
+window = {{ type = "tumbling", size = "1s" }}
+
+[sink.out]
+input = "count"
+kind = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "out"
+guarantee = "exactly-once"
+parallelism = {sink_parallelism}
+"#
+    );
+    let f = dir.join(format!("{name}.toml"));
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
 /// Asserts two window-count maps are equal, listing (at most 20 of) the
 /// windows that differ instead of both maps.
 pub fn assert_same_windows(

@@ -16,23 +16,8 @@ PARALLELISM="${PARALLELISM:-3}"
 ROUNDS="${ROUNDS:-2}"
 export WEIR_MODULE_PATH="$PWD/${CARGO_TARGET_DIR:-target}/udfs"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cport=$(free_port); pport=$(free_port)
-ETCD="http://127.0.0.1:$cport"
-etcd --name bench --data-dir "$work/etcd" --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "bench=http://127.0.0.1:$pport" --log-level error >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf "$ETCD/health" >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=bench/cluster/etcd.sh
+source bench/cluster/etcd.sh
 
 # CPU seconds (user + system) of processes, from /proc.
 cpu_of() {

@@ -884,7 +884,8 @@ fn a_worker_of_an_incompatible_version_is_listed_as_such_and_given_no_work() {
 #[test]
 fn a_job_rescales_onto_an_added_worker_from_a_savepoint_exactly_once() {
     use weir_tests::kafka::{
-        Broker, assert_same_windows, counted_windows, sample_input, window_counts,
+        Broker, assert_same_windows, counted_windows, elastic_kafka_job, sample_input,
+        window_counts,
     };
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
@@ -894,40 +895,7 @@ fn a_job_rescales_onto_an_added_worker_from_a_savepoint_exactly_once() {
     broker.produce("in", &records);
     let bootstrap = broker.bootstrap();
     // About 20 s at parallelism 2 (500 records/s per source subtask).
-    let job = dir.path().join("rescaled.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-[job]
-name = "rescaled"
-parallelism = 2
-
-[source.in]
-kind = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "in"
-stop_at_end = true
-batch_size = 100
-rate_limit = 500
-watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 1000 }}
-
-[operator.count]
-input = "in"
-module = "bid-count"
-window = {{ type = "tumbling", size = "1s" }}
-
-[sink.out]
-input = "count"
-kind = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "out"
-guarantee = "exactly-once"
-parallelism = 2
-"#
-        ),
-    )
-    .unwrap();
+    let job = elastic_kafka_job(dir.path(), "rescaled", &bootstrap, 2, 2);
     let etcd = EtcdServer::start();
     let url = etcd.url.as_str();
     let _r1 = worker(url, "r1", "1");
@@ -1215,7 +1183,8 @@ fn a_worker_serves_metrics_of_the_parts_it_runs() {
 #[test]
 fn a_job_short_of_slots_runs_on_fewer_and_scales_back_up_when_a_worker_joins() {
     use weir_tests::kafka::{
-        Broker, assert_same_windows, counted_windows, sample_input, window_counts,
+        Broker, assert_same_windows, counted_windows, elastic_kafka_job, sample_input,
+        window_counts,
     };
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
@@ -1224,40 +1193,7 @@ fn a_job_short_of_slots_runs_on_fewer_and_scales_back_up_when_a_worker_joins() {
     let records = sample_input(15_000, 23);
     broker.produce("in", &records);
     let bootstrap = broker.bootstrap();
-    let job = dir.path().join("elastic.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-[job]
-name = "elastic"
-parallelism = 2
-
-[source.in]
-kind = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "in"
-stop_at_end = true
-batch_size = 100
-rate_limit = 500
-watermark = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 1000 }}
-
-[operator.count]
-input = "in"
-module = "bid-count"
-window = {{ type = "tumbling", size = "1s" }}
-
-[sink.out]
-input = "count"
-kind = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "out"
-guarantee = "exactly-once"
-parallelism = 1
-"#
-        ),
-    )
-    .unwrap();
+    let job = elastic_kafka_job(dir.path(), "elastic", &bootstrap, 2, 1);
     let etcd = EtcdServer::start();
     let url = etcd.url.as_str();
     let _w1 = worker(url, "w1", "1");

@@ -237,17 +237,7 @@ fn serve(
     if !proven {
         let reason = "the producer does not hold this worker's cluster secret".to_string();
         tracing::warn!(peer, channel = %key, "data port: refused a connection: {reason}");
-        frame::begin(&mut reply, frame::REFUSE);
-        reply.push(frame::UNAUTHENTICATED);
-        reply.extend_from_slice(reason.as_bytes());
-        frame::finish(&mut reply);
-        let _ = out.write_all(&reply);
-        return Err(NetError::Refused {
-            addr: peer,
-            channel: key,
-            reason,
-            retry: false,
-        });
+        return Err(refuse(&mut out, frame::UNAUTHENTICATED, reason, peer, key));
     }
     let found = {
         let hosts = hosted.lock().unwrap_or_else(PoisonError::into_inner);
@@ -258,19 +248,7 @@ fn serve(
     };
     let (into, Inbound { credits, producers }, on_broken) = match found {
         Ok(f) => f,
-        Err((code, reason)) => {
-            frame::begin(&mut reply, frame::REFUSE);
-            reply.push(code);
-            reply.extend_from_slice(reason.as_bytes());
-            frame::finish(&mut reply);
-            let _ = out.write_all(&reply);
-            return Err(NetError::Refused {
-                addr: peer,
-                channel: key,
-                reason,
-                retry: code == frame::NOT_HOSTED,
-            });
-        }
+        Err((code, reason)) => return Err(refuse(&mut out, code, reason, peer, key)),
     };
     input
         .get_ref()
@@ -345,6 +323,29 @@ fn grant(out: &mut TcpStream, tag: u8, n: u32, buf: &mut Vec<u8>) -> std::io::Re
 
 /// Why `key` is not hosted here, as plainly as the registry can tell, with
 /// its code: [`frame::NOT_HOSTED`] (maybe not yet) or [`frame::STALE`].
+/// Tells the producer why its channel is refused (before the connection
+/// closes), and returns that as the error.
+fn refuse(
+    out: &mut TcpStream,
+    code: u8,
+    reason: String,
+    peer: String,
+    channel: ChannelKey,
+) -> NetError {
+    let mut reply = Vec::new();
+    frame::begin(&mut reply, frame::REFUSE);
+    reply.push(code);
+    reply.extend_from_slice(reason.as_bytes());
+    frame::finish(&mut reply);
+    let _ = out.write_all(&reply);
+    NetError::Refused {
+        addr: peer,
+        channel,
+        reason,
+        retry: code == frame::NOT_HOSTED,
+    }
+}
+
 fn refusal(hosts: &HashMap<ChannelKey, Hosted>, key: &ChannelKey) -> (u8, String) {
     let current = hosts
         .keys()

@@ -98,6 +98,12 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
     )?;
     let running = IntGaugeVec::new(Opts::new("weir_job_running", "1 while the job runs."), job)?;
     registry.register(Box::new(running.clone()))?;
+    let operators = Operators {
+        records_in,
+        records_out,
+        backpressure,
+        lag,
+    };
 
     let jobs = server.inner.all_live();
     let now = crate::now_ms();
@@ -130,18 +136,7 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
         let Some((m, stats)) = metrics else { continue };
         for n in m.snapshot() {
             let labels = [t, id, n.name.as_str()];
-            records_in.with_label_values(&labels).inc_by(n.records_in);
-            records_out.with_label_values(&labels).inc_by(n.records_out);
-            let total = (n.busy + n.backpressured).as_secs_f64();
-            if total > 0.0 {
-                backpressure
-                    .with_label_values(&labels)
-                    .set(n.backpressured.as_secs_f64() / total);
-            }
-            if let Some(wm) = n.watermark.filter(|w| *w != i64::MAX) {
-                lag.with_label_values(&labels)
-                    .set((now - wm) as f64 / 1000.0);
-            }
+            operators.record(&labels, &n, now);
             if let Some(l) = n.event_lag {
                 for (q, ms) in [("0.5", l.p50_ms), ("0.99", l.p99_ms)] {
                     event_lag
@@ -178,6 +173,37 @@ pub fn render(server: &Server) -> Result<String, prometheus::Error> {
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The per-operator families both endpoints have (their labels differ).
+struct Operators {
+    records_in: IntCounterVec,
+    records_out: IntCounterVec,
+    backpressure: GaugeVec,
+    lag: GaugeVec,
+}
+
+impl Operators {
+    /// Records operator `n`'s figures under `labels`, at `now` (ms).
+    fn record(&self, labels: &[&str], n: &weir_engine::NodeSnapshot, now: i64) {
+        self.records_in
+            .with_label_values(labels)
+            .inc_by(n.records_in);
+        self.records_out
+            .with_label_values(labels)
+            .inc_by(n.records_out);
+        let total = (n.busy + n.backpressured).as_secs_f64();
+        if total > 0.0 {
+            self.backpressure
+                .with_label_values(labels)
+                .set(n.backpressured.as_secs_f64() / total);
+        }
+        if let Some(wm) = n.watermark.filter(|w| *w != i64::MAX) {
+            self.lag
+                .with_label_values(labels)
+                .set((now - wm) as f64 / 1000.0);
+        }
+    }
 }
 
 /// The share of a job a worker runs, for its metrics.
@@ -247,25 +273,19 @@ pub fn render_parts(worker: &str, parts: &[PartMetrics]) -> Result<String, prome
         registry.register(Box::new(g.clone()))?;
     }
     registry.register(Box::new(running.clone()))?;
+    let operators = Operators {
+        records_in,
+        records_out,
+        backpressure,
+        lag,
+    };
     let now = crate::now_ms();
     for p in parts {
         running
             .with_label_values(&[p.job.as_str(), &p.attempt.to_string(), worker])
             .set(1);
         for n in p.metrics.snapshot() {
-            let labels = [p.job.as_str(), worker, n.name.as_str()];
-            records_in.with_label_values(&labels).inc_by(n.records_in);
-            records_out.with_label_values(&labels).inc_by(n.records_out);
-            let total = (n.busy + n.backpressured).as_secs_f64();
-            if total > 0.0 {
-                backpressure
-                    .with_label_values(&labels)
-                    .set(n.backpressured.as_secs_f64() / total);
-            }
-            if let Some(wm) = n.watermark.filter(|w| *w != i64::MAX) {
-                lag.with_label_values(&labels)
-                    .set((now - wm) as f64 / 1000.0);
-            }
+            operators.record(&[p.job.as_str(), worker, n.name.as_str()], &n, now);
         }
     }
     let mut out = Vec::new();

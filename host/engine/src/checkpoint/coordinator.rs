@@ -417,6 +417,20 @@ impl<T: Payload> Protocol<T> {
     }
 }
 
+/// How long a coordinator may wait for an acknowledgement: until the
+/// protocol's next tick, and at most 100 ms while savepoint requests are
+/// watched for.
+pub(crate) fn next_wait<T: Payload>(protocol: &Protocol<T>, config: &CheckpointConfig) -> Duration {
+    let wait = protocol
+        .next_tick()
+        .saturating_duration_since(Instant::now());
+    if config.savepoint_request.is_some() {
+        wait.min(Duration::from_millis(100))
+    } else {
+        wait
+    }
+}
+
 /// Whether a savepoint is asked for (through the request file), and if so
 /// whether the job stops after it.
 pub(crate) fn savepoint_requested(config: &CheckpointConfig) -> Option<bool> {
@@ -481,13 +495,7 @@ impl Coordinator {
             Instant::now(),
         );
         loop {
-            let mut wait = protocol
-                .next_tick()
-                .saturating_duration_since(Instant::now());
-            if self.config.savepoint_request.is_some() {
-                wait = wait.min(Duration::from_millis(100));
-            }
-            match self.acks.recv_timeout(wait) {
+            match self.acks.recv_timeout(next_wait(&protocol, &self.config)) {
                 Ok(ack) => {
                     let node = self.nodes.get(ack.node).map_or("?", |n| n.0.as_str());
                     let at = (ack.node, ack.subtask);

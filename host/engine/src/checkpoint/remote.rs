@@ -20,13 +20,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::{Deserialize, Serialize};
 
 use super::coordinator::{
-    Abandoned, Action, Protocol, Shared, answer_savepoint, held, savepoint_requested,
+    Abandoned, Action, Protocol, Shared, answer_savepoint, held, next_wait, savepoint_requested,
 };
 use super::{
     Ack, CheckpointConfig, CheckpointId, CheckpointStats, Written, prune, write_metadata,
@@ -274,13 +274,7 @@ impl JobCoordinator {
         );
         let mut ending = false;
         loop {
-            let mut wait = protocol
-                .next_tick()
-                .saturating_duration_since(Instant::now());
-            if self.config.savepoint_request.is_some() {
-                wait = wait.min(Duration::from_millis(100));
-            }
-            match acks.recv_timeout(wait) {
+            match acks.recv_timeout(next_wait(&protocol, &self.config)) {
                 Ok(ack) => {
                     let worker = self
                         .workers
