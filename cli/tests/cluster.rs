@@ -1237,3 +1237,87 @@ fn a_job_short_of_slots_runs_on_fewer_and_scales_back_up_when_a_worker_joins() {
         "after running on one slot and scaling back up",
     );
 }
+
+/// A worker that stops answering for a while (SIGSTOP, within its lease):
+/// the checkpoint it holds up times out after `--checkpoint-timeout`, the
+/// next ones complete once it answers again, and the job ends with the
+/// single-process rows.
+#[test]
+fn a_checkpoint_a_stalled_worker_holds_up_times_out_and_the_job_goes_on() {
+    use weir_job::nexmark::Query;
+    let etcd = EtcdServer::start();
+    let url = etcd.url.as_str();
+    let slow: Vec<Running> = ["t1", "t2"]
+        .iter()
+        .map(|id| {
+            let mut w = Running::start(&[
+                "worker",
+                "--etcd",
+                url,
+                "--id",
+                id,
+                "--slots",
+                "1",
+                "--lease-ttl",
+                "20s",
+            ]);
+            w.wait_for("joined the cluster", Duration::from_secs(30));
+            w
+        })
+        .collect();
+    let single = tempfile::tempdir().unwrap();
+    let job = nexmark_job(single.path(), Query::Q5, 2);
+    let out = weir().args(["run", &job]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = sorted_lines(&single.path().join("out.jsonl"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = nexmark_job(dir.path(), Query::Q5, 2);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("events = 100000", "events = 100000\nrate = 10000");
+    std::fs::write(&job, text).unwrap();
+    let storage = dir.path().join("checkpoints");
+    let mut run = Running::start_with(
+        &[
+            "cluster",
+            "run",
+            "--etcd",
+            url,
+            &job,
+            "--checkpoint-storage",
+            &storage.display().to_string(),
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-timeout",
+            "1s",
+        ],
+        &[("RUST_LOG", "warn,weir_engine::checkpoint=info".into())],
+    );
+    run.wait_for(
+        "checkpoint completed across 2 worker(s)",
+        Duration::from_secs(60),
+    );
+    slow[1].signal("STOP");
+    let timed_out = run.wait_for("timed out", Duration::from_secs(30));
+    slow[1].signal("CONT");
+    assert!(timed_out.contains("checkpoint abandoned"), "{timed_out}");
+    let status = run.wait(Duration::from_secs(120));
+    let output = run.drain();
+    assert!(status.success(), "{output}");
+    // Checkpoints completed again after the stall.
+    let after = output.split("timed out").nth(1).unwrap_or_default();
+    assert!(
+        after.contains("checkpoint completed across 2 worker(s)"),
+        "{output}"
+    );
+    let got = sorted_lines(&dir.path().join("out.jsonl"));
+    assert!(
+        got == want,
+        "the rows differ from a single-process run\n{output}"
+    );
+}

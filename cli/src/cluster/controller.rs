@@ -148,6 +148,7 @@ pub async fn run_job(members: &Membership, args: &RunArgs) -> anyhow::Result<Exi
         let (ids, leases): (Vec<String>, Vec<i64>) = placed.into_iter().unzip();
         let coordinator = storage.as_ref().map(|s| {
             let mut config = CheckpointConfig::new(s.clone(), args.checkpoint_interval);
+            config.timeout = args.checkpoint_timeout;
             config.savepoints = savepoint_storage.clone();
             config.savepoint_request = Some(scratch.path().join("savepoint-request"));
             // After every checkpoint in the storage and after the one

@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// Time between checkpoints.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     checkpoint_interval: Duration,
+    /// A checkpoint not complete after this long is abandoned (the next
+    /// one is triggered).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    checkpoint_timeout: Duration,
     /// Aligned or unaligned checkpoint barriers.
     #[arg(long, value_name = "MODE", default_value = "aligned", value_parser = ["aligned", "unaligned"])]
     checkpoint_mode: String,
