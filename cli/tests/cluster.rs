@@ -290,6 +290,35 @@ fn nexmark_job(
     file.display().to_string()
 }
 
+/// Nexmark q5's rows from a single-process `weir run` at `parallelism`.
+fn single_process_rows(query: weir_job::nexmark::Query, parallelism: usize) -> Vec<String> {
+    let single = tempfile::tempdir().unwrap();
+    let job = nexmark_job(single.path(), query, parallelism);
+    let out = weir().args(["run", &job]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = sorted_lines(&single.path().join("out.jsonl"));
+    assert!(!rows.is_empty());
+    rows
+}
+
+/// The Nexmark q5 job of [`nexmark_job`] paced at `rate` events/s (event
+/// times unchanged), so that a cluster run is still going when a test
+/// acts on it.
+fn paced_q5(dir: &std::path::Path, parallelism: usize, rate: u64) -> String {
+    let job = nexmark_job(dir, weir_job::nexmark::Query::Q5, parallelism);
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "events = 100000",
+        &format!("events = 100000\nrate = {rate}"),
+    );
+    assert!(text.contains("rate = "), "{text}");
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
 fn sorted_lines(path: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_to_string(path)
         .unwrap()
@@ -310,16 +339,7 @@ fn a_job_runs_over_three_worker_processes_and_gives_the_single_process_rows() {
         .map(|id| worker(url, id, "1"))
         .collect();
 
-    let single = tempfile::tempdir().unwrap();
-    let job = nexmark_job(single.path(), Query::Q5, 3);
-    let out = weir().args(["run", &job]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want = sorted_lines(&single.path().join("out.jsonl"));
-    assert!(!want.is_empty());
+    let want = single_process_rows(Query::Q5, 3);
 
     let spread = tempfile::tempdir().unwrap();
     let job = nexmark_job(spread.path(), Query::Q5, 3);
@@ -408,25 +428,11 @@ fn restarts_from_its_latest_checkpoint_when_a_worker_is_killed(
         .map(|id| worker_with(url, id, "1", env))
         .collect();
 
-    let single = tempfile::tempdir().unwrap();
-    let job = nexmark_job(single.path(), Query::Q5, 3);
-    let out = weir().args(["run", &job]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want = sorted_lines(&single.path().join("out.jsonl"));
-    assert!(!want.is_empty());
+    let want = single_process_rows(Query::Q5, 3);
 
     let dir = tempfile::tempdir().unwrap();
-    let job = nexmark_job(dir.path(), Query::Q5, 3);
     // Paced (about 5 s), so that the worker dies mid-job.
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("events = 100000", "events = 100000\nrate = 20000");
-    assert!(text.contains("rate = 20000"), "{text}");
-    std::fs::write(&job, text).unwrap();
+    let job = paced_q5(dir.path(), 3, 20000);
     let mut env = env.to_vec();
     env.push(("RUST_LOG", "warn,weir_engine::checkpoint=info".into()));
     let mut run = Running::start_with(
@@ -500,16 +506,11 @@ fn a_job_checkpointing_to_s3_restarts_from_it_when_a_worker_is_killed() {
 
 #[test]
 fn checkpoint_storage_that_refuses_writes_declines_checkpoints_and_the_job_goes_on() {
-    use weir_job::nexmark::Query;
     let etcd = EtcdServer::start();
     let url = etcd.url.as_str();
     let _workers: Vec<Running> = ["s1", "s2"].iter().map(|id| worker(url, id, "1")).collect();
     let dir = tempfile::tempdir().unwrap();
-    let job = nexmark_job(dir.path(), Query::Q5, 2);
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("events = 100000", "events = 100000\nrate = 50000");
-    std::fs::write(&job, text).unwrap();
+    let job = paced_q5(dir.path(), 2, 50000);
     // Where each checkpoint's directory would go stands a file: every
     // write under it fails.
     let storage = dir.path().join("checkpoints");
@@ -920,6 +921,25 @@ fn a_job_rescales_onto_an_added_worker_from_a_savepoint_exactly_once() {
     }
     // A worker joins; the job does not move until asked.
     let _r3 = worker(url, "r3", "1");
+    // More than the cluster could ever place: refused, the job runs on.
+    let out = weir()
+        .args([
+            "cluster",
+            "rescale",
+            "--etcd",
+            url,
+            "rescaled",
+            "--parallelism",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("parallelism 9 needs 9 slot(s) and the cluster has 3 in all"),
+        "{err}"
+    );
     let out = weir()
         .args([
             "cluster",
@@ -989,22 +1009,10 @@ fn a_checkpointing_job_rides_out_etcd_going_away_and_coming_back() {
     let etcd = EtcdServer::start();
     let url = etcd.url.as_str();
     let _workers: Vec<Running> = ["e1", "e2"].iter().map(|id| worker(url, id, "1")).collect();
-    let single = tempfile::tempdir().unwrap();
-    let job = nexmark_job(single.path(), Query::Q5, 2);
-    let out = weir().args(["run", &job]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want = sorted_lines(&single.path().join("out.jsonl"));
+    let want = single_process_rows(Query::Q5, 2);
 
     let dir = tempfile::tempdir().unwrap();
-    let job = nexmark_job(dir.path(), Query::Q5, 2);
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("events = 100000", "events = 100000\nrate = 10000");
-    std::fs::write(&job, text).unwrap();
+    let job = paced_q5(dir.path(), 2, 10000);
     let storage = dir.path().join("checkpoints");
     let mut run = Running::start_with(
         &[
@@ -1265,22 +1273,10 @@ fn a_checkpoint_a_stalled_worker_holds_up_times_out_and_the_job_goes_on() {
             w
         })
         .collect();
-    let single = tempfile::tempdir().unwrap();
-    let job = nexmark_job(single.path(), Query::Q5, 2);
-    let out = weir().args(["run", &job]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want = sorted_lines(&single.path().join("out.jsonl"));
+    let want = single_process_rows(Query::Q5, 2);
 
     let dir = tempfile::tempdir().unwrap();
-    let job = nexmark_job(dir.path(), Query::Q5, 2);
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("events = 100000", "events = 100000\nrate = 10000");
-    std::fs::write(&job, text).unwrap();
+    let job = paced_q5(dir.path(), 2, 10000);
     let storage = dir.path().join("checkpoints");
     let mut run = Running::start_with(
         &[

@@ -595,8 +595,25 @@ async fn supervise(
             ));
         }
         while let Ok(Request::Rescale { parallelism, id }) = requests.try_recv() {
+            // Refused before the job stops, if it could never run so: a job
+            // stopped at a savepoint for a parallelism the cluster cannot
+            // place would wait for slots for ever.
+            let slots: u32 = members
+                .workers()
+                .await
+                .map(|w| w.iter().filter(|w| w.compatible()).map(|w| w.slots).sum())
+                .unwrap_or(0);
+            let keys = job.flow.max_parallelism as usize;
             let refused = match (&rescaling, &coordinating, &request_file) {
                 _ if parallelism == 0 => Some("the parallelism must be at least 1".to_string()),
+                _ if parallelism > keys => Some(format!(
+                    "job `{name}` has {keys} key groups (its max parallelism): it cannot run \
+                     {parallelism} subtasks of a keyed operator"
+                )),
+                _ if parallelism > slots as usize => Some(format!(
+                    "parallelism {parallelism} needs {parallelism} slot(s) and the cluster has \
+                     {slots} in all; job `{name}` goes on as it is"
+                )),
                 (Some(_), _, _) => Some(format!("job `{name}` is being rescaled already")),
                 (None, Some(_), Some(file)) => {
                     let target = Target::Parallelism { id, parallelism };

@@ -276,11 +276,11 @@ impl JobCoordinator {
         loop {
             match acks.recv_timeout(next_wait(&protocol, &self.config)) {
                 Ok(ack) => {
-                    let worker = self
-                        .workers
-                        .get(ack.part)
-                        .cloned()
-                        .unwrap_or_else(|| format!("part {}", ack.part));
+                    // Only the job's parts count towards completion.
+                    let Some(worker) = self.workers.get(ack.part).cloned() else {
+                        tracing::warn!(job = %self.job, part = ack.part, "ignored an acknowledgement from a part the job does not have");
+                        continue;
+                    };
                     let action = match ack.answer {
                         PartAnswer::Written(w) => protocol.on_ack(
                             ack.id,
